@@ -1,0 +1,42 @@
+"""`cigocc`: the command-line entry point. Each sub-command lives in the module that does its
+job; this file only maps names to modules so `cigocc --help` stays fast (no torch import).
+
+A module listed here provides `add_arguments(parser)` and `run(args) -> int`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    # name: (module, one-line help)
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cigocc", description="CIGOcc semantic occupancy tools")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # Only import the module of the command being run (torch, rclpy...); --help imports all.
+    if argv and argv[0] in COMMANDS and not any(a in ("-h", "--help") for a in argv[:1]):
+        module_name, help_text = COMMANDS[argv[0]]
+        module = importlib.import_module(module_name)
+        p = argparse.ArgumentParser(prog=f"cigocc {argv[0]}", description=help_text)
+        module.add_arguments(p)
+        args = p.parse_args(argv[1:])
+        return int(module.run(args) or 0)
+    args = build_parser().parse_args(argv)
+    return int(importlib.import_module(args._module).run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

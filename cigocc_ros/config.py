@@ -1,0 +1,309 @@
+"""Typed configuration: the single source of truth for the model, data, training and the node.
+
+`config/lite.yaml` and `config/full.yaml` hold an `ExperimentConfig` (grid, model, loss, data,
+train); `config/cigocc.yaml` holds the node's ROS parameters (`NodeConfig`) under
+`/**: ros__parameters:`. Every checkpoint stores the `ExperimentConfig` it was trained with,
+and the node builds its model from the checkpoint's copy, so the three cannot drift apart.
+
+Loading is strict: an unknown key, a missing section or a value of the wrong type raises a
+`ConfigError` naming the key and the file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that does not match the dataclasses below."""
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------
+@dataclass
+class GridConfig:
+    """The voxel grid, in the velodyne frame (x forward, y left, z up), array order (X, Y, Z).
+
+    `origin` is the outer corner of voxel (0, 0, 0). SemanticKITTI: 256x256x32 voxels of 0.2 m
+    over x in [0, 51.2], y in [-25.6, 25.6], z in [-2, 4.4] (see docs/conventions.md for the
+    z offset the official voxel files use).
+    """
+
+    size: tuple[int, int, int] = (256, 256, 32)
+    voxel_size: float = 0.2
+    origin: tuple[float, float, float] = (0.0, -25.6, -2.0)
+    frame_id: str = "velodyne"
+
+
+@dataclass
+class ModelConfig:
+    """The CIGOcc network (docs/architecture.md explains each choice)."""
+
+    # Input image (H, W) fed to the network; frames are bottom-cropped / padded to it.
+    image_size: tuple[int, int] = (370, 1220)
+    # timm backbone with features_only; `pretrained_path` is a local weights file or "".
+    backbone: str = "efficientnet_b0"
+    backbone_out_indices: tuple[int, ...] = (1, 2, 3, 4)
+    pretrained_path: str = ""
+    # FPN neck: every level projected to `embed_dims` channels; the fusion level is 1/`feat_stride`.
+    embed_dims: int = 64
+    feat_stride: int = 8
+    num_classes: int = 20
+    # Depth branch: discrete bins over [depth_min, depth_max) metres.
+    depth_min: float = 2.0
+    depth_max: float = 58.0
+    depth_bins: int = 112
+    # The coarse voxel volume of stage 1 is the grid downsampled by this factor.
+    coarse_downsample: int = 2
+    unet_channels: int = 32
+    # Stage 2 deformable attention.
+    cross_attn_layers: int = 3
+    cross_attn_heads: int = 8
+    cross_attn_points: int = 8
+    self_attn_layers: int = 2
+    self_attn_heads: int = 8
+    self_attn_points: int = 8
+    # Ablation switches (docs/ablation.md).
+    use_segmentation: bool = True
+    use_depth: bool = True
+
+
+@dataclass
+class LossConfig:
+    """Weights of each loss term; 0 disables a term."""
+
+    ssc_ce: float = 1.0
+    ssc_aux: float = 0.5
+    sem_scal: float = 1.0
+    geo_scal: float = 1.0
+    distill_bce: float = 1.0
+    depth: float = 1.0
+
+
+@dataclass
+class DataConfig:
+    """Where samples come from and how they are augmented."""
+
+    root: str = ""  # a folder holding sequences/XX/ in the SemanticKITTI layout
+    train_sequences: tuple[str, ...] = ("00", "01", "02", "03", "04", "05", "06", "07", "09", "10")
+    val_sequences: tuple[str, ...] = ("08",)
+    test_sequences: tuple[str, ...] = tuple(f"{i:02d}" for i in range(11, 22))
+    stereo: bool = False
+    teacher_masks: str = "teacher_masks"  # sub-folder of each sequence written by make-masks
+    flip_prob: float = 0.5
+    color_jitter: float = 0.2
+    num_workers: int = 2
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation."""
+
+    steps: int = 25000
+    batch_size: int = 1
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    schedule: str = "onecycle"  # onecycle | cosine
+    warmup_pct: float = 0.05
+    grad_clip: float = 35.0
+    amp: str = "bf16"  # bf16 | fp16 | none; used on CUDA only (CPU trains in fp32)
+    val_every: int = 1000
+    ckpt_every: int = 1000
+    log_every: int = 20
+    seed: int = 0
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything needed to rebuild a model and reproduce its training."""
+
+    name: str = "lite"
+    grid: GridConfig = field(default_factory=GridConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class NodeConfig:
+    """ROS parameters of `cigocc_node` (defaults in config/cigocc.yaml; declared from this class)."""
+
+    weights: str = ""  # a checkpoint (.safetensors); "" = the shipped weights
+    device: str = "auto"  # auto | cuda | cpu
+    stereo: bool = False
+    sync_slop: float = 0.02  # seconds between left and right stamps to pair them
+    queue_size: int = 1  # frames waiting for the worker; older ones are dropped and counted
+    grid_frame: str = ""  # frame of the output grid; "" = the checkpoint's grid.frame_id
+    # Transform camera(optical) <- grid frame used when TF has none: row-major 4x4.
+    camera_from_grid: tuple[float, ...] = ()
+    use_tf: bool = True
+    publish_markers: bool = True
+    publish_occupancy: bool = True
+    publish_cloud: bool = True
+    publish_confidence: bool = True
+    marker_max_rate: float = 2.0  # Hz cap for the RViz markers (rviz slows on big CUBE_LISTs)
+    marker_max_range: float = 51.2  # metres from the grid origin's x axis
+    marker_decimation: int = 1
+    diagnostics_period: float = 1.0
+    input_stall_timeout: float = 2.0
+
+
+# --------------------------------------------------------------------------------------------
+# Loading, overriding, comparing
+# --------------------------------------------------------------------------------------------
+def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
+    """Convert a YAML value into the field type `tp`, or raise ConfigError naming `key`."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: '{key}' must be a mapping, got {type(value).__name__}")
+        return _from_dict(tp, value, where, prefix=f"{key}.")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: '{key}' must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], key, where) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"{where}: '{key}' must have {len(args)} items, got {len(value)}")
+        return tuple(_coerce(v, a, key, where) for v, a in zip(value, args))
+    if origin in (typing.Union, types.UnionType):
+        raise ConfigError(f"{where}: unsupported union type for '{key}'")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: '{key}' must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: '{key}' must be an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: '{key}' must be a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # YAML reads 08 or 1e-3 as numbers; strings were meant
+        raise ConfigError(f"{where}: '{key}' must be a string, got {value!r}")
+    raise ConfigError(f"{where}: unsupported type {tp!r} for '{key}'")
+
+
+def _from_dict(cls: type, data: dict, where: str, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(prefix + k for k in unknown)} "
+            f"(known: {', '.join(sorted(names))})"
+        )
+    kwargs = {k: _coerce(v, hints[k], prefix + k, where) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def from_dict(cls: type, data: dict, where: str = "<dict>") -> Any:
+    """Build dataclass `cls` from a nested dict; missing keys keep their defaults."""
+    return _from_dict(cls, data or {}, where)
+
+
+def to_dict(cfg: Any) -> dict:
+    """Nested plain dict (lists for tuples) of a config dataclass, YAML/JSON serialisable."""
+
+    def conv(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, tuple):
+            return [conv(x) for x in v]
+        return v
+
+    return conv(cfg)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'train.lr=1e-3' -> (['train', 'lr'], 0.001); the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like section.key=value")
+    key, raw = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw)
+
+
+def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> dict:
+    for ov in overrides:
+        path, value = parse_override(ov)
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{ov}': '{part}' is not a section")
+        node[path[-1]] = value
+    return data
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """'lite' -> config/lite.yaml; anything else is a path."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return p
+    return CONFIG_DIR / f"{name_or_path}.yaml"
+
+
+def load_experiment(name_or_path: str | Path = "lite", overrides: tuple[str, ...] | list[str] = ()) -> ExperimentConfig:
+    """Load config/<name>.yaml (or a path) with dotted `overrides` applied."""
+    path = resolve_config_path(name_or_path)
+    data = apply_overrides(_read_yaml(path), list(overrides))
+    return from_dict(ExperimentConfig, data, str(path))
+
+
+def load_node_config(path: str | Path | None = None, overrides: dict | None = None) -> NodeConfig:
+    """Load the node's parameters from a ROS parameter file (`/**: ros__parameters:`)."""
+    path = Path(path) if path else CONFIG_DIR / "cigocc.yaml"
+    data = _read_yaml(path)
+    params: dict = {}
+    for node_name, section in data.items():
+        if not isinstance(section, dict) or "ros__parameters" not in section:
+            raise ConfigError(f"{path}: '{node_name}' has no ros__parameters")
+        params.update(section["ros__parameters"] or {})
+    params.update(overrides or {})
+    return from_dict(NodeConfig, params, str(path))
+
+
+def diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Human-readable differences between two config dataclasses ('model.embed_dims: 64 != 128')."""
+    da, db = to_dict(a), to_dict(b)
+    out: list[str] = []
+
+    def walk(x: Any, y: Any, key: str) -> None:
+        if isinstance(x, dict) and isinstance(y, dict):
+            for k in sorted(set(x) | set(y)):
+                walk(x.get(k), y.get(k), f"{key}.{k}" if key else k)
+        elif x != y:
+            out.append(f"{key}: {x!r} != {y!r}")
+
+    walk(da, db, prefix)
+    return out

@@ -1,0 +1,1 @@
+"""The CIGOcc network (pure PyTorch, importable without ROS)."""

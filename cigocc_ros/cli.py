@@ -11,6 +11,9 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module, one-line help)
+    "kitti-to-bag": ("cigocc_ros.bag.kitti_to_bag", "convert a KITTI / SemanticKITTI sequence folder to a rosbag2 bag"),
+    "bag-play": ("cigocc_ros.bag.play", "replay a rosbag2 bag into a live ROS 2 graph (rate or paced, /clock)"),
+    "bag-eval": ("cigocc_ros.bag.evaluate", "replay a bag through the node and score its occupancy output"),
 }
 
 

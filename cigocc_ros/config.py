@@ -75,6 +75,20 @@ class ModelConfig:
     # Ablation switches (docs/ablation.md).
     use_segmentation: bool = True
     use_depth: bool = True
+    # Segmentation branch width (features fused into the lift with the class probabilities).
+    seg_channels: int = 32
+    # Weight of an external metric depth map's soft one-hot in the lift distribution where it
+    # has a value (1 - this weight stays on the predicted distribution).
+    external_depth_weight: float = 0.5
+    # 3D UNet block: "dense" (3x3x3 convs) or "separable" (depthwise 3x3x3 + pointwise, for CPU).
+    unet_block: str = "dense"
+    # Stage 2 attends at most this many proposed voxels per sample (top scores; fixed shapes).
+    max_queries: int = 16384
+    # A coarse voxel is proposed when its lifted depth mass (or stage-1 occupancy without the
+    # depth branch) exceeds this value.
+    proposal_threshold: float = 0.1
+    # Hidden width of the feed-forward block after each attention layer, in units of unet_channels.
+    ffn_ratio: int = 2
 
 
 @dataclass
@@ -176,7 +190,7 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
             return tuple(_coerce(v, args[0], key, where) for v in value)
         if len(value) != len(args):
             raise ConfigError(f"{where}: '{key}' must have {len(args)} items, got {len(value)}")
-        return tuple(_coerce(v, a, key, where) for v, a in zip(value, args))
+        return tuple(_coerce(v, a, key, where) for v, a in zip(value, args, strict=True))
     if origin in (typing.Union, types.UnionType):
         raise ConfigError(f"{where}: unsupported union type for '{key}'")
     if tp is bool:

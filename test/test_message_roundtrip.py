@@ -7,10 +7,9 @@ import time
 
 import numpy as np
 import rclpy
+from cigocc_msgs.msg import SemanticOccupancy
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
 from std_msgs.msg import ColorRGBA
-
-from cigocc_msgs.msg import SemanticOccupancy
 
 LISTENER = r"""
 import sys, numpy as np, rclpy

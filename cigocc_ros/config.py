@@ -34,8 +34,9 @@ class GridConfig:
     """The voxel grid, in the velodyne frame (x forward, y left, z up), array order (X, Y, Z).
 
     `origin` is the outer corner of voxel (0, 0, 0). SemanticKITTI: 256x256x32 voxels of 0.2 m
-    over x in [0, 51.2], y in [-25.6, 25.6], z in [-2, 4.4] (see docs/conventions.md for the
-    z offset the official voxel files use).
+    over x in [0, 51.2], y in [-25.6, 25.6], z in [-2, 4.4]: the voxelizer's extents and the
+    current (post 2020-08) release of the voxel files. Files released before that sit one
+    voxel higher (origin z -2.2, a writer off-by-one): docs/conventions.md.
     """
 
     size: tuple[int, int, int] = (256, 256, 32)
@@ -111,7 +112,9 @@ class DataConfig:
     train_sequences: tuple[str, ...] = ("00", "01", "02", "03", "04", "05", "06", "07", "09", "10")
     val_sequences: tuple[str, ...] = ("08",)
     test_sequences: tuple[str, ...] = tuple(f"{i:02d}" for i in range(11, 22))
-    stereo: bool = False
+    stereo: bool = False  # add "depth" from StereoSGBM on image_2/image_3 (cigocc_ros/stereo.py)
+    camera: str = "left"  # input colour camera: left (image_2, P2) | right (image_3, P3)
+    depth_targets: bool = True  # LiDAR depth targets when velodyne/NNNNNN.bin exists
     teacher_masks: str = "teacher_masks"  # sub-folder of each sequence written by make-masks
     flip_prob: float = 0.5
     color_jitter: float = 0.2

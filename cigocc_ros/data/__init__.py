@@ -1,0 +1,1 @@
+"""SemanticKITTI file formats, the torch Dataset and the synthetic data generator (no ROS)."""

@@ -70,7 +70,8 @@ def frame_name(frame: int | str) -> str:
 # calib.txt, poses.txt, times.txt
 # --------------------------------------------------------------------------------------------
 def read_calib(path: PathLike, required: tuple[str, ...] = CALIB_KEYS) -> dict[str, np.ndarray]:
-    """Read a KITTI odometry `calib.txt` -> {'P0'..'P3': (3, 4), 'Tr': (4, 4)} float64.
+    """Read a KITTI odometry `calib.txt` -> {'P0'..'P3', 'Tr': (3, 4) float64}, as stored
+    (the shapes `geometry.camera_from_calib` takes; Tr maps velodyne -> rectified cam0).
 
     Lines are `KEY: 12 numbers`. Raises DataFormatError naming the file for a missing key in
     `required` or a line that is not 12 numbers.
@@ -91,10 +92,7 @@ def read_calib(path: PathLike, required: tuple[str, ...] = CALIB_KEYS) -> dict[s
             raise DataFormatError(f"{path}:{lineno}: '{key.strip()}' has non-numeric values") from None
         if nums.size != 12:
             raise DataFormatError(f"{path}:{lineno}: '{key.strip()}' has {nums.size} values, expected 12")
-        mat = nums.reshape(3, 4)
-        if key.strip() == "Tr":
-            mat = np.vstack([mat, [0.0, 0.0, 0.0, 1.0]])
-        out[key.strip()] = mat
+        out[key.strip()] = nums.reshape(3, 4)
     missing = [k for k in required if k not in out]
     if missing:
         raise DataFormatError(f"{path}: missing calibration key(s) {', '.join(missing)}")

@@ -1,0 +1,221 @@
+"""The torch Dataset over SemanticKITTI-layout folders, yielding the data contract's samples.
+
+One sample is one frame `root/sequences/XX/…/NNNNNN` (docs/data.md): the input colour image
+bottom-cropped / padded to `model.image_size`, its K and T_cam_grid, the SSC targets at full
+and 1:2 resolution, LiDAR depth targets, teacher masks and stereo depth when available.
+Training augmentation (horizontal flip, colour jitter) keeps image, calibration and targets
+consistent. `collate` batches samples whose optional keys differ.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..classes import IGNORE_LABEL
+from ..config import ConfigError, ExperimentConfig
+from ..geometry import camera_from_calib, crop_or_pad, flip_horizontal, project, stereo_baseline
+from ..stereo import StereoDepth
+from . import semantic_kitti as sk
+
+SPLITS = ("train", "val", "test")
+# Values a batch gets for an optional key that some of its samples lack ("no value").
+COLLATE_FILL = {"depth_target": 0.0, "depth": 0.0, "teacher": IGNORE_LABEL,
+                "target": IGNORE_LABEL, "target_2": IGNORE_LABEL}
+
+
+def lidar_depth_map(points: np.ndarray, K: np.ndarray, T_cam_grid: np.ndarray,
+                    size: tuple[int, int]) -> np.ndarray:
+    """Sparse depth image from LiDAR points.
+
+    points: (N, >=3) in the grid (velodyne) frame; K (3, 3) and T_cam_grid (4, 4) of an image
+    of `size` (H, W). Returns (H, W) float32 camera-frame depth z in metres of the nearest
+    point falling in each pixel (rounded to the nearest pixel centre), 0 where none.
+    """
+    H, W = size
+    uv, z = project(np.asarray(points)[:, :3], K, T_cam_grid)
+    ok = z > 0
+    px = np.floor(uv[ok] + 0.5).astype(np.int64)
+    z = z[ok]
+    inside = (px[:, 0] >= 0) & (px[:, 0] < W) & (px[:, 1] >= 0) & (px[:, 1] < H)
+    px, z = px[inside], z[inside]
+    flat = px[:, 1] * W + px[:, 0]
+    order = np.argsort(z, kind="stable")
+    # After sorting by depth the first occurrence of each pixel is its nearest point.
+    pix, first = np.unique(flat[order], return_index=True)
+    depth = np.zeros(H * W, dtype=np.float32)
+    depth[pix] = z[order][first]
+    return depth.reshape(H, W)
+
+
+def color_jitter(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Random brightness, contrast and saturation factors in [1 - s, 1 + s] on an (H, W, 3)
+    float32 RGB image in [0, 1]; returns a new image clipped to [0, 1]."""
+    if strength <= 0:
+        return image
+    b, c, s = rng.uniform(1 - strength, 1 + strength, size=3)
+    img = image * b
+    img = (img - img.mean()) * c + img.mean()
+    gray = img @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    img = (img - gray[..., None]) * s + gray[..., None]
+    return np.clip(img, 0.0, 1.0).astype(np.float32)
+
+
+class SemanticKittiDataset(Dataset):
+    """Frames of `cfg.data.root` for `split` ('train' | 'val' | 'test').
+
+    Samples: for train/val the frames with `voxels/NNNNNN.label`; for test the frames with
+    `voxels/NNNNNN.invalid` (the hidden test set's files) and an image, or every image when
+    a sequence has no voxel files. Sequences of the split that are not on disk are skipped
+    (listed in `missing_sequences`); a split with no frame at all is an error.
+    Items are dicts of tensors (data contract, without the batch dimension):
+    img (3, H, W), K (3, 3), T_cam_grid (4, 4), index (); when available target (X, Y, Z) and
+    target_2 (X/2, Y/2, Z/2) int64, depth_target (H, W) float32, teacher (H, W) int64,
+    depth (1, H, W) float32.
+    """
+
+    def __init__(self, cfg: ExperimentConfig, split: str = "train", augment: bool | None = None,
+                 root: str | Path | None = None):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        self.cfg = cfg
+        self.split = split
+        self.augment = (split == "train") if augment is None else augment
+        self.root = Path(root or cfg.data.root)
+        if not str(root or cfg.data.root):
+            raise ConfigError("data.root is empty: set it to a folder holding sequences/XX/")
+        if cfg.data.camera not in ("left", "right"):
+            raise ConfigError(f"data.camera must be 'left' or 'right', got {cfg.data.camera!r}")
+        if cfg.data.stereo and cfg.data.camera != "left":
+            raise ConfigError("data.stereo computes depth for the left camera: set data.camera: left")
+        g = cfg.grid
+        if self.augment and cfg.data.flip_prob > 0 and not np.isclose(
+                g.origin[1], -0.5 * g.size[1] * g.voxel_size):
+            raise ConfigError("data.flip_prob > 0 mirrors the grid's y axis: grid.origin y must be "
+                              f"-size_y * voxel_size / 2, got {g.origin[1]}")
+        self.camera_index = 2 if cfg.data.camera == "left" else 3
+        sequences = {"train": cfg.data.train_sequences, "val": cfg.data.val_sequences,
+                     "test": cfg.data.test_sequences}[split]
+        self.missing_sequences: list[str] = []
+        self.samples: list[tuple[str, str]] = []
+        self._calib: dict[str, dict[str, np.ndarray]] = {}
+        for seq in sequences:
+            paths = sk.SequencePaths(self.root, seq)
+            if not paths.dir.is_dir():
+                self.missing_sequences.append(seq)
+                continue
+            frames = self._frames(paths)
+            self._calib[seq] = sk.read_calib(paths.calib)
+            self.samples += [(seq, f) for f in frames]
+        if not self.samples:
+            raise FileNotFoundError(
+                f"no {split} frames under {self.root}/sequences/ (looked for {', '.join(sequences)})")
+        self._stereo: dict[str, StereoDepth] = {}
+
+    def _frames(self, paths: sk.SequencePaths) -> list[str]:
+        labelled = paths.frames("voxels", ".label")
+        if self.split != "test":
+            if not labelled:
+                raise sk.DataFormatError(f"{paths.dir / 'voxels'}: no NNNNNN.label voxel targets "
+                                         f"for the {self.split} split")
+            return labelled
+        images = paths.frames(f"image_{self.camera_index}", ".png")
+        with_voxels = set(paths.frames("voxels", ".invalid"))
+        return [f for f in images if f in with_voxels] if with_voxels else images
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def frame_info(self, index: int) -> tuple[str, str]:
+        """(sequence, 6-digit frame) of sample `index`."""
+        return self.samples[index]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        seq, frame = self.samples[index]
+        paths = sk.SequencePaths(self.root, seq)
+        calib = self._calib[seq]
+        data, grid = self.cfg.data, self.cfg.grid
+        out_size = tuple(self.cfg.model.image_size)
+
+        image = sk.read_image(paths.image(frame, self.camera_index))
+        H, W = image.shape[:2]
+        cam = camera_from_calib(calib[f"P{self.camera_index}"], calib["Tr"], (H, W))
+        img, K = crop_or_pad(image, cam.K, out_size)
+        T = cam.T_cam_grid
+        in_image = crop_or_pad(np.ones((H, W), dtype=bool), cam.K, out_size)[0]
+        arrays: dict[str, np.ndarray] = {}
+
+        stem = paths.voxel_stem(frame)
+        if Path(f"{stem}.label").is_file():
+            vox = sk.read_voxels(stem, tuple(grid.size))
+            target = sk.remap_labels(vox.labels, vox.invalid)
+            arrays["target"] = target
+            arrays["target_2"] = sk.downsample_labels(target, 2)
+        scan_path = paths.scan(frame)
+        if data.depth_targets and scan_path.is_file():
+            arrays["depth_target"] = lidar_depth_map(sk.read_scan(scan_path), K, T, out_size)
+        mask_path = paths.teacher_mask(frame, data.teacher_masks)
+        if mask_path.is_file():
+            mask = sk.read_teacher_mask(mask_path)
+            if mask.shape != (H, W):
+                raise sk.DataFormatError(f"{mask_path}: teacher mask is {mask.shape}, image is {(H, W)}")
+            teacher = crop_or_pad(mask, cam.K, out_size)[0]
+            teacher[~in_image] = IGNORE_LABEL
+            arrays["teacher"] = teacher
+        if data.stereo:
+            right = sk.read_image(paths.image(frame, 3))
+            arrays["depth"] = crop_or_pad(self._stereo_for(seq, cam.K[0, 0])(image, right), cam.K, out_size)[0]
+
+        rgb = img.astype(np.float32) / 255.0
+        if self.augment:
+            rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,)).item()))
+            if rng.random() < data.flip_prob:
+                rgb, K, F = flip_horizontal(rgb, K)
+                T = F @ T @ np.diag([1.0, -1.0, 1.0, 1.0])  # mirror the grid's y with the image
+                for key in ("target", "target_2"):
+                    if key in arrays:
+                        arrays[key] = arrays[key][:, ::-1]
+                for key in ("depth_target", "teacher", "depth"):
+                    if key in arrays:
+                        arrays[key] = arrays[key][:, ::-1]
+            rgb = color_jitter(rgb, data.color_jitter, rng)
+
+        item = {
+            "img": torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))),
+            "K": torch.from_numpy(K.astype(np.float32)),
+            "T_cam_grid": torch.from_numpy(T.astype(np.float32)),
+            "index": torch.tensor(index, dtype=torch.int64),
+        }
+        for key in ("target", "target_2", "teacher"):
+            if key in arrays:
+                item[key] = torch.from_numpy(np.ascontiguousarray(arrays[key]).astype(np.int64))
+        if "depth_target" in arrays:
+            item["depth_target"] = torch.from_numpy(np.ascontiguousarray(arrays["depth_target"]))
+        if "depth" in arrays:
+            item["depth"] = torch.from_numpy(np.ascontiguousarray(arrays["depth"], dtype=np.float32))[None]
+        return item
+
+    def _stereo_for(self, seq: str, fx: float) -> StereoDepth:
+        if seq not in self._stereo:
+            calib = self._calib[seq]
+            self._stereo[seq] = StereoDepth(fx, stereo_baseline(calib["P2"], calib["P3"]))
+        return self._stereo[seq]
+
+
+def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack samples into a batch (B, ...). An optional key (COLLATE_FILL) missing from some
+    samples is filled with its "no value" (0 depth, 255 labels); any other key must be in all."""
+    keys = set().union(*(it.keys() for it in items))
+    batch: dict[str, torch.Tensor] = {}
+    for key in sorted(keys):
+        present = [it[key] for it in items if key in it]
+        if len(present) < len(items):
+            if key not in COLLATE_FILL:
+                raise KeyError(f"collate: '{key}' is missing from {len(items) - len(present)} of "
+                               f"{len(items)} samples")
+            like = present[0]
+            present = [it[key] if key in it else torch.full_like(like, COLLATE_FILL[key]) for it in items]
+        batch[key] = torch.stack(present)
+    return batch

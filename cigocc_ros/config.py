@@ -153,12 +153,14 @@ class ExperimentConfig:
 
 @dataclass
 class NodeConfig:
-    """ROS parameters of `cigocc_node` (defaults in config/cigocc.yaml; declared from this class)."""
+    """ROS parameters of `cigocc_node` (config/cigocc.yaml mirrors these defaults; each one is
+    declared with a descriptor in cigocc_ros/ros/params.py, docs/node.md explains them)."""
 
-    weights: str = ""  # a checkpoint (.safetensors); "" = the shipped weights
+    weights: str = ""  # a checkpoint (.safetensors); "" = the shipped weights in share/cigocc_ros/weights
     device: str = "auto"  # auto | cuda | cpu
     stereo: bool = False
     sync_slop: float = 0.02  # seconds between left and right stamps to pair them
+    sync_queue_size: int = 10  # messages per stream kept while waiting for partners
     queue_size: int = 1  # frames waiting for the worker; older ones are dropped and counted
     grid_frame: str = ""  # frame of the output grid; "" = the checkpoint's grid.frame_id
     # Transform camera(optical) <- grid frame used when TF has none: row-major 4x4.
@@ -169,10 +171,15 @@ class NodeConfig:
     publish_cloud: bool = True
     publish_confidence: bool = True
     marker_max_rate: float = 2.0  # Hz cap for the RViz markers (rviz slows on big CUBE_LISTs)
-    marker_max_range: float = 51.2  # metres from the grid origin's x axis
+    marker_max_range: float = 51.2  # metres, horizontal distance from the grid frame's origin
     marker_decimation: int = 1
+    # Stereo matching (StereoSGBM) for the external depth map in stereo mode.
+    stereo_num_disparities: int = 128
+    stereo_block_size: int = 5
     diagnostics_period: float = 1.0
-    input_stall_timeout: float = 2.0
+    input_stall_timeout: float = 2.0  # seconds without a paired frame -> WARN
+    max_latency: float = 2.0  # seconds; latency p95 (image stamp -> outputs) above it -> WARN
+    log_throttle: float = 5.0  # seconds between repeats of one kind of bad-input warning
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,84 @@
+"""Checks and conversions that turn a paired set of camera messages into Predictor inputs.
+
+Every problem raises `FrameError` with a text that names the topic field at fault; the node
+logs it (throttled per kind), skips the frame and goes on. Intrinsics always come from
+camera_info: the rectified projection P (K' = P[:, :3]) when it is set, else K. The pose of the
+camera comes from TF or the `camera_from_grid` parameter, never from P: by ROS convention the
+left camera's P has no translation and the right camera's P[0, 3] = -fx' * baseline.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .image_conversion import ImageConversionError, image_to_rgb
+
+
+class FrameError(ValueError):
+    """A frame that cannot be used; `kind` groups messages for log throttling."""
+
+    def __init__(self, kind: str, text: str) -> None:
+        super().__init__(text)
+        self.kind = kind
+
+
+def projection(info) -> np.ndarray:
+    """(3, 4) float64 rectified projection of a CameraInfo (P, or [K | 0] when P is all zero)."""
+    P = np.asarray(info.p, dtype=np.float64).reshape(3, 4)
+    if not np.any(P):
+        P = np.zeros((3, 4))
+        P[:, :3] = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+    return P
+
+
+def intrinsics(info, topic: str) -> np.ndarray:
+    """(3, 3) float64 K of the (rectified) image from a CameraInfo, checked."""
+    P = projection(info)
+    if not np.all(np.isfinite(P)):
+        raise FrameError("camera_info_nan", f"{topic}: camera_info P/K holds NaN or inf: {P[:, :3].ravel().tolist()}")
+    K = P[:, :3].copy()
+    if K[0, 0] <= 0 or K[1, 1] <= 0 or K[2, 2] != 1.0:
+        raise FrameError(
+            "camera_info_invalid",
+            f"{topic}: camera_info has no usable intrinsics (fx={K[0, 0]}, fy={K[1, 1]}, K[2,2]={K[2, 2]})",
+        )
+    return K
+
+
+def check_size(image, info, image_topic: str, info_topic: str) -> None:
+    """Raise FrameError when the image size differs from camera_info's width/height."""
+    if int(info.width) == 0 or int(info.height) == 0:
+        raise FrameError("camera_info_size", f"{info_topic}: camera_info has no image size (width/height 0)")
+    if (int(image.width), int(image.height)) != (int(info.width), int(info.height)):
+        raise FrameError(
+            "size_mismatch",
+            f"{image_topic}: image is {image.width}x{image.height} but {info_topic} says "
+            f"{info.width}x{info.height}",
+        )
+
+
+def to_rgb(image, topic: str) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an Image message, FrameError on an unusable encoding/buffer."""
+    try:
+        return image_to_rgb(image)
+    except ImageConversionError as e:
+        raise FrameError("image_encoding", f"{topic}: {e}") from None
+
+
+def baseline(left_info, right_info, topic: str) -> float:
+    """Stereo baseline (m) from the right camera's P[0, 3] = -fx' * B (ROS convention)."""
+    Pl, Pr = projection(left_info), projection(right_info)
+    b = (Pl[0, 3] - Pr[0, 3]) / Pr[0, 0]
+    if not np.isfinite(b) or b <= 0:
+        raise FrameError(
+            "stereo_baseline",
+            f"{topic}: right camera_info P[0,3]={Pr[0, 3]} gives no positive baseline "
+            "(expected P[0,3] = -fx * baseline)",
+        )
+    return float(b)
+
+
+def matrix_from_parameter(values) -> np.ndarray | None:
+    """Row-major 16 numbers -> (4, 4) float64, or None when the parameter is empty."""
+    if not values:
+        return None
+    return np.asarray(values, dtype=np.float64).reshape(4, 4)

@@ -1,0 +1,358 @@
+"""`cigocc_node`: camera topics in, semantic occupancy out (docs/node.md).
+
+Subscriptions (relative names, remap them): `left/image`, `left/camera_info` and in stereo mode
+`right/image`, `right/camera_info` (best effort, keep last 2), paired by approximate time.
+Publications: `~/occupancy` (cigocc_msgs/SemanticOccupancy, grid frame), `~/cloud`
+(sensor_msgs/PointCloud2, grid frame), `~/markers` (visualization_msgs/MarkerArray, camera frame,
+rate-capped), `~/stereo_depth` (32FC1, optional), `/diagnostics`.
+
+Threads: the executor thread only checks stamps and enqueues; one worker thread converts the
+images, runs the model and publishes (rclpy publishers are thread-safe), so a slow forward pass
+never blocks subscriptions or /clock.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from cigocc_msgs.msg import SemanticOccupancy
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from visualization_msgs.msg import MarkerArray
+
+from ..classes import load_class_table
+from ..config import NodeConfig
+from . import frame_input as fi
+from .diagnostics import NodeStats, build_status
+from .outputs import OutputBuilder
+from .params import declare_parameters, validate, with_changes
+from .sync import stamp_ns, subscribe_synchronized
+from .worker import FrameQueue, Worker
+
+try:  # tf2_ros is part of a ROS distribution, not of PyPI
+    import tf2_ros as _tf2_ros
+except ImportError:
+    _tf2_ros = None
+
+NODE_NAME = "cigocc_node"
+STREAMS_MONO = [(Image, "left/image"), (CameraInfo, "left/camera_info")]
+STREAMS_STEREO = STREAMS_MONO + [(Image, "right/image"), (CameraInfo, "right/camera_info")]
+
+
+class WeightsError(RuntimeError):
+    """The weights file is missing or cannot be loaded: the node refuses to start."""
+
+
+@dataclass
+class Frame:
+    msgs: tuple  # (left image, left info[, right image, right info])
+    stamp_ns: int
+    received: float  # time.monotonic() when paired
+
+
+def resolve_weights(path: str) -> Path:
+    """The checkpoint to load: `path`, or the shipped weights when empty. WeightsError names it."""
+    if path:
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise WeightsError(f"weights file not found: {p}")
+        return p
+    try:
+        from ..inference import default_weights
+    except ImportError as e:
+        raise WeightsError(f"no 'weights' parameter given and no shipped weights available ({e})") from None
+    try:
+        p = Path(default_weights())
+    except Exception as e:
+        raise WeightsError(f"no 'weights' parameter given and the shipped weights cannot be found: {e}") from None
+    if not p.is_file():
+        raise WeightsError(f"shipped weights file not found: {p}")
+    return p
+
+
+def load_predictor(path: Path, device: str):
+    """Predictor of checkpoint `path`; any failure becomes a WeightsError naming the file."""
+    from ..inference import Predictor
+
+    try:
+        return Predictor.from_checkpoint(str(path), device=device)
+    except Exception as e:
+        raise WeightsError(f"cannot load weights file {path}: {type(e).__name__}: {e}") from None
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:12]
+
+
+def transform_to_matrix(tf) -> np.ndarray:
+    """geometry_msgs/Transform -> (4, 4) float64."""
+    t, q = tf.translation, tf.rotation
+    x, y, z, w = q.x, q.y, q.z, q.w
+    T = np.eye(4)
+    T[:3, :3] = [
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ]
+    T[:3, 3] = (t.x, t.y, t.z)
+    return T
+
+
+class CigoccNode(Node):
+    """The ROS 2 adapter around `Predictor` (see the module docstring for topics and threads)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self.cfg: NodeConfig = declare_parameters(self)
+        weights = resolve_weights(self.cfg.weights)
+        self.predictor = load_predictor(weights, self.cfg.device)
+        exp = self.predictor.cfg
+        self.device = str(getattr(self.predictor, "device", self.cfg.device))
+        self.model_id = f"{exp.name}@{file_digest(weights)}"
+        self.grid_frame = self.cfg.grid_frame or exp.grid.frame_id
+        self.builder = OutputBuilder(exp.grid, load_class_table(), self.grid_frame, self.model_id)
+        self.get_logger().info(
+            f"loaded {weights} ({self.model_id}) on {self.device}; grid {tuple(exp.grid.size)} in "
+            f"'{self.grid_frame}', image {tuple(exp.model.image_size)}, {'stereo' if self.cfg.stereo else 'mono'}"
+        )
+        self.stats = NodeStats()
+        self._log_times: dict[str, float] = {}
+        self._last_stamp = -1
+        self._last_markers = 0.0
+        self._stereo = None  # StereoDepth, built for the rig's fx and baseline on first use
+        self._lock = threading.Lock()
+
+        reliable = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub_occupancy = self.create_publisher(SemanticOccupancy, "~/occupancy", reliable)
+        self.pub_cloud = self.create_publisher(PointCloud2, "~/cloud", reliable)
+        self.pub_markers = self.create_publisher(MarkerArray, "~/markers", reliable)
+        self.pub_depth = self.create_publisher(Image, "~/stereo_depth", reliable) if self.cfg.stereo else None
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+        self.tf_buffer = None
+        if self.cfg.use_tf and _tf2_ros is not None:
+            self.tf_buffer = _tf2_ros.Buffer()
+            self._tf_listener = _tf2_ros.TransformListener(self.tf_buffer, self)
+        elif self.cfg.use_tf:
+            self.get_logger().info("tf2_ros is not installed: camera <- grid comes from 'camera_from_grid' only")
+
+        self.queue = FrameQueue(self.cfg.queue_size)
+        self.worker = Worker(self.queue, self._process, self._on_worker_error)
+        self.worker.start()
+
+        sensor_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.BEST_EFFORT)
+        streams = STREAMS_STEREO if self.cfg.stereo else STREAMS_MONO
+        self._topics = [self.resolve_topic_name(t) for _, t in streams]
+        self.sync_kind, self._subs = subscribe_synchronized(
+            self, streams, sensor_qos, self.cfg.sync_slop, self._on_frame, self.cfg.sync_queue_size,
+            on_message=lambda i, m: self.stats.message(self._topics[i]), on_drop=self._on_unpaired,
+        )
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        steady = Clock(clock_type=ClockType.STEADY_TIME)  # ticks even when /clock is paused
+        self.create_timer(self.cfg.diagnostics_period, self._publish_diagnostics, clock=steady)
+        self.get_logger().info(f"listening on {', '.join(self._topics)} (pairing: {self.sync_kind})")
+
+    # -------------------------------------------------------------------------- logging
+    def _warn(self, kind: str, text: str) -> None:
+        """Warn at most once per `log_throttle` seconds per kind of problem."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._log_times.get(kind, -1e9) < self.cfg.log_throttle:
+                return
+            self._log_times[kind] = now
+        self.get_logger().warning(f"{text} (frame skipped; repeats of '{kind}' muted for {self.cfg.log_throttle:g} s)")
+
+    # -------------------------------------------------------------------------- callbacks
+    def _on_unpaired(self, index: int, msg, why: str) -> None:
+        topic = self._topics[index]
+        others = [t for t in self._topics if t != topic]
+        text = f"{topic}: message stamped {stamp_ns(msg) / 1e9:.6f} s not used: {why}"
+        if why == "no partner within the sync slop":
+            text += f" ({self.cfg.sync_slop:g} s) on {', '.join(others)}"
+        self.stats.problem(text, skipped=False, unpaired=True)
+        self._warn(f"unpaired:{why}", text)
+
+    def _on_frame(self, *msgs) -> None:
+        """Synchroniser callback (executor thread): stamp checks, then enqueue. Never blocks."""
+        t = stamp_ns(msgs[0])
+        with self._lock:
+            last = self._last_stamp
+            if t > last:
+                self._last_stamp = t
+        if t <= last:
+            kind = "duplicate_stamp" if t == last else "out_of_order_stamp"
+            text = f"{self._topics[0]}: stamp {t / 1e9:.6f} s is {'the same as' if t == last else 'older than'} the last frame's {last / 1e9:.6f} s"
+            self.stats.problem(text)
+            self._warn(kind, text)
+            return
+        self.stats.frame_in()
+        self.queue.put(Frame(msgs, t, time.monotonic()))
+
+    def _on_worker_error(self, frame: Frame, e: BaseException) -> None:
+        if isinstance(e, fi.FrameError):
+            self.stats.problem(str(e))
+            self._warn(e.kind, str(e))
+        else:
+            text = f"frame stamped {frame.stamp_ns / 1e9:.6f} s failed: {type(e).__name__}: {e}"
+            self.stats.problem(text)
+            self._warn(f"error:{type(e).__name__}", text + "\n" + traceback.format_exc(limit=4))
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        cfg = with_changes(self.cfg, params)
+        errors = validate(cfg)
+        if errors:
+            return SetParametersResult(successful=False, reason="; ".join(errors))
+        self.cfg = cfg
+        return SetParametersResult(successful=True)
+
+    # -------------------------------------------------------------------------- worker
+    def _camera_from_grid(self, camera_frame: str) -> np.ndarray:
+        """(4, 4) camera <- grid: TF's latest transform when available, else the parameter."""
+        if self.tf_buffer is not None:
+            try:
+                tf = self.tf_buffer.lookup_transform(camera_frame, self.grid_frame, rclpy.time.Time())
+                return transform_to_matrix(tf.transform)
+            except Exception as e:  # LookupException, ExtrapolationException...: fall back
+                if not self.cfg.camera_from_grid:
+                    raise fi.FrameError(
+                        "no_transform", f"no TF {camera_frame} <- {self.grid_frame} ({e}) and no 'camera_from_grid' parameter"
+                    ) from None
+        T = fi.matrix_from_parameter(self.cfg.camera_from_grid)
+        if T is None:
+            raise fi.FrameError(
+                "no_transform",
+                f"no camera <- grid transform: set the 'camera_from_grid' parameter (row-major 4x4, "
+                f"'{camera_frame}' <- '{self.grid_frame}')" + ("" if _tf2_ros else " (tf2_ros is not installed)"),
+            )
+        return T
+
+    def _process(self, frame: Frame) -> None:
+        """Worker thread: checks, conversion, stereo depth, forward pass, outputs."""
+        cfg = self.cfg
+        img, info = frame.msgs[0], frame.msgs[1]
+        fi.check_size(img, info, self._topics[0], self._topics[1])
+        K = fi.intrinsics(info, self._topics[1])
+        rgb = fi.to_rgb(img, self._topics[0])
+        camera_frame = img.header.frame_id or info.header.frame_id
+        T = self._camera_from_grid(camera_frame)
+        depth = None
+        if cfg.stereo:
+            rimg, rinfo = frame.msgs[2], frame.msgs[3]
+            fi.check_size(rimg, rinfo, self._topics[2], self._topics[3])
+            fi.intrinsics(rinfo, self._topics[3])
+            right = fi.to_rgb(rimg, self._topics[2])
+            if right.shape != rgb.shape:
+                raise fi.FrameError("stereo_size", f"{self._topics[2]}: right image {right.shape[:2]} != left {rgb.shape[:2]}")
+            depth = self._stereo_depth(rgb, right, K, fi.baseline(info, rinfo, self._topics[3]))
+            if self.pub_depth is not None and self.pub_depth.get_subscription_count() > 0:
+                self.pub_depth.publish(self._depth_image(depth, img.header))
+
+        t0 = time.perf_counter()
+        pred = self.predictor.predict(rgb, K, T, depth=depth)
+        forward = time.perf_counter() - t0
+        labels = np.ascontiguousarray(pred.labels, dtype=np.uint8)
+        conf = np.asarray(pred.confidence, dtype=np.uint8) if cfg.publish_confidence else None
+        self._publish(labels, conf, T, frame.stamp_ns, camera_frame)
+        latency = (self.get_clock().now().nanoseconds - frame.stamp_ns) / 1e9
+        self.stats.frame_out(latency, forward)
+
+    def _stereo_depth(self, left: np.ndarray, right: np.ndarray, K: np.ndarray, b: float) -> np.ndarray:
+        from ..stereo import StereoDepth, StereoParams
+
+        fx = float(K[0, 0])
+        if self._stereo is None or self._stereo.fx != fx or abs(self._stereo.baseline - b) > 1e-6:
+            params = StereoParams(num_disparities=self.cfg.stereo_num_disparities, block_size=self.cfg.stereo_block_size)
+            self._stereo = StereoDepth(fx, b, params)
+        return self._stereo(left, right)
+
+    @staticmethod
+    def _depth_image(depth: np.ndarray, header) -> Image:
+        import array
+
+        msg = Image(header=header, height=depth.shape[0], width=depth.shape[1], encoding="32FC1", is_bigendian=0)
+        msg.step = depth.shape[1] * 4
+        msg.data = array.array("B", np.ascontiguousarray(depth, dtype="<f4").tobytes())
+        return msg
+
+    def _publish(self, labels, conf, T, stamp: int, camera_frame: str) -> None:
+        cfg = self.cfg
+        occ = self.builder.occupied(labels)
+        if cfg.publish_occupancy:
+            self.pub_occupancy.publish(self.builder.occupancy(labels, conf, stamp))
+        if cfg.publish_cloud and self.pub_cloud.get_subscription_count() > 0:
+            self.pub_cloud.publish(self.builder.cloud(labels, conf, stamp, occ))
+        now = time.monotonic()
+        if (
+            cfg.publish_markers
+            and self.pub_markers.get_subscription_count() > 0
+            and now - self._last_markers >= 1.0 / cfg.marker_max_rate
+        ):
+            self._last_markers = now
+            self.pub_markers.publish(
+                self.builder.markers(labels, T, stamp, camera_frame, cfg.marker_max_range, cfg.marker_decimation, occ)
+            )
+
+    # -------------------------------------------------------------------------- diagnostics
+    def _publish_diagnostics(self) -> None:
+        snap = self.stats.snapshot()
+        extra = {
+            "model_id": self.model_id,
+            "mode": "stereo" if self.cfg.stereo else "mono",
+            "pairing": self.sync_kind,
+            "queue": f"{len(self.queue)}/{self.cfg.queue_size}",
+            "worker_alive": str(self.worker.alive),
+            "inputs": ", ".join(f"{t}: {snap['messages'].get(t, 0)}" for t in self._topics),
+        }
+        status = build_status(
+            snap, self.queue.dropped, f"{self.get_name()}: semantic occupancy", self.device,
+            self.cfg.input_stall_timeout, self.cfg.max_latency, extra,
+        )
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diag.publish(msg)
+
+    def destroy_node(self) -> None:
+        self.worker.stop()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = CigoccNode()
+    except (WeightsError, ValueError) as e:
+        rclpy.logging.get_logger(NODE_NAME).fatal(f"refusing to start: {e}")
+        print(f"{NODE_NAME}: refusing to start: {e}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 1
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

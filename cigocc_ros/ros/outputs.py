@@ -1,0 +1,233 @@
+"""The node's three outputs, built from a label grid with NumPy (no Python loop over voxels).
+
+- `occupancy`: cigocc_msgs/SemanticOccupancy, the dense (X, Y, Z) uint8 grid + confidence and
+  the class table, in the grid frame (velodyne: x forward, y left, z up).
+- `cloud`: sensor_msgs/PointCloud2 of occupied voxel centres (label not 0 "empty", not 255
+  unknown): x, y, z float32 in the grid frame, label uint8, confidence uint8, 16-byte points.
+- `markers`: visualization_msgs/MarkerArray as CDR bytes, in the *camera* frame of the image (its
+  pose is T_cam_grid, the cubes stay in grid coordinates), so RViz draws them over the camera
+  image without any TF: a DELETEALL marker first (classes that vanished are cleared), then one
+  CUBE_LIST per present class, namespace = class name, id = label (stable across frames),
+  limited to `max_range` metres (horizontal distance from the grid frame's origin) and
+  decimated by `decimation` (one cube of `decimation` voxels per side, label of its first voxel).
+"""
+from __future__ import annotations
+
+import array
+from dataclasses import dataclass
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from cigocc_msgs.msg import SemanticOccupancy
+from sensor_msgs.msg import PointCloud2, PointField
+from std_msgs.msg import ColorRGBA, Header
+
+from ..classes import ClassTable
+from ..config import GridConfig
+from ..geometry import voxel_centers
+from .marker_cdr import ADD, CUBE_LIST, DELETEALL, MarkerSpec, serialize_marker_array
+
+CLOUD_DTYPE = np.dtype(
+    {
+        "names": ["x", "y", "z", "label", "confidence"],
+        "formats": ["<f4", "<f4", "<f4", "u1", "u1"],
+        "offsets": [0, 4, 8, 12, 13],
+        "itemsize": 16,
+    }
+)
+
+
+def rotation_to_quaternion(R: np.ndarray) -> tuple[float, float, float, float]:
+    """(3, 3) rotation matrix -> (x, y, z, w) unit quaternion (Shepperd's method)."""
+    R = np.asarray(R, dtype=np.float64)
+    tr = np.trace(R)
+    if tr > 0:
+        s = 2.0 * np.sqrt(tr + 1.0)
+        q = ((R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s, 0.25 * s)
+    else:
+        i = int(np.argmax(np.diag(R)))
+        j, k = (i + 1) % 3, (i + 2) % 3
+        s = 2.0 * np.sqrt(1.0 + R[i, i] - R[j, j] - R[k, k])
+        v = [0.0, 0.0, 0.0]
+        v[i] = 0.25 * s
+        v[j] = (R[j, i] + R[i, j]) / s
+        v[k] = (R[k, i] + R[i, k]) / s
+        q = (v[0], v[1], v[2], (R[k, j] - R[j, k]) / s)
+    q = np.asarray(q) / np.linalg.norm(q)
+    return tuple(float(x) for x in q)
+
+
+def to_time(stamp_ns: int) -> Time:
+    return Time(sec=int(stamp_ns // 1_000_000_000), nanosec=int(stamp_ns % 1_000_000_000))
+
+
+def occupied_mask(labels: np.ndarray) -> np.ndarray:
+    """(X, Y, Z) bool: voxels holding a class (not empty 0, not unknown 255).
+
+    Read as int8, labels 1..127 are positive and 0 / 255 (-1) are not: one comparison instead of
+    two (the class table has 20 classes)."""
+    return labels.view(np.int8) > 0
+
+
+@dataclass
+class Occupied:
+    """The occupied voxels of one grid, shared by the cloud and the markers of a frame."""
+
+    idx: np.ndarray  # (N,) int64 flat C-order indices into the (X, Y, Z) grid
+    labels: np.ndarray  # (N,) uint8 their labels
+
+
+class OutputBuilder:
+    """Builds the outputs for grids of one GridConfig and one class table."""
+
+    def __init__(self, grid: GridConfig, classes: ClassTable, grid_frame: str, model_id: str) -> None:
+        self.grid = grid
+        self.classes = classes
+        self.grid_frame = grid_frame
+        self.model_id = model_id
+        self.size = tuple(int(s) for s in grid.size)
+        self.origin = np.asarray(grid.origin, dtype=np.float64)
+        self.voxel = float(grid.voxel_size)
+        self._colors = [
+            ColorRGBA(r=float(c[0]) / 255, g=float(c[1]) / 255, b=float(c[2]) / 255, a=1.0)
+            for c in classes.colors_rgb
+        ]
+        # (X*Y*Z, 4) float32: x, y, z of every voxel centre and 4 spare bytes that become the
+        # cloud's label and confidence; one row gather per frame instead of index arithmetic.
+        table = np.zeros((int(np.prod(self.size)), 4), np.float32)
+        table[:, :3] = voxel_centers(self.size, self.voxel, tuple(self.origin)).reshape(-1, 3)
+        self._table = table
+        # (X, Y) horizontal distance of each voxel column from the grid frame's origin.
+        cx, cy = (self.origin[i] + (np.arange(self.size[i]) + 0.5) * self.voxel for i in range(2))
+        self._column_range = np.hypot(cx[:, None], cy[None, :])
+
+    def _check(self, labels: np.ndarray) -> None:
+        if labels.shape != self.size or labels.dtype != np.uint8:
+            raise ValueError(
+                f"label grid must be uint8 {self.size} (grid.size), got {labels.dtype} {labels.shape}"
+            )
+
+    def occupied(self, labels: np.ndarray) -> Occupied:
+        """Flat indices and labels of the occupied voxels of (X, Y, Z) `labels`."""
+        self._check(labels)
+        idx = np.flatnonzero(occupied_mask(labels))
+        return Occupied(idx, labels.ravel()[idx])
+
+    # ---------------------------------------------------------------------------------------
+    def occupancy(self, labels: np.ndarray, confidence: np.ndarray | None, stamp_ns: int) -> SemanticOccupancy:
+        """SemanticOccupancy of (X, Y, Z) uint8 `labels` (and `confidence`) in the grid frame."""
+        self._check(labels)
+        msg = SemanticOccupancy()
+        msg.header = Header(stamp=to_time(stamp_ns), frame_id=self.grid_frame)
+        msg.origin.position.x, msg.origin.position.y, msg.origin.position.z = (float(v) for v in self.origin)
+        msg.origin.orientation.w = 1.0
+        msg.voxel_size = self.voxel
+        msg.size_x, msg.size_y, msg.size_z = self.size
+        # array.array from bytes is one memcpy; a list or ndarray would be checked element-wise.
+        msg.labels = array.array("B", np.ascontiguousarray(labels).tobytes())
+        if confidence is not None:
+            if confidence.shape != labels.shape:
+                raise ValueError(f"confidence shape {confidence.shape} != labels shape {labels.shape}")
+            msg.confidence = array.array("B", np.ascontiguousarray(confidence, dtype=np.uint8).tobytes())
+        msg.class_names = list(self.classes.names)
+        msg.class_colors = self._colors
+        msg.model_id = self.model_id
+        return msg
+
+    # ---------------------------------------------------------------------------------------
+    def cloud(
+        self, labels: np.ndarray, confidence: np.ndarray | None, stamp_ns: int, occ: Occupied | None = None
+    ) -> PointCloud2:
+        """PointCloud2 of the occupied voxel centres, grid frame, one 16-byte point each."""
+        occ = occ or self.occupied(labels)
+        idx = occ.idx
+        pts = self._table[idx]  # (N, 4) float32, a copy
+        raw = pts.view(np.uint8)  # (N, 16)
+        raw[:, 12] = occ.labels
+        raw[:, 13] = 0 if confidence is None else confidence.ravel()[idx]
+        msg = PointCloud2()
+        msg.header = Header(stamp=to_time(stamp_ns), frame_id=self.grid_frame)
+        msg.height, msg.width = 1, len(idx)
+        msg.fields = [
+            PointField(name="x", offset=0, datatype=PointField.FLOAT32, count=1),
+            PointField(name="y", offset=4, datatype=PointField.FLOAT32, count=1),
+            PointField(name="z", offset=8, datatype=PointField.FLOAT32, count=1),
+            PointField(name="label", offset=12, datatype=PointField.UINT8, count=1),
+            PointField(name="confidence", offset=13, datatype=PointField.UINT8, count=1),
+        ]
+        msg.is_bigendian = False
+        msg.point_step = CLOUD_DTYPE.itemsize
+        msg.row_step = msg.point_step * len(idx)
+        msg.is_dense = True
+        msg.data = array.array("B", pts.tobytes())
+        return msg
+
+    # ---------------------------------------------------------------------------------------
+    def marker_specs(
+        self,
+        labels: np.ndarray,
+        T_cam_grid: np.ndarray,
+        max_range: float = float("inf"),
+        decimation: int = 1,
+        occ: Occupied | None = None,
+    ) -> list[MarkerSpec]:
+        """DELETEALL + one CUBE_LIST per present class; points (N, 3) in the grid frame."""
+        self._check(labels)
+        d = max(1, int(decimation))
+        if d == 1:
+            occ = occ or self.occupied(labels)
+            idx, lab = occ.idx, occ.labels
+            if np.isfinite(max_range):
+                keep = self._column_range.ravel()[idx // self.size[2]] <= max_range
+                idx, lab = idx[keep], lab[keep]
+            order = np.argsort(lab, kind="stable")  # radix sort on uint8: groups voxels by class
+            idx, lab = idx[order], lab[order]
+            points = self._table[idx, :3].astype(np.float64)
+        else:
+            sub = labels[::d, ::d, ::d]
+            cx = self.origin[0] + (np.arange(sub.shape[0]) * d + d / 2) * self.voxel
+            cy = self.origin[1] + (np.arange(sub.shape[1]) * d + d / 2) * self.voxel
+            cz = self.origin[2] + (np.arange(sub.shape[2]) * d + d / 2) * self.voxel
+            in_range = np.hypot(cx[:, None], cy[None, :]) <= max_range  # (X', Y')
+            idx = np.flatnonzero(occupied_mask(sub) & in_range[:, :, None])
+            lab = sub.ravel()[idx]
+            order = np.argsort(lab, kind="stable")
+            idx, lab = idx[order], lab[order]
+            ix, iy, iz = np.unravel_index(idx, sub.shape)
+            points = np.stack([cx[ix], cy[iy], cz[iz]], axis=1)
+        counts = np.bincount(lab, minlength=256)
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        T = np.asarray(T_cam_grid, dtype=np.float64)
+        pose = tuple(float(v) for v in T[:3, 3]) + rotation_to_quaternion(T[:3, :3])
+        specs = [MarkerSpec(ns="", id=0, type=CUBE_LIST, action=DELETEALL)]
+        size = self.voxel * d
+        for c in np.flatnonzero(counts):  # at most one iteration per class
+            col = self.classes.colors_rgb[c] / 255.0
+            specs.append(
+                MarkerSpec(
+                    ns=self.classes.names[c],
+                    id=int(c),
+                    type=CUBE_LIST,
+                    action=ADD,
+                    pose=pose,
+                    scale=(size, size, size),
+                    color=(float(col[0]), float(col[1]), float(col[2]), 1.0),
+                    points=points[starts[c] : starts[c + 1]],
+                )
+            )
+        return specs
+
+    def markers(
+        self,
+        labels: np.ndarray,
+        T_cam_grid: np.ndarray,
+        stamp_ns: int,
+        camera_frame: str,
+        max_range: float = float("inf"),
+        decimation: int = 1,
+        occ: Occupied | None = None,
+    ) -> bytes:
+        """Serialised visualization_msgs/MarkerArray, header = the image's stamp and frame."""
+        specs = self.marker_specs(labels, T_cam_grid, max_range, decimation, occ)
+        t = to_time(stamp_ns)
+        return serialize_marker_array(specs, t.sec, t.nanosec, camera_frame)

@@ -1,0 +1,152 @@
+"""Approximate-time pairing of the camera streams (left image, left info[, right image, right info]).
+
+message_filters is used when the ROS distribution provides it; PyPI has no message_filters, so
+`ApproximateTimeSync` below is our own: each stream keeps a small stamp-sorted queue, and when a
+message arrives the nearest-stamped message of every other stream is taken; if the whole set
+spans at most `slop` seconds it is emitted, and everything at or before it is consumed. Messages
+that can no longer be paired (older than an emitted set, pushed out of a full queue, or a second
+message with a stamp already queued) are reported through `on_drop` so the node can say why.
+"""
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+try:  # pragma: no cover - only on machines with a ROS distribution
+    import message_filters as _message_filters
+except ImportError:  # pragma: no cover
+    _message_filters = None
+
+
+def stamp_ns(msg: Any) -> int:
+    """header.stamp of a ROS message as integer nanoseconds."""
+    s = msg.header.stamp
+    return int(s.sec) * 1_000_000_000 + int(s.nanosec)
+
+
+DropCallback = Callable[[int, Any, str], None]
+
+
+class ApproximateTimeSync:
+    """Pairs the messages of `n` streams whose header stamps lie within `slop` seconds.
+
+    `add(index, stamp_ns, msg)` feeds stream `index`; `callback(*msgs)` receives one message per
+    stream, in stream order. Not tied to ROS: stamps are integer nanoseconds.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        slop: float,
+        callback: Callable[..., None],
+        queue_size: int = 10,
+        on_drop: DropCallback | None = None,
+    ) -> None:
+        if n < 1:
+            raise ValueError(f"ApproximateTimeSync needs at least one stream, got n={n}")
+        if slop < 0:
+            raise ValueError(f"sync slop must be >= 0 seconds, got {slop}")
+        if queue_size < 1:
+            raise ValueError(f"sync queue_size must be >= 1, got {queue_size}")
+        self.n = n
+        self.slop_ns = int(round(slop * 1e9))
+        self.queue_size = queue_size
+        self.callback = callback
+        self.on_drop = on_drop or (lambda i, m, why: None)
+        self._stamps: list[list[int]] = [[] for _ in range(n)]
+        self._msgs: list[list[Any]] = [[] for _ in range(n)]
+        self._last_emitted: list[float] = [float("-inf")] * n
+        self._lock = threading.Lock()
+
+    def add(self, index: int, t_ns: int, msg: Any) -> None:
+        emitted = None
+        with self._lock:
+            dropped: list[tuple[int, Any, str]] = []
+            stamps, msgs = self._stamps[index], self._msgs[index]
+            if t_ns <= self._last_emitted[index]:
+                dropped.append((index, msg, "stamp is not newer than the last paired set"))
+            else:
+                pos = bisect.bisect_left(stamps, t_ns)
+                if pos < len(stamps) and stamps[pos] == t_ns:
+                    dropped.append((index, msg, "duplicate stamp"))
+                else:
+                    stamps.insert(pos, t_ns)
+                    msgs.insert(pos, msg)
+                    if len(stamps) > self.queue_size:
+                        stamps.pop(0)
+                        dropped.append((index, msgs.pop(0), "no partner within the sync slop"))
+                    emitted = self._match(index, t_ns, dropped)
+        for i, m, why in dropped:
+            self.on_drop(i, m, why)
+        if emitted is not None:
+            self.callback(*emitted)
+
+    def _match(self, index: int, t_ns: int, dropped: list) -> list | None:
+        picks = []
+        for j in range(self.n):
+            stamps = self._stamps[j]
+            if not stamps:
+                return None
+            if j == index:
+                picks.append(stamps.index(t_ns))
+                continue
+            k = bisect.bisect_left(stamps, t_ns)
+            cands = [c for c in (k - 1, k) if 0 <= c < len(stamps)]
+            picks.append(min(cands, key=lambda c: abs(stamps[c] - t_ns)))
+        chosen = [self._stamps[j][picks[j]] for j in range(self.n)]
+        if max(chosen) - min(chosen) > self.slop_ns:
+            return None
+        out = []
+        for j in range(self.n):
+            k = picks[j]
+            for m in self._msgs[j][:k]:
+                dropped.append((j, m, "no partner within the sync slop"))
+            out.append(self._msgs[j][k])
+            del self._stamps[j][: k + 1]
+            del self._msgs[j][: k + 1]
+            self._last_emitted[j] = chosen[j]
+        return out
+
+    def pending(self) -> list[int]:
+        """Number of messages waiting in each stream's queue."""
+        with self._lock:
+            return [len(s) for s in self._stamps]
+
+
+def subscribe_synchronized(
+    node,
+    streams: Sequence[tuple[type, str]],
+    qos,
+    slop: float,
+    callback: Callable[..., None],
+    queue_size: int = 10,
+    on_message: Callable[[int, Any], None] | None = None,
+    on_drop: DropCallback | None = None,
+    use_message_filters: bool = True,
+) -> tuple[str, list]:
+    """Subscribe `node` to `streams` [(msg_type, topic), ...] and call `callback(*msgs)` per set.
+
+    `on_message(index, msg)` sees every message as it arrives (rates, stall detection).
+    Returns (which synchroniser is used, the subscription objects, kept alive by the caller).
+    """
+    on_message = on_message or (lambda i, m: None)
+    if use_message_filters and _message_filters is not None:  # pragma: no cover - ROS distro only
+        subs = [_message_filters.Subscriber(node, t, topic, qos_profile=qos) for t, topic in streams]
+        for i, s in enumerate(subs):
+            s.registerCallback(lambda m, i=i: on_message(i, m))
+        sync = _message_filters.ApproximateTimeSynchronizer(subs, queue_size, slop)
+        sync.registerCallback(callback)
+        return "message_filters", subs + [sync]
+    sync = ApproximateTimeSync(len(streams), slop, callback, queue_size, on_drop)
+
+    def make_cb(i: int):
+        def cb(msg):
+            on_message(i, msg)
+            sync.add(i, stamp_ns(msg), msg)
+
+        return cb
+
+    subs = [node.create_subscription(t, topic, make_cb(i), qos) for i, (t, topic) in enumerate(streams)]
+    return "cigocc_ros.ros.sync", subs + [sync]

@@ -1,0 +1,83 @@
+"""NodeConfig <-> ROS parameters: every field declared with a descriptor, overrides and checks."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import rclpy
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from cigocc_ros.config import NodeConfig
+from cigocc_ros.ros.params import PARAMS, declare_parameters, descriptor, validate, with_changes
+
+KITTI_TR = [0.0, -1.0, 0.0, 0.0, 0.0, 0.0, -1.0, -0.08, 1.0, 0.0, 0.0, -0.27, 0.0, 0.0, 0.0, 1.0]
+
+
+@pytest.fixture
+def context():
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, args=[])
+    yield ctx
+    rclpy.shutdown(context=ctx)
+
+
+def make_node(context, overrides=()):
+    return Node("params_test", context=context, parameter_overrides=list(overrides))
+
+
+def test_every_field_declared_with_a_descriptor(context):
+    node = make_node(context)
+    cfg = declare_parameters(node)
+    assert cfg == NodeConfig()
+    for f in dataclasses.fields(NodeConfig):
+        d = node.describe_parameter(f.name)
+        assert d.description == PARAMS[f.name].description and d.description
+        assert d.read_only == PARAMS[f.name].read_only
+    assert node.describe_parameter("marker_decimation").integer_range[0].to_value == 16
+    assert node.describe_parameter("sync_slop").floating_point_range[0].to_value == 1.0
+    node.destroy_node()
+
+
+def test_overrides_reach_the_config(context):
+    node = make_node(context, [
+        Parameter("stereo", value=True),
+        Parameter("camera_from_grid", value=KITTI_TR),
+        Parameter("marker_decimation", value=2),
+        Parameter("weights", value="/tmp/x.safetensors"),
+    ])
+    cfg = declare_parameters(node)
+    assert cfg.stereo and cfg.marker_decimation == 2 and cfg.weights == "/tmp/x.safetensors"
+    assert cfg.camera_from_grid == tuple(KITTI_TR)
+    node.destroy_node()
+
+
+def test_invalid_values_are_refused_with_the_name(context):
+    node = make_node(context, [Parameter("device", value="tpu")])
+    with pytest.raises(ValueError, match="device"):
+        declare_parameters(node)
+    node.destroy_node()
+    assert any("camera_from_grid" in e for e in validate(NodeConfig(camera_from_grid=(1.0, 2.0))))
+    assert any("stereo_block_size" in e for e in validate(NodeConfig(stereo_block_size=4)))
+
+
+def test_read_only_and_range_enforced_at_run_time(context):
+    node = make_node(context)
+    declare_parameters(node)
+    res = node.set_parameters([Parameter("device", value="cpu")])[0]
+    assert not res.successful  # read-only: shapes the node at start-up
+    res = node.set_parameters([Parameter("marker_decimation", value=99)])[0]
+    assert not res.successful  # outside 1..16
+    res = node.set_parameters([Parameter("marker_max_rate", value=5.0)])[0]
+    assert res.successful
+    node.destroy_node()
+
+
+def test_with_changes_converts_arrays():
+    cfg = with_changes(NodeConfig(), [Parameter("camera_from_grid", value=KITTI_TR), Parameter("use_tf", value=False)])
+    assert cfg.camera_from_grid == tuple(KITTI_TR) and cfg.use_tf is False
+
+
+def test_descriptor_types():
+    assert descriptor("camera_from_grid").type == 8  # PARAMETER_DOUBLE_ARRAY
+    assert descriptor("weights").type == 4 and descriptor("stereo").type == 1

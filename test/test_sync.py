@@ -1,0 +1,111 @@
+"""Our approximate-time synchroniser: pairing within slop, order independence, drops and reasons."""
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from cigocc_ros.ros.sync import ApproximateTimeSync
+
+MS = 1_000_000
+
+
+class Recorder:
+    def __init__(self):
+        self.sets = []
+        self.drops = []
+
+    def __call__(self, *msgs):
+        self.sets.append(msgs)
+
+    def drop(self, index, msg, why):
+        self.drops.append((index, msg, why))
+
+
+def make(n=2, slop=0.02, queue_size=10):
+    rec = Recorder()
+    return ApproximateTimeSync(n, slop, rec, queue_size, rec.drop), rec
+
+
+def test_exact_stamps_pair_in_any_arrival_order():
+    for order in itertools.permutations(range(4)):
+        sync, rec = make(n=4)
+        for i in order:
+            sync.add(i, 100 * MS, f"s{i}")
+        assert rec.sets == [("s0", "s1", "s2", "s3")], order
+        assert rec.drops == []
+
+
+def test_within_slop_pairs_and_outside_does_not():
+    sync, rec = make(slop=0.02)
+    sync.add(0, 1000 * MS, "a")
+    sync.add(1, 1019 * MS, "b")
+    assert rec.sets == [("a", "b")]
+    sync, rec = make(slop=0.02)
+    sync.add(0, 1000 * MS, "a")
+    sync.add(1, 1021 * MS, "b")
+    assert rec.sets == []
+
+
+def test_nearest_partner_is_chosen_and_older_ones_reported():
+    sync, rec = make(slop=0.05)
+    for k in range(3):  # right images at 0, 100, 200 ms arrive before any left one
+        sync.add(1, k * 100 * MS, f"r{k}")
+    sync.add(0, 205 * MS, "l2")
+    assert rec.sets == [("l2", "r2")]
+    assert [(i, m) for i, m, _ in rec.drops] == [(1, "r0"), (1, "r1")]
+    assert all(why == "no partner within the sync slop" for *_, why in rec.drops)
+
+
+def test_stereo_stream_pairs_the_right_frames_under_jitter():
+    """Four streams at 10 Hz with arrival jitter and shuffled order: every frame k pairs with k."""
+    rng = random.Random(3)
+    sync, rec = make(n=4, slop=0.01)
+    events = []
+    for k in range(50):
+        for i in range(4):
+            jitter = rng.randint(-3, 3) * MS if i >= 2 else 0  # the right camera is slightly off
+            events.append((k * 100 * MS + rng.randint(0, 40) * MS, i, k * 100 * MS + jitter, (i, k)))
+    for _, i, t, msg in sorted(events):
+        sync.add(i, t, msg)
+    assert len(rec.sets) == 50
+    for k, s in enumerate(rec.sets):
+        assert s == tuple((i, k) for i in range(4))
+
+
+def test_missing_partner_times_out_of_the_queue():
+    sync, rec = make(queue_size=3)
+    for k in range(5):
+        sync.add(0, k * 100 * MS, f"l{k}")
+    assert rec.sets == []
+    assert [m for _, m, _ in rec.drops] == ["l0", "l1"]
+    assert sync.pending() == [3, 0]
+
+
+def test_duplicate_and_out_of_order_stamps_are_dropped():
+    sync, rec = make()
+    sync.add(0, 100 * MS, "a")
+    sync.add(0, 100 * MS, "a-dup")
+    assert rec.drops == [(0, "a-dup", "duplicate stamp")]
+    sync.add(1, 100 * MS, "b")
+    assert rec.sets == [("a", "b")]
+    sync.add(0, 50 * MS, "late")
+    assert rec.drops[-1] == (0, "late", "stamp is not newer than the last paired set")
+    sync.add(1, 100 * MS, "b-again")
+    assert rec.drops[-1][2] == "stamp is not newer than the last paired set"
+    assert len(rec.sets) == 1
+
+
+def test_single_stream_passes_through():
+    sync, rec = make(n=1)
+    sync.add(0, 5, "x")
+    sync.add(0, 6, "y")
+    assert rec.sets == [("x",), ("y",)]
+
+
+@pytest.mark.parametrize("kwargs", [{"n": 0}, {"slop": -1.0}, {"queue_size": 0}])
+def test_bad_arguments_are_rejected(kwargs):
+    args = {"n": 2, "slop": 0.01, "callback": print, "queue_size": 5} | kwargs
+    with pytest.raises(ValueError):
+        ApproximateTimeSync(**args)

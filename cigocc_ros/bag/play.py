@@ -1,0 +1,408 @@
+"""`cigocc bag-play`: replay a rosbag2 bag (mcap or sqlite3) into a live ROS 2 graph with rclpy,
+for machines without `ros2 bag play` (no ROS distribution; see docs/bags.md for the vehicle way).
+
+Messages are published as the bag's raw CDR bytes (never deserialized), in receive-time order:
+- rate mode: message k goes out at wall time start + (t_k - t_0) / rate;
+- paced mode (--pace-topic): after each message of the trigger topic (default: the left
+  image) the player waits until the node publishes on the pace topic a message whose header
+  stamp is at least the trigger's, or --pace-timeout passes; the recorded spacing (scaled by
+  --rate) still applies between frames, so the replay runs no faster than either.
+/clock (rosgraph_msgs/Clock) carries the bag time: before every message and at --clock-hz in
+between, so nodes with use_sim_time=true follow the replay.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import struct
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rosbags.highlevel import AnyReader
+from rosbags.interfaces import QosDurability, QosReliability
+
+CLOCK_TOPIC = "/clock"
+
+
+def cdr_header_stamp(raw: bytes | memoryview) -> int:
+    """Header stamp (ns) of a CDR-serialized message whose first field is std_msgs/Header."""
+    if len(raw) < 12:
+        raise ValueError(f"CDR message of {len(raw)} bytes is too short to hold a header stamp")
+    # Byte 1 of the encapsulation header: 1 = little-endian CDR, 0 = big-endian.
+    endian = "<" if raw[1] & 1 else ">"
+    sec, nanosec = struct.unpack_from(endian + "iI", raw, 4)
+    return sec * 1_000_000_000 + nanosec
+
+
+def ros_message_class(msgtype: str):
+    """'pkg/msg/Name' -> the rclpy message class (ImportError if its package is not installed)."""
+    pkg, kind, name = msgtype.split("/")
+    module = importlib.import_module(f"{pkg}.{kind}")
+    try:
+        return getattr(module, name)
+    except AttributeError:
+        raise ImportError(f"{pkg}.{kind} has no message {name}") from None
+
+
+def _qos_from_bag(connection, best_effort: bool):
+    """rclpy QoS for replaying one bag connection: the recorded durability (so a latched
+    /tf_static stays latched), reliable unless asked otherwise (a reliable publisher matches
+    both reliable and best-effort subscribers), keep-last with at least 10 slots."""
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    profiles = getattr(connection.ext, "offered_qos_profiles", None) or []
+    transient = any(p.durability == QosDurability.TRANSIENT_LOCAL for p in profiles)
+    recorded_best_effort = bool(profiles) and all(p.reliability == QosReliability.BEST_EFFORT for p in profiles)
+    depth = max([10] + [int(p.depth) for p in profiles])
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST, depth=depth,
+        reliability=ReliabilityPolicy.BEST_EFFORT if (best_effort or recorded_best_effort) else ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if transient else DurabilityPolicy.VOLATILE)
+
+
+class RosSession:
+    """A private rclpy context + node, spun by a background executor thread.
+
+    Own context so a process can hold several (tests, bag-eval); no rclpy signal handlers so
+    Ctrl-C reaches the replay loop as KeyboardInterrupt and it can stop cleanly.
+    """
+
+    def __init__(self, name: str):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.signals import SignalHandlerOptions
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, name=f"{name}-spin", daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except Exception:  # the context shutting down under the executor ends the thread
+            pass
+
+    def close(self) -> None:
+        import rclpy
+
+        self.executor.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
+        if self.context.ok():
+            rclpy.shutdown(context=self.context)
+        self._thread.join(timeout=2.0)
+
+    def __enter__(self) -> RosSession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@dataclass
+class PlayOptions:
+    rate: float = 1.0  # bag seconds per wall second
+    clock: bool = True
+    clock_hz: float = 100.0
+    topics: tuple[str, ...] = ()  # publish only these (empty = all)
+    exclude: tuple[str, ...] = ()  # never publish these
+    observe: tuple[str, ...] = ()  # read for the on_message hook, not published
+    pace_topic: str = ""  # paced mode when set: the node's output topic
+    watch_topic: str = ""  # an output topic to subscribe to without pacing ("" = pace_topic)
+    pace_type: str = "cigocc_msgs/msg/SemanticOccupancy"  # type of the paced / watched topic
+    pace_trigger: str = ""  # "" = the bag's first left Image topic
+    pace_timeout: float = 30.0
+    wait_subscribers: float = 0.0  # seconds to wait for every published topic to have a subscriber
+    best_effort: bool = False
+    start: float = 0.0  # skip the first `start` bag seconds
+
+
+@dataclass
+class PlayStats:
+    published: Counter = field(default_factory=Counter)  # topic -> messages
+    skipped_topics: dict[str, str] = field(default_factory=dict)  # topic -> why not replayed
+    triggers: int = 0
+    pace_timeouts: int = 0
+    bag_duration_s: float = 0.0
+    wall_duration_s: float = 0.0
+    interrupted: bool = False
+
+
+class BagPlayer:
+    """Replays one bag through `session.node`. `on_message(topic, stamp_ns, raw, wall_time)`
+    is called for every message read (published or observed) right after it is published;
+    `on_output(raw, wall_time)` for every message on the paced / watched output topic (from
+    the executor thread)."""
+
+    def __init__(self, bag: str | Path, session: RosSession, options: PlayOptions | None = None,
+                 on_message: Callable[[str, int, bytes, float], None] | None = None,
+                 on_output: Callable[[bytes, float], None] | None = None):
+        self.bag = Path(bag)
+        if not self.bag.exists():
+            raise FileNotFoundError(f"bag {self.bag} does not exist")
+        self.session = session
+        self.opt = options or PlayOptions()
+        if self.opt.rate <= 0:
+            raise ValueError(f"--rate must be > 0, got {self.opt.rate}")
+        self.on_message = on_message
+        self.on_output = on_output
+        self.stats = PlayStats()
+        self._publishers: dict[str, object] = {}
+        self._observed: set[str] = set()
+        self._pace = threading.Condition()
+        self._pace_stamp = -1  # newest header stamp seen on the pace topic
+        self._stop = threading.Event()
+
+    # -- set-up ------------------------------------------------------------------------------
+    def _select(self, reader: AnyReader) -> list:
+        node = self.session.node
+        wanted = set(self.opt.topics)
+        unknown = wanted - set(reader.topics)
+        if unknown:
+            raise ValueError(f"bag {self.bag} has no topic(s) {', '.join(sorted(unknown))}; "
+                             f"it has {', '.join(sorted(reader.topics))}")
+        chosen = []
+        for conn in reader.connections:
+            topic = conn.topic
+            if topic in self.opt.observe:
+                self._observed.add(topic)
+                chosen.append(conn)
+                continue
+            if (wanted and topic not in wanted) or topic in self.opt.exclude:
+                continue
+            if topic not in self._publishers:
+                try:
+                    cls = ros_message_class(conn.msgtype)
+                except ImportError as e:
+                    # e.g. tf2_msgs has no PyPI wheel: replay the rest rather than nothing.
+                    self.stats.skipped_topics[topic] = f"{conn.msgtype} not importable ({e})"
+                    continue
+                self._publishers[topic] = node.create_publisher(cls, topic, _qos_from_bag(conn, self.opt.best_effort))
+            chosen.append(conn)
+        if not chosen:
+            raise ValueError(f"nothing to replay from {self.bag} (skipped: {self.stats.skipped_topics})")
+        return chosen
+
+    def _pace_trigger(self, reader: AnyReader) -> str:
+        if self.opt.pace_trigger:
+            if self.opt.pace_trigger not in self._publishers:
+                raise ValueError(f"pace trigger {self.opt.pace_trigger} is not a replayed topic of {self.bag}")
+            return self.opt.pace_trigger
+        images = [t for t, info in reader.topics.items()
+                  if info.msgtype == "sensor_msgs/msg/Image" and t in self._publishers]
+        left = [t for t in images if "left" in t]
+        if not (left or images):
+            raise ValueError(f"{self.bag} has no replayed sensor_msgs/Image topic to pace on; give --pace-trigger")
+        return (left or images)[0]
+
+    def _on_pace(self, raw: bytes) -> None:
+        wall = time.time()
+        if self.on_output is not None:
+            self.on_output(raw, wall)
+        stamp = cdr_header_stamp(raw)
+        with self._pace:
+            self._pace_stamp = max(self._pace_stamp, stamp)
+            self._pace.notify_all()
+
+    def _output_qos(self, topic: str, timeout: float):
+        """QoS that matches the output's publishers, waiting up to `timeout` for one to appear:
+        reliable only when every publisher is (a reliable subscription never matches a
+        best-effort publisher), volatile (matches volatile and transient-local publishers)."""
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        end = time.monotonic() + timeout
+        infos = []
+        while not infos and time.monotonic() < end and not self._stop.is_set():
+            infos = self.session.node.get_publishers_info_by_topic(topic)
+            if not infos:
+                time.sleep(0.05)
+        if not infos:
+            self.session.node.get_logger().warning(f"no publisher on {topic} yet; subscribing reliable")
+        reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
+        return QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT)
+
+    def _wait_for_subscribers(self, topics: list[str], timeout: float) -> list[str]:
+        """Wait until each topic has a subscriber (DDS discovery takes a moment); returns the
+        topics still without one."""
+        end = time.monotonic() + timeout
+        while True:
+            missing = [t for t in topics if self._publishers[t].get_subscription_count() == 0]
+            if not missing or time.monotonic() >= end or self._stop.is_set():
+                return missing
+            time.sleep(0.05)
+
+    # -- replay ------------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+        with self._pace:
+            self._pace.notify_all()
+
+    def play(self) -> PlayStats:
+        from builtin_interfaces.msg import Time
+        from rclpy.qos import QoSProfile
+        from rosgraph_msgs.msg import Clock
+
+        node = self.session.node
+        log = node.get_logger()
+        clock_pub = node.create_publisher(Clock, CLOCK_TOPIC, QoSProfile(depth=10)) if self.opt.clock else None
+        last_clock = [-1]
+
+        def publish_clock(stamp_ns: int) -> None:
+            if clock_pub is not None and stamp_ns > last_clock[0]:
+                clock_pub.publish(Clock(clock=Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)))
+                last_clock[0] = stamp_ns
+
+        try:
+            with AnyReader([self.bag]) as reader:
+                conns = self._select(reader)
+                for topic, why in self.stats.skipped_topics.items():
+                    log.warning(f"not replaying {topic}: {why}")
+                trigger = self._pace_trigger(reader) if self.opt.pace_topic else ""
+                output = self.opt.pace_topic or self.opt.watch_topic
+                startup = max(self.opt.wait_subscribers, self.opt.pace_timeout if output else 0.0)
+                if output:
+                    node.create_subscription(ros_message_class(self.opt.pace_type), output, self._on_pace,
+                                             self._output_qos(output, startup), raw=True)
+                wait_for = sorted(self._publishers) if self.opt.wait_subscribers > 0 else []
+                if trigger and trigger not in wait_for:
+                    wait_for.append(trigger)
+                if wait_for:
+                    missing = self._wait_for_subscribers(wait_for, startup)
+                    if missing:
+                        log.warning(f"no subscriber yet on {', '.join(missing)}; replaying anyway")
+                self._loop(reader, conns, trigger, publish_clock)
+            for pub in self._publishers.values():
+                # Reliable delivery of the last messages before the publishers go away.
+                from rclpy.duration import Duration
+
+                pub.wait_for_all_acked(Duration(seconds=2))
+        except KeyboardInterrupt:
+            self.stats.interrupted = True
+        return self.stats
+
+    def _loop(self, reader: AnyReader, conns: list, trigger: str, publish_clock) -> None:
+        opt = self.opt
+        t0 = reader.start_time + int(opt.start * 1e9)
+        period = 1.0 / opt.clock_hz if opt.clock_hz > 0 else float("inf")
+        wall0 = time.monotonic()
+        first = last = None
+        first_wall = last_wall = 0.0
+        for conn, stamp, raw in reader.messages(connections=conns, start=t0):
+            if self._stop.is_set():
+                self.stats.interrupted = True
+                break
+            first = stamp if first is None else first
+            last = stamp
+            target = wall0 + (stamp - t0) / 1e9 / opt.rate
+            while (now := time.monotonic()) < target:
+                publish_clock(t0 + int((now - wall0) * opt.rate * 1e9))
+                time.sleep(min(target - now, period))
+            publish_clock(stamp)
+            last_wall = time.monotonic()
+            first_wall = first_wall or last_wall
+            data = bytes(raw)
+            topic = conn.topic
+            if topic not in self._observed:
+                self._publishers[topic].publish(data)
+                self.stats.published[topic] += 1
+            if self.on_message is not None:
+                self.on_message(topic, stamp, data, time.time())
+            if topic == trigger:
+                self.stats.triggers += 1
+                if not self._wait_pace(cdr_header_stamp(data)):
+                    self.stats.pace_timeouts += 1
+                    self.session.node.get_logger().warning(
+                        f"no output on {opt.pace_topic} for stamp {stamp} within {opt.pace_timeout} s")
+                # The recorded spacing restarts from here: never faster than the node.
+                wall0 = time.monotonic() - (stamp - t0) / 1e9 / opt.rate
+        if first is not None:
+            self.stats.bag_duration_s = (last - first) / 1e9
+            self.stats.wall_duration_s = last_wall - first_wall
+
+    def _wait_pace(self, stamp_ns: int) -> bool:
+        end = time.monotonic() + self.opt.pace_timeout
+        with self._pace:
+            while self._pace_stamp < stamp_ns and not self._stop.is_set():
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self._pace.wait(timeout=min(left, 0.1))
+        return True
+
+
+# ------------------------------------------------------------------------------------------
+# CLI
+# ------------------------------------------------------------------------------------------
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bag", help="rosbag2 folder (mcap or sqlite3)")
+    p.add_argument("--rate", type=float, default=1.0, help="replay speed factor (2 = twice as fast)")
+    p.add_argument("--topics", nargs="+", default=[], help="replay only these topics")
+    p.add_argument("--exclude", nargs="+", default=[], help="topics not to replay")
+    p.add_argument("--no-clock", action="store_true", help="do not publish /clock")
+    p.add_argument("--clock-hz", type=float, default=100.0, help="/clock rate between messages")
+    p.add_argument("--pace-topic", default="",
+                   help="paced mode: after each trigger message wait for this output topic (e.g. the node's "
+                        "occupancy) to carry a stamp >= the trigger's")
+    p.add_argument("--pace-type", default="cigocc_msgs/msg/SemanticOccupancy",
+                   help="message type of --pace-topic (it must start with a std_msgs/Header)")
+    p.add_argument("--pace-trigger", default="", help="topic whose messages wait for the output "
+                                                      "(default: the first left image topic)")
+    p.add_argument("--pace-timeout", type=float, default=30.0, help="seconds to wait for each output")
+    p.add_argument("--wait-subscribers", type=float, default=0.0,
+                   help="before replaying, wait up to this many seconds for every topic to have a subscriber")
+    p.add_argument("--best-effort", action="store_true", help="publish best-effort instead of reliable")
+    p.add_argument("--start", type=float, default=0.0, help="skip the first START seconds of the bag")
+
+
+def options_from_args(args: argparse.Namespace) -> PlayOptions:
+    return PlayOptions(rate=args.rate, clock=not args.no_clock, clock_hz=args.clock_hz, topics=tuple(args.topics),
+                       exclude=tuple(args.exclude), pace_topic=args.pace_topic, pace_type=args.pace_type,
+                       pace_trigger=args.pace_trigger, pace_timeout=args.pace_timeout,
+                       wait_subscribers=args.wait_subscribers, best_effort=args.best_effort, start=args.start)
+
+
+def sigterm_as_interrupt(signum=None, frame=None) -> None:
+    """SIGTERM handler: stop like Ctrl-C (the replay loop ends cleanly on KeyboardInterrupt)."""
+    raise KeyboardInterrupt
+
+
+def run_guarded(name: str, work: Callable[[], int]) -> int:
+    """Run a bag command's `work() -> exit status` with the tools' conventions: SIGTERM acts
+    as Ctrl-C; bad input prints '<name>: error: ...' and exits 2; interruption exits 130."""
+    signal.signal(signal.SIGTERM, sigterm_as_interrupt)
+    try:
+        return work()
+    except (OSError, ValueError, ImportError) as e:
+        print(f"{name}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 130
+
+
+def run(args: argparse.Namespace) -> int:
+    opts = options_from_args(args)
+
+    def work() -> int:
+        with RosSession("cigocc_bag_play") as session:
+            stats = BagPlayer(args.bag, session, opts).play()
+        total = sum(stats.published.values())
+        print(f"{'interrupted after' if stats.interrupted else 'replayed'} {total} messages, "
+              f"{stats.bag_duration_s:.2f} s of bag in {stats.wall_duration_s:.2f} s"
+              + (f", {stats.pace_timeouts} pace timeouts" if opts.pace_topic else ""))
+        for topic, n in sorted(stats.published.items()):
+            print(f"  {topic}: {n}")
+        for topic, why in stats.skipped_topics.items():
+            print(f"  {topic}: not replayed ({why})")
+        return 130 if stats.interrupted else 0
+
+    return run_guarded("bag-play", work)

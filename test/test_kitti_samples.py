@@ -51,8 +51,7 @@ def test_labelled_scan_lands_plausibly_in_the_real_image(seq, camera):
         image = sk.read_image(seq.image(frame, camera), rgb=False)
         H, W = image.shape[:2]
         cam = camera_from_calib(calib[f"P{camera}"], calib["Tr"], (H, W))
-        pts = sk.read_scan(seq.scan(frame))
-        sem, _ = sk.read_point_labels(seq.point_labels(frame), len(pts))
+        pts, sem = sk.read_labelled_scan(seq, frame)
         uv, z = project(pts[:, :3], cam.K, cam.T_cam_grid)
         inside = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < W) & (uv[:, 1] >= 0) & (uv[:, 1] < H)
         assert 15000 < inside.sum() < 25000  # the camera sees the front ~90 degrees of the scan
@@ -83,15 +82,13 @@ def test_stereo_depth_agrees_with_lidar(seq):
 def test_voxelised_scans_match_the_real_voxel_files(seq, tmp_path):
     """Our voxels equal the real `.bin` after undoing the legacy one-layer shift; without it
     they disagree, and the real `.invalid` would mark our occupied voxels unobserved."""
+    out = sk.SequencePaths(tmp_path, "00")
     for frame in FRAMES:
-        pts = sk.read_scan(seq.scan(frame))
-        sem, _ = sk.read_point_labels(seq.point_labels(frame), len(pts))
-        occ, labels = sk.voxelize_scan(pts, sem)
-        stem = tmp_path / "voxels" / frame
-        sk.write_voxels(stem, labels, occupancy=occ, raw=True)
-        ours = sk.read_voxels(stem)
-        np.testing.assert_array_equal(ours.occupancy, occ)
-        np.testing.assert_array_equal(ours.labels, labels)
+        written = sk.write_scan_voxels(seq, frame, out)
+        ours = sk.read_voxels(out.voxel_stem(frame))
+        np.testing.assert_array_equal(ours.occupancy, written.occupancy)
+        np.testing.assert_array_equal(ours.labels, written.labels)
+        labels, occ = ours.labels, ours.occupancy
 
         real = sk.read_voxels(seq.voxel_stem(frame))
         fixed = sk.undo_legacy_shift(real.occupancy)
@@ -114,11 +111,8 @@ def real_root(kitti_samples, tmp_path):
     for name in ("calib.txt", "image_2", "image_3", "velodyne"):
         (dst.dir / name).symlink_to(src.dir / name)
     for frame in FRAMES:
-        pts = sk.read_scan(src.scan(frame))
-        sem, _ = sk.read_point_labels(src.point_labels(frame), len(pts))
-        occ, labels = sk.voxelize_scan(pts, sem)
         invalid = sk.undo_legacy_shift(sk.read_voxels(src.voxel_stem(frame)).invalid)
-        sk.write_voxels(dst.voxel_stem(frame), labels, invalid=invalid, raw=True)
+        sk.write_scan_voxels(src, frame, dst, invalid=invalid)
     return tmp_path
 
 

@@ -143,6 +143,9 @@ def test_remap_ignores_unlabelled_structure_and_unknown_ids():
     out = sk.remap_labels(raw)
     # 0 empty; outlier / other-structure / other-object / unknown ids ignored; moving-car -> car.
     np.testing.assert_array_equal(out, [0, 255, 1, 255, 255, 1, 9, 5, 255, 255])
+    wide = np.array([0, 10, 70000, 2**40], dtype=np.int64)  # ids past uint16: unknown
+    np.testing.assert_array_equal(sk.remap_labels(wide), [0, 1, 255, 255])
+    np.testing.assert_array_equal(sk.remap_labels(raw, invalid=raw == 10), [0, 255, 255, 255, 255, 1, 9, 5, 255, 255])
 
 
 def downsample_reference(labels: np.ndarray, f: int) -> np.ndarray:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -348,15 +349,28 @@ def write_prediction(path: PathLike, labels: np.ndarray) -> None:
 # --------------------------------------------------------------------------------------------
 # Remapping and downsampling
 # --------------------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def _raw_lut() -> np.ndarray:
+    """learning_map padded to every uint16 id (the last entry stands for all larger ids)."""
+    lmap = load_class_table().learning_map
+    lut = np.full(65537, IGNORE_LABEL, dtype=np.uint8)
+    lut[: len(lmap)] = lmap
+    return lut
+
+
 def remap_labels(raw: np.ndarray, invalid: np.ndarray | None = None) -> np.ndarray:
     """Raw SemanticKITTI ids (any shape) -> uint8 labels 0..19, 255 for ignored raw ids
     (those learning_map sends to 0, other than 0 itself; and ids it does not know) and for
     voxels where `invalid` is set."""
-    lmap = load_class_table().learning_map
-    raw = np.asarray(raw).astype(np.int64)
-    out = np.full(raw.shape, IGNORE_LABEL, dtype=np.uint8)
-    known = (raw >= 0) & (raw < len(lmap))
-    out[known] = lmap[raw[known]]
+    raw = np.asarray(raw)
+    if raw.dtype.kind not in "ui":
+        raise ValueError(f"raw labels must be integers, got {raw.dtype}")
+    if raw.dtype.kind == "i" and raw.size and raw.min() < 0:
+        raise ValueError("raw labels must be >= 0")
+    lut = _raw_lut()
+    if raw.dtype.itemsize > 2:  # ids past uint16 share the last entry: unknown, ignored
+        raw = np.minimum(raw, len(lut) - 1)
+    out = lut[raw]
     if invalid is not None:
         out[np.asarray(invalid, dtype=bool)] = IGNORE_LABEL
     return out
@@ -508,6 +522,24 @@ class SequencePaths:
         if not folder.is_dir():
             return []
         return sorted(p.name[: -len(ext)] for p in folder.iterdir() if p.name.endswith(ext))
+
+
+def read_labelled_scan(paths: SequencePaths, frame: int | str) -> tuple[np.ndarray, np.ndarray]:
+    """A frame's scan and its labels: (points (N, 4) float32, semantic raw ids (N,) uint16)."""
+    points = read_scan(paths.scan(frame))
+    semantic, _ = read_point_labels(paths.point_labels(frame), len(points))
+    return points, semantic
+
+
+def write_scan_voxels(paths: SequencePaths, frame: int | str, out: SequencePaths | None = None,
+                      invalid: np.ndarray | None = None, grid: GridConfig | None = None) -> VoxelFrame:
+    """Voxelise a frame's labelled scan (`voxelize_scan`) and write `voxels/NNNNNN.label` (raw
+    ids), `.bin` (occupancy) and, if given, `.invalid` into `out` (default: the same sequence).
+    Returns what was written."""
+    points, semantic = read_labelled_scan(paths, frame)
+    occupancy, labels = voxelize_scan(points, semantic, grid)
+    write_voxels((out or paths).voxel_stem(frame), labels, invalid=invalid, occupancy=occupancy, raw=True)
+    return VoxelFrame(labels, None if invalid is None else np.asarray(invalid, bool), None, occupancy)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,290 @@
+"""`cigocc bag-eval`: replay a bag (bag-play's player) into a running occupancy node, record the
+node's cigocc_msgs/SemanticOccupancy output and score it against the bag's ground truth.
+
+Matching: an output belongs to the ground-truth message with the same header stamp (the node
+stamps each grid with its source image's stamp; kitti-to-bag gives the image and the ground
+truth of a frame the same stamp). The ground-truth topic is read from the bag, not published.
+Scoring: cigocc_ros.metrics.SSCMetric (the SemanticKITTI completion metric); output voxels
+labelled LABEL_UNKNOWN (255, no prediction) count as empty, as an unfilled voxel of a
+benchmark submission would.
+Latency: wall time from publishing the trigger image to receiving the output with its stamp.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rosbags.highlevel import AnyReader
+
+from ..classes import IGNORE_LABEL, load_class_table
+from ..metrics import SSCMetric
+from .kitti_to_bag import OCCUPANCY_GT_TOPIC
+from .play import (
+    BagPlayer,
+    PlayOptions,
+    RosSession,
+    cdr_header_stamp,
+    options_from_args,
+    run_guarded,
+)
+from .play import add_arguments as add_play_arguments
+from .types import OCCUPANCY_TYPE, typestore
+
+DEFAULT_OUTPUT_TOPIC = "/cigocc_node/occupancy"
+
+
+@dataclass
+class _Grid:
+    stamp: int
+    labels: np.ndarray  # (X*Y*Z,) uint8
+    size: tuple[int, int, int]
+    frame_id: str
+
+
+def decode_occupancy(raw: bytes) -> _Grid:
+    """CDR SemanticOccupancy -> its stamp (ns), flat labels, (X, Y, Z) size and frame id."""
+    msg = typestore().deserialize_cdr(raw, OCCUPANCY_TYPE)
+    size = (int(msg.size_x), int(msg.size_y), int(msg.size_z))
+    labels = np.asarray(msg.labels, dtype=np.uint8)
+    if labels.size != size[0] * size[1] * size[2]:
+        raise ValueError(f"SemanticOccupancy at stamp {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d} has "
+                         f"{labels.size} labels for a {size} grid")
+    return _Grid(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec, labels, size, msg.header.frame_id)
+
+
+@dataclass
+class EvalReport:
+    bag: str
+    output_topic: str
+    ground_truth_topic: str
+    frames_expected: int = 0  # ground-truth messages replayed
+    frames_scored: int = 0  # of those, answered by an output with the same stamp
+    triggers: int = 0  # input frames published
+    outputs_received: int = 0  # every output, labelled frame or not
+    outputs_for_triggers: int = 0  # outputs whose stamp is a published input frame
+    missing_stamps: list[int] = field(default_factory=list)  # ground-truth stamps with no output
+    mismatches: list[str] = field(default_factory=list)  # outputs that could not be scored
+    latency_ms: dict = field(default_factory=dict)  # mean / median / p90 / max over outputs_for_triggers
+    metrics: dict = field(default_factory=dict)  # SSCMetric.compute(), per class by name
+    pace_timeouts: int = 0
+    replay_wall_s: float = 0.0
+    interrupted: bool = False
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+class OccupancyScorer:
+    """Pairs ground truth (fed by the player) with node outputs (fed by the subscription) by
+    stamp and accumulates the metric. Thread-safe: the two feeds run on different threads."""
+
+    def __init__(self) -> None:
+        self.metric = SSCMetric()
+        self.lock = threading.Lock()
+        self.gt: dict[int, _Grid] = {}  # ground truth waiting for its output
+        self.early: dict[int, _Grid] = {}  # outputs waiting for their ground truth
+        self.sent: dict[int, float] = {}  # trigger stamp -> wall time published
+        self.latencies: list[float] = []
+        self.expected = 0
+        self.scored = 0
+        self.outputs = 0
+        self.missing: list[int] = []
+        self.mismatches: list[str] = []
+        self._scored_stamps: set[int] = set()
+
+    def add_ground_truth(self, raw: bytes) -> None:
+        grid = decode_occupancy(raw)
+        with self.lock:
+            self.expected += 1
+            # Outputs older than this ground truth were for unlabelled frames.
+            for s in [s for s in self.early if s < grid.stamp]:
+                del self.early[s]
+            out = self.early.pop(grid.stamp, None)
+            if out is not None:
+                self._score(out, grid)
+            else:
+                self.gt[grid.stamp] = grid
+
+    def add_trigger(self, stamp: int, wall: float) -> None:
+        with self.lock:
+            self.sent[stamp] = wall
+
+    def add_output(self, raw: bytes, wall: float) -> None:
+        stamp = cdr_header_stamp(raw)
+        with self.lock:
+            self.outputs += 1
+            if stamp in self.sent:
+                self.latencies.append(wall - self.sent[stamp])
+        try:
+            grid = decode_occupancy(raw)
+        except ValueError as e:
+            with self.lock:
+                self.mismatches.append(str(e))
+            return
+        with self.lock:
+            # Outputs arrive in stamp order: older unanswered ground truth will not be answered.
+            for s in sorted(s for s in self.gt if s < stamp):
+                self.missing.append(s)
+                del self.gt[s]
+            truth = self.gt.pop(stamp, None)
+            if truth is not None:
+                self._score(grid, truth)
+            elif stamp not in self._scored_stamps:
+                self.early[stamp] = grid
+
+    def _score(self, out: _Grid, truth: _Grid) -> None:
+        if out.size != truth.size:
+            self.mismatches.append(f"stamp {out.stamp}: output grid {out.size} != ground truth {truth.size}")
+            return
+        if out.frame_id != truth.frame_id:
+            self.mismatches.append(f"stamp {out.stamp}: output frame '{out.frame_id}' != ground truth "
+                                   f"'{truth.frame_id}'")
+            return
+        pred = np.where(out.labels == IGNORE_LABEL, 0, out.labels)
+        self.metric.add(pred, truth.labels)
+        self.scored += 1
+        self._scored_stamps.add(out.stamp)
+
+    def answered_triggers(self) -> int:
+        with self.lock:
+            return len(self.latencies)
+
+    def finish(self) -> None:
+        with self.lock:
+            self.missing.extend(sorted(self.gt))
+            self.gt.clear()
+
+
+def _latency_summary(latencies: list[float]) -> dict:
+    if not latencies:
+        return {}
+    ms = np.asarray(latencies) * 1e3
+    return {"count": int(ms.size), "mean": float(ms.mean()), "median": float(np.median(ms)),
+            "p90": float(np.percentile(ms, 90)), "max": float(ms.max())}
+
+
+def evaluate(bag: str | Path, output_topic: str = DEFAULT_OUTPUT_TOPIC, options: PlayOptions | None = None,
+             gt_topic: str = OCCUPANCY_GT_TOPIC, drain_timeout: float = 10.0,
+             session_name: str = "cigocc_bag_eval") -> EvalReport:
+    """Replay `bag` (options as bag-play; paced on `output_topic` unless options say
+    otherwise) while scoring the node's outputs; returns the report."""
+    bag = Path(bag)
+    if not bag.exists():
+        raise FileNotFoundError(f"bag {bag} does not exist")
+    with AnyReader([bag]) as reader:
+        if gt_topic not in reader.topics:
+            raise ValueError(f"bag {bag} has no ground-truth topic {gt_topic} (topics: {', '.join(reader.topics)})")
+        if reader.topics[gt_topic].msgtype != OCCUPANCY_TYPE:
+            raise ValueError(f"{bag}: {gt_topic} is {reader.topics[gt_topic].msgtype}, expected {OCCUPANCY_TYPE}")
+    opt = options or PlayOptions(pace_topic=output_topic)
+    opt.observe = tuple(set(opt.observe) | {gt_topic})
+    opt.exclude = tuple(t for t in opt.exclude if t != gt_topic)
+    report = EvalReport(str(bag), output_topic, gt_topic)
+    scorer = OccupancyScorer()
+
+    opt.watch_topic = output_topic
+    opt.pace_type = OCCUPANCY_TYPE
+    if opt.pace_topic and opt.pace_topic != output_topic:
+        raise ValueError(f"bag-eval paces on the output topic {output_topic}, not {opt.pace_topic}")
+    with RosSession(session_name) as session:
+        trigger_topic = [""]
+
+        def on_message(topic: str, stamp: int, raw: bytes, wall: float) -> None:
+            if topic == gt_topic:
+                scorer.add_ground_truth(raw)
+            elif topic == trigger_topic[0]:
+                scorer.add_trigger(cdr_header_stamp(raw), wall)
+
+        player = BagPlayer(bag, session, opt, on_message=on_message, on_output=scorer.add_output)
+        trigger_topic[0] = _trigger_topic(bag, opt)
+        stats = player.play()
+        # The node may still be working on the last frames.
+        end = time.monotonic() + (0 if stats.interrupted else drain_timeout)
+        while time.monotonic() < end and scorer.answered_triggers() < stats.triggers:
+            time.sleep(0.05)
+        scorer.finish()
+
+    report.frames_expected = scorer.expected
+    report.frames_scored = scorer.scored
+    report.triggers = stats.triggers
+    report.outputs_received = scorer.outputs
+    report.outputs_for_triggers = len(scorer.latencies)
+    report.missing_stamps = scorer.missing
+    report.mismatches = scorer.mismatches
+    report.latency_ms = _latency_summary(scorer.latencies)
+    report.pace_timeouts = stats.pace_timeouts
+    report.replay_wall_s = stats.wall_duration_s
+    report.interrupted = stats.interrupted
+    if scorer.scored:
+        r = scorer.metric.compute()
+        names = load_class_table().names
+        report.metrics = {"iou": r["iou"], "miou": r["miou"], "precision": r["precision"], "recall": r["recall"],
+                          "iou_per_class": {names[i]: float(v) for i, v in enumerate(r["iou_per_class"])}}
+    return report
+
+
+def _trigger_topic(bag: Path, opt: PlayOptions) -> str:
+    """The topic whose publish times start the latency clock: the pace trigger, else the
+    first left image topic (as bag-play chooses)."""
+    if opt.pace_trigger:
+        return opt.pace_trigger
+    with AnyReader([bag]) as reader:
+        images = [t for t, i in reader.topics.items() if i.msgtype == "sensor_msgs/msg/Image"
+                  and t not in opt.exclude and (not opt.topics or t in opt.topics)]
+    left = [t for t in images if "left" in t]
+    return (left or images or [""])[0]
+
+
+# ------------------------------------------------------------------------------------------
+# CLI
+# ------------------------------------------------------------------------------------------
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_play_arguments(p)
+    p.add_argument("--output-topic", default=DEFAULT_OUTPUT_TOPIC, help="the node's SemanticOccupancy topic")
+    p.add_argument("--gt-topic", default=OCCUPANCY_GT_TOPIC, help="the bag's ground-truth SemanticOccupancy topic")
+    p.add_argument("--no-pace", action="store_true",
+                   help="replay at --rate without waiting for the node (frames it drops count as missing)")
+    p.add_argument("--drain-timeout", type=float, default=10.0,
+                   help="seconds to wait for the node's last outputs after the replay ends")
+    p.add_argument("--json", default="", help="write the report here as JSON")
+
+
+def _print_report(r: EvalReport) -> None:
+    print(f"frames: {r.frames_scored} scored of {r.frames_expected} with ground truth; "
+          f"outputs {r.outputs_received} (for {r.outputs_for_triggers} of {r.triggers} input frames)")
+    if r.latency_ms:
+        lat = r.latency_ms
+        print(f"latency ms: mean {lat['mean']:.1f}, median {lat['median']:.1f}, p90 {lat['p90']:.1f}, "
+              f"max {lat['max']:.1f}")
+    if r.metrics:
+        m = r.metrics
+        print(f"IoU {100 * m['iou']:.2f}  mIoU {100 * m['miou']:.2f}  precision {100 * m['precision']:.2f}  "
+              f"recall {100 * m['recall']:.2f}")
+    for text in r.mismatches[:5]:
+        print(f"not scored: {text}")
+    if r.pace_timeouts:
+        print(f"{r.pace_timeouts} input frames timed out waiting for the node")
+
+
+def run(args: argparse.Namespace) -> int:
+    opt = options_from_args(args)
+    if not args.no_pace and not opt.pace_topic:
+        opt.pace_topic = args.output_topic
+
+    def work() -> int:
+        report = evaluate(args.bag, args.output_topic, opt, args.gt_topic, args.drain_timeout)
+        _print_report(report)
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(report.to_json(), indent=2) + "\n")
+            print(f"wrote {args.json}")
+        if report.interrupted:
+            return 130
+        return 0 if report.frames_scored else 1
+
+    return run_guarded("bag-eval", work)

@@ -136,6 +136,10 @@ def test_prediction_file_holds_raw_ids(tmp_path):
     np.testing.assert_array_equal(sk.remap_labels(raw), pred)
     with pytest.raises(ValueError, match="labels 0..19"):
         sk.write_prediction(tmp_path / "bad.label", np.full(SMALL, 255, np.uint8))
+    with pytest.raises(ValueError, match="labels 0..19"):
+        sk.write_prediction(tmp_path / "bad.label", np.full(SMALL, -1, np.int64))
+    with pytest.raises(ValueError, match=r"must be 0..19 or 255, got 20"):
+        sk.write_voxels(tmp_path / "bad", np.full(SMALL, 20, np.int64))
 
 
 def test_remap_ignores_unlabelled_structure_and_unknown_ids():

@@ -299,7 +299,7 @@ def labels_to_raw(labels: np.ndarray) -> np.ndarray:
     255 becomes the first raw id that learning_map ignores, so it reads back as 255)."""
     table = load_class_table()
     lab = np.asarray(labels)
-    bad = (lab >= table.num_classes) & (lab != IGNORE_LABEL)
+    bad = ((lab >= table.num_classes) & (lab != IGNORE_LABEL)) | (lab < 0)
     if bad.any():
         raise ValueError(f"labels must be 0..{table.num_classes - 1} or {IGNORE_LABEL}, got {int(lab[bad][0])}")
     lut = np.zeros(256, dtype=np.uint16)
@@ -341,7 +341,7 @@ def write_voxels(
 def write_prediction(path: PathLike, labels: np.ndarray) -> None:
     """Write a benchmark submission file: (X, Y, Z) labels 0..19 -> uint16 raw ids `.label`."""
     lab = np.asarray(labels)
-    if lab.ndim != 3 or (lab.max(initial=0) >= load_class_table().num_classes):
+    if lab.ndim != 3 or lab.min(initial=0) < 0 or lab.max(initial=0) >= load_class_table().num_classes:
         raise ValueError(f"prediction for {path} must be (X, Y, Z) labels 0..19, got {lab.shape}")
     np.ascontiguousarray(labels_to_raw(lab)).tofile(_prepare_dir(path))
 

@@ -18,6 +18,7 @@ from cigocc_ros.classes import load_class_table
 from cigocc_ros.cli import main as cli_main
 from cigocc_ros.config import GridConfig
 from cigocc_ros.data import semantic_kitti as sk
+from cigocc_ros.geometry import camera_from_calib
 
 START = 1.0e9
 
@@ -126,6 +127,11 @@ def test_real_grayscale_sequence(tmp_path, storage):
                              "camera_color_right"}
     assert all(tr.header.frame_id == "base_link" for tr in static.transforms)
     np.testing.assert_allclose(_matrix(by_child["camera_gray_left"].transform) @ _tr4(calib), np.eye(4), atol=1e-4)
+    # The same transform, for nodes without TF, in the bag's metadata.
+    cam = camera_from_calib(calib["P2"], _tr4(calib)[:3], (376, 1241))
+    np.testing.assert_allclose(k2b.read_camera_from_grid(out, "camera_color_left"), cam.T_cam_grid, atol=1e-12)
+    with pytest.raises(ValueError, match="camera_nowhere"):
+        k2b.read_camera_from_grid(out, "camera_nowhere")
     right = np.linalg.inv(_matrix(by_child["camera_gray_right"].transform)) @ _matrix(
         by_child["camera_gray_left"].transform)
     np.testing.assert_allclose(right[:3, 3], [-386.1448 / 718.856, 0, 0], atol=1e-6)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import yaml
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import Writer
 from rosbags.rosbag2.enums import StoragePlugin
@@ -48,6 +49,7 @@ ODOM_TOPIC = "/kitti/odom"
 CLOUD_TOPIC = "/kitti/velo/pointcloud"
 OCCUPANCY_GT_TOPIC = "/kitti/occupancy_gt"
 GT_MODEL_ID = "ground-truth"
+CAMERA_FROM_GRID_KEY = "cigocc.camera_from_grid"  # bag metadata: + ".<camera frame>"
 
 
 @dataclass(frozen=True)
@@ -362,6 +364,24 @@ class _Messages:
         return self.ser(msg)
 
 
+def read_camera_from_grid(bag: str | Path, camera_frame: str) -> np.ndarray:
+    """(4, 4) transform grid (velodyne) -> `camera_frame` stored in a kitti-to-bag bag's
+    metadata: the node's `camera_from_grid` parameter for that camera."""
+    meta_path = Path(bag) / "metadata.yaml"
+    try:
+        meta = yaml.safe_load(meta_path.read_text())["rosbag2_bagfile_information"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as e:
+        raise ValueError(f"cannot read rosbag2 metadata {meta_path}: {e}") from None
+    custom = meta.get("custom_data") or {}
+    key = f"{CAMERA_FROM_GRID_KEY}.{camera_frame}"
+    if key not in custom:
+        raise ValueError(f"bag {bag} has no '{key}' in its metadata (not written by kitti-to-bag?)")
+    values = np.array([float(v) for v in custom[key].split()])
+    if values.size != 16:
+        raise ValueError(f"bag {bag}: '{key}' holds {values.size} numbers, expected 16")
+    return values.reshape(4, 4)
+
+
 def _twist(poses: np.ndarray, times: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray]:
     """Finite-difference body-frame twist (linear m/s, angular rad/s) of pose i."""
     j, k = (i - 1, i) if i > 0 else (i, i + 1)
@@ -413,6 +433,11 @@ def convert(sequence: str | Path, output: str | Path, storage: str = "mcap", cam
     with Writer(out, version=9, storage_plugin=STORAGES[storage]) as writer:
         writer.set_custom_data("cigocc.source", str(seq.root.resolve()))
         writer.set_custom_data("cigocc.stamp_origin_s", repr(start_time))
+        # Where TF cannot be used (no tf2_ros), the node's `camera_from_grid` parameter can be
+        # filled from the bag itself: read_camera_from_grid().
+        for key, frame in PROJECTION_FRAMES.items():
+            T = np.linalg.inv(camera_in_base(seq.calib, key))
+            writer.set_custom_data(f"{CAMERA_FROM_GRID_KEY}.{frame}", " ".join(repr(float(v)) for v in T.reshape(-1)))
         conns: dict[str, object] = {}
 
         def add(topic: str, msgtype: str, qos: Qos | None = None) -> None:

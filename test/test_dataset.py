@@ -85,6 +85,15 @@ def test_sample_keys_shapes_and_targets(root):
     assert set(ds[1]) == {"img", "K", "T_cam_grid", "index", "target", "target_2"}
 
 
+def test_coarse_target_follows_the_model_scale(root):
+    cfg = config(root)
+    cfg.model.coarse_downsample = 4
+    item = SemanticKittiDataset(cfg, "train", augment=False)[0]
+    assert item["target_2"].shape == (16, 16, 2) and item["target_4"].shape == (8, 8, 1)
+    np.testing.assert_array_equal(item["target_4"].numpy(),
+                                  sk.downsample_labels(item["target"].numpy().astype(np.uint8), 4))
+
+
 def test_depth_target_is_the_nearest_lidar_point(root):
     item = SemanticKittiDataset(config(root), "train", augment=False)[0]
     d = item["depth_target"].numpy()

@@ -72,8 +72,8 @@ class SemanticKittiDataset(Dataset):
     (listed in `missing_sequences`); a split with no frame at all is an error.
     Items are dicts of tensors (data contract, without the batch dimension):
     img (3, H, W), K (3, 3), T_cam_grid (4, 4), index (); when available target (X, Y, Z) and
-    target_2 (X/2, Y/2, Z/2) int64, depth_target (H, W) float32, teacher (H, W) int64,
-    depth (1, H, W) float32.
+    target_2 (X/2, Y/2, Z/2) int64 (and target_d at d = model.coarse_downsample if not 2),
+    depth_target (H, W) float32, teacher (H, W) int64, depth (1, H, W) float32.
     """
 
     def __init__(self, cfg: ExperimentConfig, split: str = "train", augment: bool | None = None,
@@ -96,6 +96,8 @@ class SemanticKittiDataset(Dataset):
             raise ConfigError("data.flip_prob > 0 mirrors the grid's y axis: grid.origin y must be "
                               f"-size_y * voxel_size / 2, got {g.origin[1]}")
         self.camera_index = 2 if cfg.data.camera == "left" else 3
+        # The contract's target_2, plus the stage-1 volume's scale when the model uses another.
+        self.target_scales = sorted({2, cfg.model.coarse_downsample} - {1})
         sequences = {"train": cfg.data.train_sequences, "val": cfg.data.val_sequences,
                      "test": cfg.data.test_sequences}[split]
         self.missing_sequences: list[str] = []
@@ -152,7 +154,8 @@ class SemanticKittiDataset(Dataset):
             vox = sk.read_voxels(stem, tuple(grid.size))
             target = sk.remap_labels(vox.labels, vox.invalid)
             arrays["target"] = target
-            arrays["target_2"] = sk.downsample_labels(target, 2)
+            for ds in self.target_scales:
+                arrays[f"target_{ds}"] = sk.downsample_labels(target, ds)
         scan_path = paths.scan(frame)
         if data.depth_targets and scan_path.is_file():
             arrays["depth_target"] = lidar_depth_map(sk.read_scan(scan_path), K, T, out_size)
@@ -174,12 +177,8 @@ class SemanticKittiDataset(Dataset):
             if rng.random() < data.flip_prob:
                 rgb, K, F = flip_horizontal(rgb, K)
                 T = F @ T @ np.diag([1.0, -1.0, 1.0, 1.0])  # mirror the grid's y with the image
-                for key in ("target", "target_2"):
-                    if key in arrays:
-                        arrays[key] = arrays[key][:, ::-1]
-                for key in ("depth_target", "teacher", "depth"):
-                    if key in arrays:
-                        arrays[key] = arrays[key][:, ::-1]
+                # (X, Y, Z) volumes flip their Y axis, (H, W) maps their columns: both axis 1.
+                arrays = {key: a[:, ::-1] for key, a in arrays.items()}
             rgb = color_jitter(rgb, data.color_jitter, rng)
 
         item = {
@@ -188,7 +187,7 @@ class SemanticKittiDataset(Dataset):
             "T_cam_grid": torch.from_numpy(T.astype(np.float32)),
             "index": torch.tensor(index, dtype=torch.int64),
         }
-        for key in ("target", "target_2", "teacher"):
+        for key in ("target", *(f"target_{ds}" for ds in self.target_scales), "teacher"):
             if key in arrays:
                 item[key] = torch.from_numpy(np.ascontiguousarray(arrays[key]).astype(np.int64))
         if "depth_target" in arrays:
@@ -212,10 +211,11 @@ def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     for key in sorted(keys):
         present = [it[key] for it in items if key in it]
         if len(present) < len(items):
-            if key not in COLLATE_FILL:
+            fill = IGNORE_LABEL if key.startswith("target_") else COLLATE_FILL.get(key)
+            if fill is None:
                 raise KeyError(f"collate: '{key}' is missing from {len(items) - len(present)} of "
                                f"{len(items)} samples")
             like = present[0]
-            present = [it[key] if key in it else torch.full_like(like, COLLATE_FILL[key]) for it in items]
+            present = [it[key] if key in it else torch.full_like(like, fill) for it in items]
         batch[key] = torch.stack(present)
     return batch

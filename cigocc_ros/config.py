@@ -115,6 +115,9 @@ class DataConfig:
     stereo: bool = False  # add "depth" from StereoSGBM on image_2/image_3 (cigocc_ros/stereo.py)
     camera: str = "left"  # input colour camera: left (image_2, P2) | right (image_3, P3)
     depth_targets: bool = True  # LiDAR depth targets when velodyne/NNNNNN.bin exists
+    # Voxel files from a SemanticKITTI copy made before 2020-08-24 sit one layer up; true undoes
+    # that on reading (docs/conventions.md).
+    legacy_voxel_shift: bool = False
     teacher_masks: str = "teacher_masks"  # sub-folder of each sequence written by make-masks
     flip_prob: float = 0.5
     color_jitter: float = 0.2

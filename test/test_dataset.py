@@ -94,6 +94,21 @@ def test_coarse_target_follows_the_model_scale(root):
                                   sk.downsample_labels(item["target"].numpy().astype(np.uint8), 4))
 
 
+def test_legacy_voxel_files_are_shifted_back(root):
+    plain = SemanticKittiDataset(config(root), "train", augment=False)[0]["target"].numpy()
+    seq = sk.SequencePaths(root, "00")
+    vf = sk.read_voxels(seq.voxel_stem(0), GRID.size)
+    legacy = np.zeros_like(vf.labels)  # written one flat index late, as before 2020-08
+    legacy.reshape(-1)[1:] = vf.labels.reshape(-1)[:-1]
+    legacy_inv = np.zeros_like(vf.invalid)
+    legacy_inv.reshape(-1)[1:] = vf.invalid.reshape(-1)[:-1]
+    sk.write_voxels(seq.voxel_stem(0), legacy, invalid=legacy_inv, raw=True)
+    assert not np.array_equal(SemanticKittiDataset(config(root), "train", augment=False)[0]["target"].numpy(), plain)
+    fixed = SemanticKittiDataset(config(root, legacy_voxel_shift=True), "train", augment=False)[0]["target"].numpy()
+    # The last voxel was pushed past the end of the legacy file: only it is lost.
+    np.testing.assert_array_equal(fixed.reshape(-1)[:-1], plain.reshape(-1)[:-1])
+
+
 def test_depth_target_is_the_nearest_lidar_point(root):
     item = SemanticKittiDataset(config(root), "train", augment=False)[0]
     d = item["depth_target"].numpy()

@@ -152,6 +152,9 @@ class SemanticKittiDataset(Dataset):
         stem = paths.voxel_stem(frame)
         if Path(f"{stem}.label").is_file():
             vox = sk.read_voxels(stem, tuple(grid.size))
+            if data.legacy_voxel_shift:
+                vox.labels = sk.undo_legacy_shift(vox.labels)
+                vox.invalid = None if vox.invalid is None else sk.undo_legacy_shift(vox.invalid)
             target = sk.remap_labels(vox.labels, vox.invalid)
             arrays["target"] = target
             for ds in self.target_scales:

@@ -1,0 +1,178 @@
+"""Inference API used by the ROS node: one RGB frame -> semantic occupancy of the grid.
+
+`Predictor.predict(image_rgb (H, W, 3) uint8, K (3, 3), T_cam_grid (4, 4), depth=None)` fits the
+frame to the model's input size (geometry.crop_or_pad: bottom crop / pad, K updated), runs the
+network under torch.inference_mode (bf16 autocast on CUDA) and returns labels and confidence
+as (X, Y, Z) uint8 arrays in the grid frame (x forward, y left, z up).
+
+Labels are the argmax of the network's full-grid logits, i.e. of the head's coarse logits
+trilinearly upsampled (align_corners=False). On CPU that upsampling of every class to the full
+grid is the single most expensive step, so `upsampled_argmax` computes the same argmax while
+interpolating only where the coarse argmax changes between neighbours: where all 8 coarse
+corners of a fine voxel agree on a class, that class is also the argmax of any convex
+combination of their logits. Confidence is the head's top class probability at its own
+resolution, trilinearly interpolated (255 = 1.0).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .config import ExperimentConfig
+from .geometry import crop_or_pad
+
+
+@dataclass
+class Prediction:
+    labels: np.ndarray  # (X, Y, Z) uint8 class ids 0..19 (0 = empty)
+    confidence: np.ndarray  # (X, Y, Z) uint8, top class probability * 255
+    inference_ms: float  # wall time of predict(), preprocessing to the final copy
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """'auto' -> cuda when available else cpu; 'cuda' without a GPU is an error."""
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.split(":")[0] not in ("cuda", "cpu"):
+        raise ValueError(f"device must be auto, cuda, cuda:N or cpu, got {name!r}")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name!r} was asked for but torch sees no CUDA device")
+    return dev
+
+
+def _corner_weights(scale: int, device: torch.device) -> Tensor:
+    """(8, scale**3) trilinear weights of the 8 corners of a dual cell (corner order a, b, c in
+    {0, 1}, c fastest) for its scale**3 fine voxels (x-major), align_corners=False."""
+    f = (torch.arange(scale, dtype=torch.float32, device=device) + 0.5) / scale  # (s,)
+    w1 = torch.stack([1 - f, f])  # (2, s): weight of corner 0 / 1 along one axis
+    w = w1[:, None, None, :, None, None] * w1[None, :, None, None, :, None] * w1[None, None, :, None, None, :]
+    return w.reshape(8, scale ** 3)
+
+
+def upsampled_argmax(logits: Tensor, scale: int) -> Tensor:
+    """argmax over classes of F.interpolate(logits, scale_factor=scale, mode="trilinear",
+    align_corners=False), without building the upsampled logits where it is not needed.
+
+    logits (B, n_cls, x, y, z) -> (B, x*scale, y*scale, z*scale) int64. For an even `scale`
+    each fine voxel lies in the "dual cell" spanned by 8 neighbouring coarse centres (edges
+    replicated, which is what align_corners=False does there); cells whose corners agree take
+    that class, the others are interpolated exactly.
+    """
+    if scale == 1:
+        return logits.argmax(1)
+    if scale % 2 or logits.device.type != "cpu":
+        # GPUs upsample everything faster than they gather; odd scales lack the dual-cell layout.
+        return F.interpolate(logits.float(), scale_factor=scale, mode="trilinear", align_corners=False).argmax(1)
+    B, n_cls, x, y, z = logits.shape
+    s, h = scale, scale // 2
+    weights = _corner_weights(s, logits.device)
+    out = []
+    for b in range(B):
+        pad = F.pad(logits[b:b + 1].float(), (1, 1, 1, 1, 1, 1), mode="replicate")[0]  # (n, x+2, y+2, z+2)
+        arg = pad.max(0).indices
+        corners = torch.stack([arg[a:a + x + 1, c:c + y + 1, e:e + z + 1]
+                               for a in (0, 1) for c in (0, 1) for e in (0, 1)])  # (8, x+1, y+1, z+1)
+        agree = (corners == corners[:1]).all(0)
+        blocks = corners[0].unsqueeze(-1).expand(-1, -1, -1, s ** 3).clone()  # (x+1, y+1, z+1, s^3)
+        cells = (~agree).flatten().nonzero().squeeze(1)  # flat (x+1, y+1, z+1) index of each cell
+        if cells.numel():
+            # Channels-last rows and a flat gather: the class axis stays contiguous for argmax.
+            rows = pad.permute(1, 2, 3, 0).reshape(-1, n_cls)
+            ci, rem = cells // ((y + 1) * (z + 1)), cells % ((y + 1) * (z + 1))
+            cj, ck = rem // (z + 1), rem % (z + 1)
+            base = (ci * (y + 2) + cj) * (z + 2) + ck  # corner (0, 0, 0) in the padded volume
+            offs = torch.tensor([(a * (y + 2) + c) * (z + 2) + e for a in (0, 1) for c in (0, 1) for e in (0, 1)],
+                                device=logits.device)
+            vals = rows[base.unsqueeze(1) + offs]  # (M, 8, n_cls)
+            fine_logits = torch.matmul(weights.t(), vals)  # (M, s^3, n_cls), contiguous
+            blocks.view(-1, s ** 3)[cells] = fine_logits.max(-1).indices
+        fine = blocks.view(x + 1, y + 1, z + 1, s, s, s).permute(0, 3, 1, 4, 2, 5)
+        fine = fine.reshape((x + 1) * s, (y + 1) * s, (z + 1) * s)
+        out.append(fine[h:h + x * s, h:h + y * s, h:h + z * s])
+    return torch.stack(out)
+
+
+class Predictor:
+    """Runs a CIGOcc model on single frames; `cfg` is the ExperimentConfig the model was built
+    (or trained) with. Per-frame buffers are allocated once; the only device -> host transfer
+    is the final (2, X, Y, Z) uint8 copy."""
+
+    def __init__(self, cfg: ExperimentConfig, model: torch.nn.Module, device: str | torch.device = "auto"):
+        self.cfg = cfg
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.image_size = tuple(cfg.model.image_size)
+        self.grid_size = tuple(cfg.grid.size)
+        H, W = self.image_size
+        pin = self.device.type == "cuda"
+        self._host_img = torch.empty((H, W, 3), dtype=torch.uint8, pin_memory=pin)
+        self._host_depth = torch.empty((1, 1, H, W), dtype=torch.float32, pin_memory=pin)
+        self._host_KT = torch.empty(25, dtype=torch.float32, pin_memory=pin)  # K (9) | T (16)
+        self._img = torch.empty((1, 3, H, W), dtype=torch.float32, device=self.device)
+        coarse = getattr(model, "geom", None)
+        self._scale = self.grid_size[0] // coarse.coarse[0] if coarse is not None else 1
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto") -> Predictor:
+        from .model.checkpoint import load_checkpoint
+
+        model, _ = load_checkpoint(path)
+        return cls(model.cfg, model, device)
+
+    def _check(self, image_rgb: np.ndarray, K: np.ndarray, T_cam_grid: np.ndarray, depth: np.ndarray | None) -> None:
+        if not isinstance(image_rgb, np.ndarray) or image_rgb.dtype != np.uint8 or image_rgb.ndim != 3 \
+                or image_rgb.shape[2] != 3:
+            raise ValueError(f"image_rgb must be an (H, W, 3) uint8 array, got "
+                             f"{getattr(image_rgb, 'shape', None)} {getattr(image_rgb, 'dtype', type(image_rgb))}")
+        if np.shape(K) != (3, 3) or not np.all(np.isfinite(K)):
+            raise ValueError(f"K must be a finite (3, 3) matrix, got shape {np.shape(K)}")
+        if np.shape(T_cam_grid) != (4, 4) or not np.all(np.isfinite(T_cam_grid)):
+            raise ValueError(f"T_cam_grid must be a finite (4, 4) matrix, got shape {np.shape(T_cam_grid)}")
+        if depth is not None and np.shape(depth)[:2] != image_rgb.shape[:2]:
+            raise ValueError(f"depth must be (H, W) like the image {image_rgb.shape[:2]}, got {np.shape(depth)}")
+
+    @torch.inference_mode()
+    def predict(self, image_rgb: np.ndarray, K: np.ndarray, T_cam_grid: np.ndarray,
+                depth: np.ndarray | None = None) -> Prediction:
+        """One frame -> Prediction (labels, confidence) over the grid (X, Y, Z)."""
+        t0 = time.perf_counter()
+        self._check(image_rgb, K, T_cam_grid, depth)
+        img, K2 = crop_or_pad(image_rgb, K, self.image_size)
+        self._host_img.numpy()[...] = img
+        self._host_KT.numpy()[:9] = np.asarray(K2, dtype=np.float32).ravel()
+        self._host_KT.numpy()[9:] = np.asarray(T_cam_grid, dtype=np.float32).ravel()
+        nb = self.device.type == "cuda"
+        img_dev = self._host_img.to(self.device, non_blocking=nb)
+        self._img.copy_(img_dev.permute(2, 0, 1).unsqueeze(0)).mul_(1.0 / 255.0)
+        KT = self._host_KT.to(self.device, non_blocking=nb)
+        batch = {"img": self._img, "K": KT[:9].view(1, 3, 3), "T_cam_grid": KT[9:].view(1, 4, 4)}
+        if depth is not None:
+            d, _ = crop_or_pad(np.asarray(depth, dtype=np.float32), K, self.image_size)
+            self._host_depth.numpy()[0, 0] = np.nan_to_num(d, nan=0.0, posinf=0.0, neginf=0.0)
+            batch["depth"] = self._host_depth.to(self.device, non_blocking=nb)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            out = self.model(batch, inference=True)
+        coarse = out["ssc_logits_coarse"].float()
+        labels = upsampled_argmax(coarse, self._scale)[0]
+        conf = coarse.softmax(1).amax(1, keepdim=True)
+        if self._scale > 1:
+            conf = F.interpolate(conf, scale_factor=self._scale, mode="trilinear", align_corners=False)
+        conf = (conf[0, 0] * 255.0).round_().clamp_(0, 255)
+        both = torch.stack([labels.to(torch.uint8), conf.to(torch.uint8)]).cpu().numpy()
+        return Prediction(both[0], both[1], (time.perf_counter() - t0) * 1000.0)
+
+    def warmup(self, runs: int = 2) -> None:
+        """Run a few black frames so that kernel selection and allocations happen up front."""
+        H, W = self.image_size
+        K = np.array([[W, 0, W / 2], [0, W, H / 2], [0, 0, 1]], dtype=np.float64)
+        T = np.array([[0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
+        for _ in range(runs):
+            self.predict(np.zeros((H, W, 3), np.uint8), K, T)

@@ -1,0 +1,204 @@
+"""The CIGOcc network: image -> 3D semantic occupancy (docs/architecture.md).
+
+Stage 1 (deformable multi-level fusion): FPN image features, the segmentation branch's features
+and class probabilities and the depth distribution are fused and lifted into the coarse volume
+(grid / coarse_downsample); a 3D UNet turns it into the raw volume F_raw, the voxel queries Q_d
+and the auxiliary SSC logits. Stage 2 (complementary-information-guided voxel generation): the
+top proposed voxels cross-attend to the multi-level image features in 3D pixel space, the rest
+take a learned fill; the result plus F_raw goes through 3D deformable self-attention and the
+occupancy head, upsampled to the full grid.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import ExperimentConfig
+from ..geometry import voxel_centers
+from .backbone import ImageEncoder, conv_bn_relu
+from .cross_attention import CrossAttentionStack
+from .depth import DepthHead, blend_external
+from .head import OccupancyHead
+from .layers import VoxelPositionEmbedding
+from .lift import DepthLift
+from .segmentation import SegmentationHead
+from .self_attention import DeformableSelfAttention3D
+from .unet3d import UNet3D
+
+
+@dataclass(frozen=True)
+class VolumeGeometry:
+    """Sizes derived from the config: full grid, coarse volume (stage 1/2), aux output (1:2)."""
+
+    full: tuple[int, int, int]
+    coarse: tuple[int, int, int]
+    aux: tuple[int, int, int]
+    coarse_voxel: float
+
+    @staticmethod
+    def from_config(cfg: ExperimentConfig) -> VolumeGeometry:
+        size, ds = tuple(cfg.grid.size), cfg.model.coarse_downsample
+        for n in size:
+            if ds < 1 or n % ds or n % 2:
+                raise ValueError(f"grid.size={size} must be divisible by 2 and by model.coarse_downsample={ds}")
+        return VolumeGeometry(size, tuple(n // ds for n in size), tuple(n // 2 for n in size),
+                              cfg.grid.voxel_size * ds)
+
+
+def project_to_image(points: Tensor, K: Tensor, T_cam_grid: Tensor) -> tuple[Tensor, Tensor]:
+    """Grid-frame points (N, 3) -> pixel (B, N, 2) and camera depth (B, N), in fp32."""
+    cam = points.unsqueeze(0) @ T_cam_grid[:, :3, :3].transpose(1, 2) + T_cam_grid[:, None, :3, 3]
+    z = cam[..., 2]
+    uv = (cam @ K.transpose(1, 2))[..., :2] / z.clamp_min(1e-3).unsqueeze(-1)
+    return uv, z
+
+
+class CIGOcc(nn.Module):
+    """forward(batch) with batch["img"] (B, 3, H, W) RGB in [0, 1], "K" (B, 3, 3), "T_cam_grid"
+    (B, 4, 4) (velodyne grid -> camera), optional "depth" (B, 1, H, W) metric, 0 = none.
+
+    Returns "ssc_logits" (B, n_cls, X, Y, Z), "aux_logits" (B, n_cls, X/2, Y/2, Z/2), and, when
+    the branches exist, "seg_logits" (B, n_cls, h, w) and "depth_logits" (B, D, h, w) at the
+    fusion stride; "proposal" (B, X', Y', Z') is the 0/1 mask of voxels that cross-attended.
+    """
+
+    def __init__(self, cfg: ExperimentConfig):
+        super().__init__()
+        self.cfg = copy.deepcopy(cfg)
+        m = cfg.model
+        self.geom = geom = VolumeGeometry.from_config(cfg)
+        E, C, S, n_cls = m.embed_dims, m.unet_channels, m.seg_channels, m.num_classes
+        self.encoder = ImageEncoder(m.backbone, m.backbone_out_indices, E, m.pretrained_path)
+        if m.feat_stride not in self.encoder.strides:
+            raise ValueError(f"model.feat_stride={m.feat_stride} is not one of the backbone strides "
+                             f"{self.encoder.strides} (model.backbone_out_indices)")
+        self.fusion_level = self.encoder.strides.index(m.feat_stride)
+        self.seg_head = SegmentationHead(E, S, n_cls) if m.use_segmentation else None
+        seg_out = (S + n_cls) if m.use_segmentation else 0
+        self.depth_head = DepthHead(E + (S if m.use_segmentation else 0), E, m.depth_bins) if m.use_depth else None
+        self.context = conv_bn_relu(E + seg_out, C, k=1)
+        self.lift = DepthLift(geom.coarse, geom.coarse_voxel, cfg.grid.origin, m.depth_min, m.depth_max,
+                              m.depth_bins, m.feat_stride)
+        self.unet = UNet3D(C + 1, C, m.unet_block)
+        self.aux_head = nn.Conv3d(C, n_cls, 1)
+        self.query_proj = nn.Conv3d(C, C, 1)
+        self.pos_embed = VoxelPositionEmbedding(geom.coarse, C)
+        levels = len(self.encoder.strides)
+        self.cross_attn = (CrossAttentionStack(m.cross_attn_layers, C, E, m.cross_attn_heads, levels,
+                                               m.cross_attn_points, m.use_depth, m.ffn_ratio * C)
+                           if m.cross_attn_layers > 0 else None)
+        self.fill_embed = nn.Parameter(torch.zeros(C))
+        self.self_attn = nn.ModuleList(
+            DeformableSelfAttention3D(geom.coarse, C, m.self_attn_heads, m.self_attn_points, m.ffn_ratio * C)
+            for _ in range(m.self_attn_layers))
+        self.head = OccupancyHead(C, n_cls, geom.full)
+        centres = voxel_centers(geom.coarse, geom.coarse_voxel, cfg.grid.origin).reshape(-1, 3)
+        self.register_buffer("voxel_xyz", torch.from_numpy(centres), persistent=False)
+
+    # -- stage 1 ---------------------------------------------------------------------------
+    def image_branches(self, img: Tensor, depth: Tensor | None) -> dict:
+        """Image features, segmentation and depth branches, and the fused lift context."""
+        m = self.cfg.model
+        feats = self.encoder(img)
+        f = feats[self.fusion_level]
+        out: dict = {"feats": feats}
+        parts, depth_in = [f], [f]
+        if self.seg_head is not None:
+            seg_feat, seg_logits = self.seg_head(f)
+            out["seg_logits"] = seg_logits
+            parts += [seg_feat, seg_logits.softmax(1)]
+            depth_in.append(seg_feat)
+        if self.depth_head is not None:
+            depth_logits = self.depth_head(torch.cat(depth_in, 1))
+            out["depth_logits"] = depth_logits
+            prob = depth_logits.float().softmax(1)
+            if depth is not None:
+                prob = blend_external(prob, depth, m.depth_min, m.depth_max, m.external_depth_weight)
+            out["depth_prob"] = prob
+        out["context"] = self.context(torch.cat(parts, 1))
+        return out
+
+    def forward(self, batch: dict, inference: bool = False) -> dict[str, Tensor]:
+        """`inference=True` skips what only training needs: the outputs are then just
+        "ssc_logits_coarse" (B, n_cls, X', Y', Z') at the head's resolution (the Predictor
+        upsamples its argmax exactly, see inference.py) and "proposal"."""
+        img, K, T = batch["img"], batch["K"].float(), batch["T_cam_grid"].float()
+        m = self.cfg.model
+        B = img.shape[0]
+        br = self.image_branches(img, batch.get("depth"))
+        feats, context = br["feats"], br["context"]
+        h, w = context.shape[-2:]
+        prob = br.get("depth_prob")
+        lift_prob = prob if prob is not None else context.new_full((B, m.depth_bins, h, w), 1.0 / m.depth_bins)
+        vol, mass = self.lift(context, lift_prob, K, T)
+        f_raw = self.unet(torch.cat([vol / (mass + 1), torch.log1p(mass)], 1).to(context.dtype))
+        aux = self.aux_head(f_raw)
+        out = {k: br[k] for k in ("seg_logits", "depth_logits") if k in br and not inference}
+        if not inference:
+            out["aux_logits"] = (aux if tuple(aux.shape[-3:]) == self.geom.aux else
+                                 F.interpolate(aux, size=self.geom.aux, mode="trilinear", align_corners=False))
+
+        # -- stage 2 -------------------------------------------------------------------------
+        C = f_raw.shape[1]
+        N = f_raw[0, 0].numel()
+        pos = self.pos_embed().to(f_raw.dtype)
+        with torch.autocast(img.device.type, enabled=False):
+            uv, z = project_to_image(self.voxel_xyz, K, T)  # (B, N, 2), (B, N)
+            H_img, W_img = img.shape[-2:]
+            visible = ((z > m.depth_min * 0.5) & (uv[..., 0] > -0.5) & (uv[..., 0] < W_img - 0.5)
+                       & (uv[..., 1] > -0.5) & (uv[..., 1] < H_img - 0.5))
+            if self.depth_head is not None:
+                score = mass.flatten(1)
+            else:  # no depth evidence: propose what stage 1 already finds occupied
+                score = 1 - aux.float().softmax(1)[:, 0].flatten(1)
+            score = torch.where(visible, score, torch.zeros_like(score))
+        n_q = min(m.max_queries, N)
+        top, idx = score.topk(n_q, dim=1)
+        proposed = top > m.proposal_threshold
+        fill = self.fill_embed.to(f_raw.dtype).view(1, 1, C)
+        if self.cross_attn is not None:
+            q = self.query_proj(f_raw).flatten(2).transpose(1, 2)
+            q = torch.gather(q, 1, idx.unsqueeze(-1).expand(-1, -1, C))
+            with torch.autocast(img.device.type, enabled=False):
+                ref_uv, ref_d, to_depth = self._references(torch.gather(uv, 1, idx.unsqueeze(-1).expand(-1, -1, 2)),
+                                                           torch.gather(z, 1, idx), feats)
+            q = self.cross_attn(q, pos[idx], ref_uv, ref_d, feats,
+                                prob.unsqueeze(1) if prob is not None else None, to_depth)
+            q = torch.where(proposed.unsqueeze(-1), q, fill.to(q.dtype))
+        else:
+            q = fill.expand(B, n_q, C)
+        vol2 = fill.to(q.dtype).expand(B, N, C).clone()
+        vol2.scatter_(1, idx.unsqueeze(-1).expand(-1, -1, C), q)
+        x = vol2.transpose(1, 2).reshape_as(f_raw) + f_raw
+        for layer in self.self_attn:
+            x = layer(x, pos)
+        if inference:
+            out["ssc_logits_coarse"] = self.head.coarse(x)
+        else:
+            out["ssc_logits"] = self.head(x)
+        full_prop = torch.zeros(B, N, dtype=f_raw.dtype, device=f_raw.device)
+        full_prop.scatter_(1, idx, proposed.to(f_raw.dtype))
+        out["proposal"] = full_prop.view(B, *self.geom.coarse)
+        return out
+
+    def _references(self, uv: Tensor, z: Tensor, feats: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """Voxel projections -> per-level normalised (x, y) (B, Nq, L, 2), normalised depth
+        (B, Nq) over the bins, and (L, 2) factors from each level's normalisation to the depth
+        map's (a level of stride s and width w spans s*w pixels, which may exceed the image)."""
+        m = self.cfg.model
+        strides = self.encoder.strides
+        extent = torch.tensor([[s * f.shape[-1], s * f.shape[-2]] for s, f in zip(strides, feats, strict=True)],
+                              dtype=torch.float32, device=uv.device)  # (L, 2) pixels
+        ref_uv = (uv.unsqueeze(2) + 0.5) / extent
+        ref_d = (z - m.depth_min) / (m.depth_max - m.depth_min)
+        to_depth = extent / extent[self.fusion_level]
+        return ref_uv, ref_d, to_depth
+
+
+def build_model(cfg: ExperimentConfig) -> CIGOcc:
+    """The network for `cfg` (weights initialised; load a checkpoint with model.checkpoint)."""
+    return CIGOcc(cfg)

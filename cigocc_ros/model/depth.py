@@ -1,0 +1,71 @@
+"""Depth branch: monocular depth over discrete bins, plus an external metric depth map.
+
+Bins: `depth_bins` equal bins over [depth_min, depth_max) metres, bin i centred at
+depth_min + (i + 0.5) * step. An external map (stereo, or another node's; 0 = no value) is
+averaged over each feature cell, turned into a soft one-hot over the bins (linear between the
+two nearest centres, so its expectation is the measured depth) and blended with the predicted
+distribution where it has a value: p = (1 - w) * softmax(logits) + w * onehot.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .backbone import conv_bn_relu
+
+
+def bin_centres(depth_min: float, depth_max: float, bins: int) -> Tensor:
+    """(D,) float32 bin centres in metres."""
+    step = (depth_max - depth_min) / bins
+    return depth_min + (torch.arange(bins, dtype=torch.float32) + 0.5) * step
+
+
+class DepthHead(nn.Module):
+    """(B, Cin, h, w) fused image (+ segmentation) features -> depth logits (B, D, h, w)."""
+
+    def __init__(self, in_channels: int, channels: int, bins: int):
+        super().__init__()
+        self.body = nn.Sequential(conv_bn_relu(in_channels, channels), conv_bn_relu(channels, channels))
+        self.classifier = nn.Conv2d(channels, bins, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.body(x))
+
+
+def cell_mean_depth(depth: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """Mean of the valid (> 0) metric depths of (B, 1, H, W) over each cell of a (h, w) grid.
+
+    Returns (depth (B, 1, h, w), valid (B, 1, h, w) bool); cells without a value are 0/False.
+    """
+    valid = (depth > 0).to(depth.dtype)
+    total = F.adaptive_avg_pool2d(depth * valid, size)
+    count = F.adaptive_avg_pool2d(valid, size)
+    has = count > 0
+    return torch.where(has, total / count.clamp_min(1e-6), torch.zeros_like(total)), has
+
+
+def soft_one_hot(depth: Tensor, depth_min: float, depth_max: float, bins: int) -> tuple[Tensor, Tensor]:
+    """(B, 1, h, w) metric depth -> (soft one-hot (B, D, h, w), in-range mask (B, 1, h, w)).
+
+    Linear split between the two nearest bin centres (depths outside the centres' span go
+    wholly to the end bin); depths outside [depth_min, depth_max) are not in range.
+    """
+    step = (depth_max - depth_min) / bins
+    pos = ((depth - depth_min) / step - 0.5).clamp(0, bins - 1)  # fractional bin index
+    lo = pos.floor()
+    frac = pos - lo
+    hi = (lo + 1).clamp(max=bins - 1)
+    out = torch.zeros(depth.shape[0], bins, *depth.shape[2:], dtype=depth.dtype, device=depth.device)
+    out.scatter_add_(1, lo.long(), 1 - frac)
+    out.scatter_add_(1, hi.long(), frac)
+    in_range = (depth >= depth_min) & (depth < depth_max)
+    return out * in_range, in_range
+
+
+def blend_external(prob: Tensor, depth: Tensor, depth_min: float, depth_max: float, weight: float) -> Tensor:
+    """Blend predicted bin probabilities (B, D, h, w) with an external map (B, 1, H, W)."""
+    cell, has = cell_mean_depth(depth.to(prob.dtype), prob.shape[-2:])
+    onehot, in_range = soft_one_hot(cell, depth_min, depth_max, prob.shape[1])
+    w = weight * (has & in_range).to(prob.dtype)
+    return prob * (1 - w) + onehot * w

@@ -1,0 +1,157 @@
+"""Shapes of every stage (lite and full at reduced size), ablation switches, the lift's geometry,
+the depth encoding, and that a few optimisation steps lower the loss."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from model_fixtures import camera, make_batch, tiny_config
+
+from cigocc_ros.geometry import project
+from cigocc_ros.model.cigocc import build_model
+from cigocc_ros.model.depth import bin_centres, blend_external, soft_one_hot
+from cigocc_ros.model.lift import DepthLift
+from cigocc_ros.model.losses import compute_losses
+
+
+@pytest.mark.parametrize("name", ["lite", "full"])
+def test_stage_shapes(name):
+    torch.manual_seed(0)
+    cfg = tiny_config(name, "model.max_queries=32")
+    model = build_model(cfg).eval()
+    m, (X, Y, Z) = cfg.model, cfg.grid.size
+    B, (H, W) = 2, m.image_size
+    batch = make_batch(cfg, B, depth=True)
+    with torch.no_grad():
+        feats = model.encoder(batch["img"])
+        assert [f.shape[1] for f in feats] == [m.embed_dims] * len(m.backbone_out_indices)
+        for s, f in zip(model.encoder.strides, feats, strict=True):
+            assert f.shape[-2:] == (-(-H // s), -(-W // s))
+        h, w = feats[model.fusion_level].shape[-2:]
+        br = model.image_branches(batch["img"], batch["depth"])
+        assert br["context"].shape == (B, m.unet_channels, h, w)
+        assert br["depth_prob"].shape == (B, m.depth_bins, h, w)
+        torch.testing.assert_close(br["depth_prob"].sum(1), torch.ones(B, h, w))
+        vol, mass = model.lift(br["context"], br["depth_prob"], batch["K"], batch["T_cam_grid"])
+        cX, cY, cZ = X // m.coarse_downsample, Y // m.coarse_downsample, Z // m.coarse_downsample
+        assert vol.shape == (B, m.unet_channels, cX, cY, cZ) and mass.shape == (B, 1, cX, cY, cZ)
+        assert model.unet(torch.cat([vol, mass], 1)).shape == (B, m.unet_channels, cX, cY, cZ)
+        out = model(batch)
+        out_inf = model(batch, inference=True)
+    assert out["seg_logits"].shape == (B, 20, h, w)
+    assert out["depth_logits"].shape == (B, m.depth_bins, h, w)
+    assert out["aux_logits"].shape == (B, 20, X // 2, Y // 2, Z // 2)
+    assert out["ssc_logits"].shape == (B, 20, X, Y, Z)
+    assert out["proposal"].shape == (B, cX, cY, cZ)
+    assert 0 < out["proposal"].sum(dim=(1, 2, 3)).min() and out["proposal"].sum(dim=(1, 2, 3)).max() <= 32
+    assert set(out_inf) == {"ssc_logits_coarse", "proposal"}
+    # The full-grid logits are the coarse ones upsampled (same network, two output forms).
+    up = torch.nn.functional.interpolate(out_inf["ssc_logits_coarse"], size=(X, Y, Z), mode="trilinear",
+                                         align_corners=False)
+    torch.testing.assert_close(up, out["ssc_logits"])
+
+
+def test_ablation_switches_remove_the_branches():
+    base = build_model(tiny_config())
+    no_seg = build_model(tiny_config("lite", "model.use_segmentation=false"))
+    no_depth = build_model(tiny_config("lite", "model.use_depth=false"))
+    assert no_seg.seg_head is None and not any(n.startswith("seg_head") for n, _ in no_seg.named_parameters())
+    assert no_depth.depth_head is None and not any(n.startswith("depth_head") for n, _ in no_depth.named_parameters())
+    n = lambda mod: sum(p.numel() for p in mod.parameters())  # noqa: E731
+    assert n(no_seg) < n(base) and n(no_depth) < n(base)
+    # Without depth the cross-attention samples (u, v) only: 2 offset coordinates per point.
+    attn = no_depth.cross_attn.attn[0]
+    assert attn.nd == 2 and attn.offsets.out_features == attn.heads * attn.levels * attn.points * 2
+    for model, missing in ((no_seg, "seg_logits"), (no_depth, "depth_logits")):
+        cfg = model.cfg
+        batch = make_batch(cfg, 1, targets=True, depth=True)
+        out = model.eval()(batch)
+        assert missing not in out and out["ssc_logits"].shape[-3:] == tuple(cfg.grid.size)
+        losses = compute_losses(out, batch, cfg)
+        assert ("distill_bce" in losses) == (missing != "seg_logits")
+        assert ("depth" in losses) == (missing != "depth_logits")
+
+
+def test_lift_puts_a_frustum_point_in_its_voxel():
+    """One feature pixel with all its depth mass in one bin lands in the voxel that the
+    geometry module's projection puts that 3D point in, and nowhere else."""
+    size, vs, origin = (16, 16, 4), 3.2, (0.0, -25.6, -2.0)
+    bins, stride, (H, W) = 28, 8, (64, 192)
+    lift = DepthLift(size, vs, origin, 2.0, 58.0, bins, stride)
+    K, T = camera(1, H, W)
+    h, w = H // stride, W // stride
+    i, j, d = 3, 13, 9
+    ctx = torch.zeros(1, 3, h, w)
+    ctx[0, :, i, j] = torch.tensor([1.0, 2.0, 3.0])
+    prob = torch.zeros(1, bins, h, w)
+    prob[0, d, i, j] = 1.0
+    vol, mass = lift(ctx, prob, K, T)
+    # Expected voxel: back-project the cell centre at the bin's depth with numpy.
+    depth = float(bin_centres(2.0, 58.0, bins)[d])
+    uv1 = np.array([j * stride + (stride - 1) / 2, i * stride + (stride - 1) / 2, 1.0])
+    cam = depth * np.linalg.solve(K[0].double().numpy(), uv1)
+    grid_pt = np.linalg.solve(T[0].double().numpy(), np.append(cam, 1.0))[:3]
+    uv_back, z_back = project(grid_pt[None], K[0].double().numpy(), T[0].double().numpy())
+    np.testing.assert_allclose(uv_back[0], uv1[:2], atol=1e-6)
+    assert z_back[0] == pytest.approx(depth)
+    vox = tuple(int(k) for k in np.floor((grid_pt - np.array(origin)) / vs))
+    nz = mass[0, 0].nonzero().tolist()
+    assert nz == [list(vox)]
+    torch.testing.assert_close(vol[0, :, vox[0], vox[1], vox[2]], torch.tensor([1.0, 2.0, 3.0]))
+    assert vol.abs().sum().item() == pytest.approx(6.0)
+
+
+def test_external_depth_soft_one_hot_and_blend():
+    depth = torch.tensor([[[[7.3, 0.0], [100.0, 2.2]]]])
+    onehot, in_range = soft_one_hot(depth, 2.0, 58.0, 56)
+    centres = bin_centres(2.0, 58.0, 56)
+    assert in_range.squeeze().tolist() == [[True, False], [False, True]]
+    torch.testing.assert_close((onehot[0, :, 0, 0] * centres).sum(), torch.tensor(7.3))
+    torch.testing.assert_close(onehot[0, :, 0, 0].sum(), torch.tensor(1.0))
+    assert onehot[0, :, 0, 1].sum() == 0 and onehot[0, :, 1, 0].sum() == 0
+    prob = torch.full((1, 56, 2, 2), 1 / 56)
+    blended = blend_external(prob, depth, 2.0, 58.0, 0.5)
+    torch.testing.assert_close(blended.sum(1), torch.ones(1, 2, 2))
+    torch.testing.assert_close(blended[0, :, 0, 1], prob[0, :, 0, 1])  # no value: untouched
+    torch.testing.assert_close(blended[0, :, 0, 0], 0.5 * prob[0, :, 0, 0] + 0.5 * onehot[0, :, 0, 0])
+
+
+def test_external_depth_changes_the_prediction():
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    model = build_model(cfg).eval()
+    batch = make_batch(cfg, 1, depth=True)
+    with torch.no_grad():
+        with_depth = model(batch)["ssc_logits"]
+        without = model({k: v for k, v in batch.items() if k != "depth"})["ssc_logits"]
+    assert not torch.allclose(with_depth, without)
+
+
+def test_a_few_steps_lower_the_loss():
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    model = build_model(cfg).train()
+    batch = make_batch(cfg, 1, targets=True, depth=True, seed=1)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(5):
+        opt.zero_grad()
+        terms = compute_losses(model(batch), batch, cfg)
+        terms["total"].backward()
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+        opt.step()
+        losses.append(terms["total"].item())
+    assert losses[-1] < 0.9 * losses[0], losses
+    # Every branch is trained: the segmentation, depth and both attention stages get gradients.
+    for name in ("seg_head.classifier.weight", "depth_head.classifier.weight",
+                 "cross_attn.attn.0.offsets.weight", "self_attn.0.offsets.weight", "head.body.3.weight"):
+        assert model.get_parameter(name).grad.abs().sum() > 0, name
+
+
+def test_bad_config_values_are_named():
+    with pytest.raises(ValueError, match="feat_stride"):
+        build_model(tiny_config("lite", "model.feat_stride=4"))
+    with pytest.raises(ValueError, match="coarse_downsample"):
+        build_model(tiny_config("lite", "model.coarse_downsample=3"))
+    with pytest.raises(ValueError, match="unet_block"):
+        build_model(tiny_config("lite", "model.unet_block=sparse"))

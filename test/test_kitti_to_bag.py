@@ -213,6 +213,11 @@ def test_tiny_labelled_sequence(tmp_path, storage):
         assert (o.orientation.x, o.orientation.y, o.orientation.z, o.orientation.w) == (0, 0, 0, 1)
         assert list(gt.class_names) == list(table.names) and len(gt.class_colors) == 20
         assert len(gt.confidence) == 0 and gt.model_id == "ground-truth"
+    # Pre-2020 voxel files: every value moves one flat index back, as the Dataset reads them.
+    legacy = tmp_path / f"legacy_{storage}"
+    k2b.convert(seq, legacy, storage=storage, camera="gray", velodyne=False, progress=False, legacy_voxel_shift=True)
+    shifted = np.asarray(_read_bag(legacy)["/kitti/occupancy_gt"][0][1].labels)
+    np.testing.assert_array_equal(shifted[:-1], np.asarray(gts[0][1].labels)[1:])
     # The same bytes decode with the rosidl-generated class that the node uses.
     from cigocc_msgs.msg import SemanticOccupancy
     from rclpy.serialization import deserialize_message

@@ -91,12 +91,16 @@ def _read_times(path: Path) -> np.ndarray:
     return times
 
 
-def _read_voxel_target(stem: Path, grid: GridConfig) -> np.ndarray:
+def _read_voxel_target(stem: Path, grid: GridConfig, legacy_shift: bool = False) -> np.ndarray:
     """voxels/NNNNNN.label [+ .invalid] -> (X*Y*Z,) uint8 labels 0..19, 255 where ignored or
-    invalid, in the (x, y, z) C order of SemanticOccupancy.labels."""
+    invalid, in the (x, y, z) C order of SemanticOccupancy.labels. `legacy_shift`: the files
+    predate the 2020-08 voxelizer fix (docs/conventions.md), move them back as the Dataset does."""
     raw = skitti.read_voxel_labels(f"{stem}.label", tuple(grid.size))
     invalid_path = Path(f"{stem}.invalid")
     invalid = skitti.read_voxel_mask(invalid_path, tuple(grid.size)) if invalid_path.is_file() else None
+    if legacy_shift:
+        raw = skitti.undo_legacy_shift(raw)
+        invalid = None if invalid is None else skitti.undo_legacy_shift(invalid)
     return skitti.remap_labels(raw, invalid).reshape(-1)
 
 
@@ -411,7 +415,8 @@ STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 
 def convert(sequence: str | Path, output: str | Path, storage: str = "mcap", camera: str = "auto",
             first: int = 0, last: int | None = None, velodyne: bool = True, start_time: float = 1.0e9,
-            grid: GridConfig | None = None, overwrite: bool = False, progress: bool = True) -> dict:
+            grid: GridConfig | None = None, overwrite: bool = False, progress: bool = True,
+            legacy_voxel_shift: bool = False) -> dict:
     """Write the bag; returns {"bag": path, "frames": n, "topics": {topic: count}, "duration_s": d}."""
     if storage not in STORAGES:
         raise ValueError(f"unknown storage '{storage}' (mcap, sqlite3)")
@@ -475,7 +480,7 @@ def convert(sequence: str | Path, output: str | Path, storage: str = "mcap", cam
             t = stamps[f]
             # Ground truth first: a scorer replaying the bag holds it before the node answers.
             if f in seq.voxel_frames:
-                target = _read_voxel_target(seq.root / "voxels" / f"{f:06d}", grid)
+                target = _read_voxel_target(seq.root / "voxels" / f"{f:06d}", grid, legacy_voxel_shift)
                 write(OCCUPANCY_GT_TOPIC, t, msgs.occupancy(t, target))
             if world_poses is not None:
                 write(TF_TOPIC, t, msgs.tf_message([msgs.transform(t, WORLD_FRAME, BASE_FRAME, world_poses[f])]))
@@ -529,6 +534,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "time; a non-zero origin keeps ROS from reading stamps as 'unset')")
     p.add_argument("--config", default=None,
                    help="experiment config (name or YAML) whose grid the ground truth uses; default GridConfig()")
+    p.add_argument("--legacy-voxel-shift", action="store_true",
+                   help="voxel files released before 2020-08: undo their one-voxel shift (docs/conventions.md)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -538,7 +545,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = convert(args.sequence, args.output, storage=args.storage, camera=args.camera, first=args.first,
                           last=args.last, velodyne=not args.no_velodyne, start_time=args.start_time, grid=grid,
-                          overwrite=args.overwrite, progress=not args.quiet)
+                          overwrite=args.overwrite, progress=not args.quiet,
+                          legacy_voxel_shift=args.legacy_voxel_shift)
     except (OSError, ValueError) as e:
         print(f"kitti-to-bag: error: {e}", file=sys.stderr)
         return 2

@@ -270,8 +270,12 @@ class BagPlayer:
                 output = self.opt.pace_topic or self.opt.watch_topic
                 startup = max(self.opt.wait_subscribers, self.opt.pace_timeout if output else 0.0)
                 if output:
-                    node.create_subscription(ros_message_class(self.opt.pace_type), output, self._on_pace,
-                                             self._output_qos(output, startup), raw=True)
+                    sub = node.create_subscription(ros_message_class(self.opt.pace_type), output, self._on_pace,
+                                                   self._output_qos(output, startup), raw=True)
+                    # Matched before the first frame goes out, or its answer could be missed.
+                    end = time.monotonic() + startup
+                    while sub.get_publisher_count() == 0 and time.monotonic() < end and not self._stop.is_set():
+                        time.sleep(0.05)
                 wait_for = sorted(self._publishers) if self.opt.wait_subscribers > 0 else []
                 if trigger and trigger not in wait_for:
                     wait_for.append(trigger)

@@ -14,6 +14,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "kitti-to-bag": ("cigocc_ros.bag.kitti_to_bag", "convert a KITTI / SemanticKITTI sequence folder to a rosbag2 bag"),
     "bag-play": ("cigocc_ros.bag.play", "replay a rosbag2 bag into a live ROS 2 graph (rate or paced, /clock)"),
     "bag-eval": ("cigocc_ros.bag.evaluate", "replay a bag through the node and score its occupancy output"),
+    "synth": ("cigocc_ros.data.synthetic_cli", "write synthetic SemanticKITTI sequences (--default: the default dataset)"),
+    "preview": ("cigocc_ros.data.synthetic_preview", "picture of a frame: image, BEV of its voxel labels, classes, depth"),
 }
 
 

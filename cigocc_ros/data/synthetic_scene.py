@@ -1,0 +1,735 @@
+"""Procedural street scenes for the synthetic SemanticKITTI: roads, ground zones, analytic solids
+and the ego trajectory, all drawn from one seed.
+
+Frames: everything here lives in the *map* frame, a flat world whose ground is the plane
+z = GROUND_Z and whose x, y, z axes are those of a velodyne frame (z up). The ego's velodyne
+moves at z = 0 (1.73 m above the ground, as in KITTI), so a frame's velodyne pose is a yaw and
+a 2D translation. `Scene.velo_poses` (F, 4, 4) maps velodyne-frame points of frame i into the map.
+
+Solids (`Primitives`) are of three kinds, each with a centre, half sizes and a yaw about z:
+  box       — |local| <= half on every axis (buildings, vehicles, fences, sign plates, limbs);
+  cylinder  — vertical axis, radius half[0], half height half[2] (poles, trunks);
+  ellipsoid — semi-axes half (tree crowns, bushes, heads).
+The ground is not a solid: it is the plane with a class per point given by `Scene.ground_labels`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Training labels (cigocc_ros.classes order: 0 empty .. 19 traffic-sign).
+CAR, BICYCLE, MOTORCYCLE, TRUCK, OTHER_VEHICLE = 1, 2, 3, 4, 5
+PERSON, BICYCLIST, MOTORCYCLIST = 6, 7, 8
+ROAD, PARKING, SIDEWALK, OTHER_GROUND = 9, 10, 11, 12
+BUILDING, FENCE, VEGETATION, TRUNK, TERRAIN, POLE, TRAFFIC_SIGN = 13, 14, 15, 16, 17, 18, 19
+
+BOX, CYLINDER, ELLIPSOID = 0, 1, 2
+GROUND_Z = -1.73  # the ground plane in the map / velodyne frame (KITTI's lidar height)
+LANE_WIDTH = 3.5
+# The layout is planned for at least this many frames, so a shorter sequence of a seed is the
+# start of the longer one (same scene, same poses).
+LAYOUT_FRAMES = 50
+
+# Surface patterns the renderer knows (per primitive).
+PAT_PLAIN, PAT_WINDOWS, PAT_SLATS, PAT_FOLIAGE, PAT_BARK = 0, 1, 2, 3, 4
+
+# Order in which solids are written into the voxel truth: later wins where two overlap
+# (a crown hides the top of its trunk, a rider sits on the vehicle part of the compound).
+CLASS_PRIORITY = np.zeros(20, dtype=np.int32)
+for _rank, _c in enumerate([FENCE, BUILDING, TRUNK, VEGETATION, POLE, TRAFFIC_SIGN, BICYCLE, MOTORCYCLE,
+                            OTHER_VEHICLE, TRUCK, CAR, PERSON, BICYCLIST, MOTORCYCLIST]):
+    CLASS_PRIORITY[_c] = _rank + 1
+
+
+# --------------------------------------------------------------------------------------------
+# Roads: polylines of straight pieces and circular arcs, with (s, d) coordinates
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Segment:
+    """A straight piece (curvature 0) or a circular arc of a road's centreline."""
+
+    s0: float
+    p0: tuple[float, float]
+    heading: float
+    length: float
+    curvature: float  # 1/m, > 0 turns left
+
+
+class RoadPath:
+    """A road centreline: continuous chain of segments starting at `start` with `heading`."""
+
+    def __init__(self, start: tuple[float, float], heading: float, pieces: list[tuple[float, float]]):
+        self.segments: list[Segment] = []
+        p = np.asarray(start, dtype=np.float64)
+        h, s = float(heading), 0.0
+        for length, k in pieces:
+            self.segments.append(Segment(s, (float(p[0]), float(p[1])), h, float(length), float(k)))
+            p, h = self._advance(p, h, length, k)
+            s += length
+        self.length = s
+
+    @staticmethod
+    def _advance(p: np.ndarray, h: float, L: float, k: float) -> tuple[np.ndarray, float]:
+        if abs(k) < 1e-12:
+            return p + L * np.array([np.cos(h), np.sin(h)]), h
+        h1 = h + k * L
+        return p + np.array([np.sin(h1) - np.sin(h), np.cos(h) - np.cos(h1)]) / k, h1
+
+    def pose(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Centreline points (N, 2) and headings (N,) at arc lengths s (N,)."""
+        s = np.atleast_1d(np.asarray(s, dtype=np.float64))
+        xy = np.zeros((len(s), 2))
+        hd = np.zeros(len(s))
+        for seg in self.segments:
+            m = np.ones(len(s), dtype=bool) if seg is self.segments[0] else s >= seg.s0
+            u = s[m] - seg.s0
+            k = seg.curvature
+            if abs(k) < 1e-12:
+                xy[m] = np.asarray(seg.p0) + u[:, None] * np.array([np.cos(seg.heading), np.sin(seg.heading)])
+                hd[m] = seg.heading
+            else:
+                h1 = seg.heading + k * u
+                xy[m, 0] = seg.p0[0] + (np.sin(h1) - np.sin(seg.heading)) / k
+                xy[m, 1] = seg.p0[1] + (np.cos(seg.heading) - np.cos(h1)) / k
+                hd[m] = h1
+        return xy, hd
+
+    def local(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(s, d) of points (N, 2): arc length of the nearest centreline point and the signed
+        lateral offset (> 0 left of the direction of travel)."""
+        xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+        best = np.full(len(xy), np.inf)
+        s_out = np.zeros(len(xy))
+        d_out = np.zeros(len(xy))
+        for seg in self.segments:
+            rel = xy - np.asarray(seg.p0)
+            k = seg.curvature
+            t = np.array([np.cos(seg.heading), np.sin(seg.heading)])
+            n = np.array([-t[1], t[0]])
+            if abs(k) < 1e-12:
+                a = rel @ t
+                d = rel @ n
+                u = np.clip(a, 0.0, seg.length)
+                dist = np.hypot(a - u, d)
+            else:
+                R = 1.0 / abs(k)
+                c = n / k  # centre relative to p0
+                q = rel - c
+                r = np.hypot(q[:, 0], q[:, 1])
+                phi = np.arctan2(q[:, 1], q[:, 0])
+                phi0 = np.arctan2(-c[1], -c[0])
+                sweep = np.mod((phi - phi0) * np.sign(k), 2 * np.pi)
+                inside = sweep <= abs(k) * seg.length
+                d = np.sign(k) * (R - r)
+                # Beyond the arc's ends: measure from the nearer end point.
+                end_xy, end_h = self._advance(np.zeros(2), seg.heading, seg.length, k)
+                d_start = np.hypot(rel[:, 0], rel[:, 1])
+                d_end = np.hypot(rel[:, 0] - end_xy[0], rel[:, 1] - end_xy[1])
+                at_end = d_end < d_start
+                u = np.where(inside, sweep * R, np.where(at_end, seg.length, 0.0))
+                dist = np.where(inside, np.abs(d), np.minimum(d_start, d_end))
+                n_end = np.array([-np.sin(end_h), np.cos(end_h)])
+                d_out_arc = np.where(at_end, (rel - end_xy) @ n_end, rel @ n)
+                d = np.where(inside, d, d_out_arc)
+            m = dist < best
+            best[m] = dist[m]
+            s_out[m] = seg.s0 + u[m]
+            d_out[m] = d[m]
+        return s_out, d_out
+
+
+@dataclass
+class Road:
+    """A road and the ground bands beside it, measured from its centreline (metres)."""
+
+    path: RoadPath
+    lanes: int  # per direction
+    median: float  # half width of a central island (other-ground), 0 = none
+    sidewalk: float  # sidewalk width
+    parking: list[tuple[float, float, int]] = field(default_factory=list)  # (s0, s1, side +1 left / -1 right)
+    parking_width: float = 2.5
+    verge_seed: int = 0
+
+    @property
+    def half_width(self) -> float:
+        return self.median + self.lanes * LANE_WIDTH + 0.3
+
+    def lane_offset(self, lane: int, side: int) -> float:
+        """Lateral offset of the centre of lane `lane` (0 = innermost) on `side` (+1 left)."""
+        return side * (self.median + (lane + 0.5) * LANE_WIDTH)
+
+    def parking_at(self, s: np.ndarray, side: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(s), dtype=bool)
+        for s0, s1, sd in self.parking:
+            out |= (s >= s0) & (s <= s1) & (side == sd)
+        return out
+
+    def zones(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Ground class (N,) uint8 of this road's bands at points (N, 2), a rank (N,) (road 4 >
+        parking 3 > sidewalk 2 > verge 1) to merge roads, and the points' (s, d)."""
+        s, d = self.path.local(xy)
+        ad = np.abs(d)
+        side = np.where(d >= 0, 1, -1)
+        hw = self.half_width
+        pw = np.where(self.parking_at(s, side), self.parking_width, 0.0)
+        # Verges alternate between grass and paved/gravel blocks of 25 m.
+        block = np.floor(s / 25.0).astype(np.int64)
+        paved = _hash01(block * 2 + (side > 0), self.verge_seed) < 0.25
+        lab = np.where(paved, OTHER_GROUND, TERRAIN).astype(np.uint8)
+        rank = np.ones(len(s), dtype=np.int8)
+        m = ad <= hw + pw + self.sidewalk
+        lab[m], rank[m] = SIDEWALK, 2
+        m = (ad > hw) & (ad <= hw + pw)
+        lab[m], rank[m] = PARKING, 3
+        m = ad <= hw
+        lab[m], rank[m] = ROAD, 4
+        m = ad <= self.median
+        lab[m] = OTHER_GROUND
+        return lab, rank, s, d
+
+
+def _hash01(x: np.ndarray, seed: int) -> np.ndarray:
+    """Deterministic uniform [0, 1) numbers from integers (vectorised)."""
+    h = (np.asarray(x, dtype=np.int64).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ np.uint64(seed * 0x632BE5AB + 1)
+    h ^= h >> np.uint64(29)
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(32)
+    return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+# --------------------------------------------------------------------------------------------
+# Solids
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Primitives:
+    """N analytic solids in the map frame (see module docstring for the kinds)."""
+
+    kind: np.ndarray  # (N,) int8
+    center: np.ndarray  # (N, 3) float64
+    half: np.ndarray  # (N, 3) float64
+    yaw: np.ndarray  # (N,) float64
+    label: np.ndarray  # (N,) uint8 training class 1..19
+    color: np.ndarray  # (N, 3) float32 albedo in [0, 1]
+    pattern: np.ndarray  # (N,) int8 PAT_*
+    instance: np.ndarray  # (N,) int32: object id (> 0 for vehicles and people), 0 for stuff
+
+    def __len__(self) -> int:
+        return len(self.kind)
+
+    def corners(self) -> np.ndarray:
+        """(N, 8, 3) corners of each solid's yawed bounding box, map frame."""
+        sgn = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=np.float64)
+        local = sgn[None] * self.half[:, None, :]
+        c, s = np.cos(self.yaw)[:, None], np.sin(self.yaw)[:, None]
+        out = np.empty_like(local)
+        out[..., 0] = c * local[..., 0] - s * local[..., 1] + self.center[:, None, 0]
+        out[..., 1] = s * local[..., 0] + c * local[..., 1] + self.center[:, None, 1]
+        out[..., 2] = local[..., 2] + self.center[:, None, 2]
+        return out
+
+
+class _Builder:
+    """Collects solids and the 2D footprints used to keep objects apart while placing them."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple] = []
+        self.fp_c: list[tuple[float, float]] = []
+        self.fp_h: list[tuple[float, float]] = []
+        self.fp_yaw: list[float] = []
+        self.next_instance = 1
+
+    def add(self, kind, center, half, yaw, label, color, pattern=PAT_PLAIN, instance=0) -> None:
+        self.rows.append((kind, tuple(center), tuple(half), float(yaw), label, tuple(color), pattern, instance))
+
+    def footprint_free(self, c: np.ndarray, h: tuple[float, float], yaw: float) -> bool:
+        """True if the yawed rectangle (centre c, half sizes h) overlaps no footprint so far
+        (separating-axis test of two rectangles, vectorised over the placed ones)."""
+        if not self.fp_c:
+            return True
+        C = np.asarray(self.fp_c)
+        H = np.asarray(self.fp_h)
+        Y = np.asarray(self.fp_yaw)
+        delta = C - np.asarray(c)
+        axes = [np.array([np.cos(yaw), np.sin(yaw)]), np.array([-np.sin(yaw), np.cos(yaw)])]
+        sep = np.zeros(len(C), dtype=bool)
+        ua = np.stack([np.cos(Y), np.sin(Y)], 1)
+        va = np.stack([-np.sin(Y), np.cos(Y)], 1)
+        for ax in axes:  # the new rectangle's axes
+            r_new = h[0] * abs(ax @ axes[0]) + h[1] * abs(ax @ axes[1])
+            r_old = H[:, 0] * np.abs(ua @ ax) + H[:, 1] * np.abs(va @ ax)
+            sep |= np.abs(delta @ ax) > r_new + r_old
+        for A in (ua, va):  # the placed rectangles' axes
+            r_new = h[0] * np.abs(A @ axes[0]) + h[1] * np.abs(A @ axes[1])
+            r_old = H[:, 0] * np.abs(np.sum(ua * A, 1)) + H[:, 1] * np.abs(np.sum(va * A, 1))
+            sep |= np.abs(np.sum(delta * A, 1)) > r_new + r_old
+        return bool(sep.all())
+
+    def reserve(self, c, h, yaw) -> None:
+        self.fp_c.append((float(c[0]), float(c[1])))
+        self.fp_h.append((float(h[0]), float(h[1])))
+        self.fp_yaw.append(float(yaw))
+
+    def build(self) -> Primitives:
+        if not self.rows:
+            raise ValueError("scene has no solids")
+        cols = list(zip(*self.rows, strict=True))
+        prims = Primitives(
+            kind=np.asarray(cols[0], dtype=np.int8),
+            center=np.asarray(cols[1], dtype=np.float64),
+            half=np.asarray(cols[2], dtype=np.float64),
+            yaw=np.asarray(cols[3], dtype=np.float64),
+            label=np.asarray(cols[4], dtype=np.uint8),
+            color=np.clip(np.asarray(cols[5], dtype=np.float32), 0, 1),
+            pattern=np.asarray(cols[6], dtype=np.int8),
+            instance=np.asarray(cols[7], dtype=np.int32),
+        )
+        # Write order of the voxel truth = class priority (stable within a class).
+        order = np.argsort(CLASS_PRIORITY[prims.label], kind="stable")
+        return Primitives(*(getattr(prims, f)[order] for f in (
+            "kind", "center", "half", "yaw", "label", "color", "pattern", "instance")))
+
+
+# --------------------------------------------------------------------------------------------
+# The scene
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Scene:
+    """One procedural street scene and the ego trajectory through it (map frame)."""
+
+    seed: int
+    roads: list[Road]
+    prims: Primitives
+    velo_poses: np.ndarray  # (F, 4, 4) velodyne -> map
+    sun: np.ndarray  # (3,) unit vector towards the sun, map frame
+    palette_shift: np.ndarray  # (3,) per-scene white balance
+
+    def ground_labels(self, xy: np.ndarray) -> np.ndarray:
+        """(N,) uint8 ground class (road, parking, sidewalk, other-ground, terrain) at map-frame
+        points (N, 2): the band of highest rank over all roads."""
+        return self.ground_surface(xy, with_paint=False)[0]
+
+    def ground_surface(self, xy: np.ndarray, with_paint: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Ground class (N,) uint8 as `ground_labels`, and white paint (N,) float32 in [0, 1]
+        (lane lines, parking bays; zeros without `with_paint`) at map-frame points (N, 2)."""
+        xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+        best_lab = best_rank = None
+        paint = np.zeros(len(xy), dtype=bool)
+        for road in self.roads:
+            lab, rank, s, d = road.zones(xy)
+            if best_lab is None:
+                best_lab, best_rank = lab, rank
+            else:
+                m = rank > best_rank
+                best_lab[m], best_rank[m] = lab[m], rank[m]
+            if not with_paint:
+                continue
+            ad = np.abs(d)
+            hw = road.half_width
+            dashed = np.mod(s, 9.0) < 4.0
+            centre = (np.abs(ad - road.median) < 0.07) & (dashed | (road.median > 0))
+            m = centre | (np.abs(ad - (hw - 0.35)) < 0.07)
+            for lane in range(1, road.lanes):
+                m |= dashed & (np.abs(ad - road.median - lane * LANE_WIDTH) < 0.07)
+            m &= ad <= hw
+            # Paint of a road only where that road is the ground shown (not across junctions).
+            paint |= m & (lab == ROAD) & (rank >= best_rank)
+            paint |= (lab == PARKING) & (np.mod(s, 5.5) < 0.12) & (rank >= best_rank)
+        paint &= (best_lab == ROAD) | (best_lab == PARKING)
+        return best_lab, paint.astype(np.float32)
+
+
+_CAR_COLORS = np.array([
+    [0.75, 0.1, 0.08], [0.1, 0.2, 0.55], [0.85, 0.85, 0.85], [0.6, 0.62, 0.65], [0.08, 0.08, 0.09],
+    [0.3, 0.32, 0.35], [0.55, 0.45, 0.3], [0.15, 0.35, 0.2], [0.9, 0.9, 0.92], [0.45, 0.05, 0.1],
+])
+_BUILDING_COLORS = np.array([
+    [0.72, 0.62, 0.5], [0.6, 0.56, 0.52], [0.78, 0.75, 0.68], [0.55, 0.33, 0.26], [0.82, 0.8, 0.72],
+    [0.65, 0.68, 0.7], [0.7, 0.55, 0.42], [0.5, 0.48, 0.46],
+])
+_CLOTHES = np.array([
+    [0.1, 0.1, 0.12], [0.2, 0.25, 0.45], [0.6, 0.1, 0.1], [0.75, 0.72, 0.65], [0.2, 0.4, 0.25],
+    [0.5, 0.4, 0.3], [0.85, 0.55, 0.1],
+])
+
+
+def _pick(rng: np.random.Generator, table: np.ndarray, jitter: float = 0.05) -> np.ndarray:
+    return np.clip(table[rng.integers(len(table))] + rng.normal(0, jitter, 3), 0, 1)
+
+
+def _rot(yaw: float, x: float, y: float) -> np.ndarray:
+    c, s = np.cos(yaw), np.sin(yaw)
+    return np.array([c * x - s * y, s * x + c * y])
+
+
+class _Placer:
+    """Places compound objects along the roads, checking ground zones and overlaps."""
+
+    def __init__(self, rng: np.random.Generator, roads: list[Road], scene_for_zones: Scene,
+                 corridor: tuple[RoadPath, float, float, float]):
+        self.rng = rng
+        self.roads = roads
+        self.scene = scene_for_zones
+        self.b = _Builder()
+        self.corridor = corridor  # (path, s0, s1, d): the ego's swept lane, kept clear
+
+    # -- checks -------------------------------------------------------------------------
+    def _samples(self, c, h, yaw, n=4) -> np.ndarray:
+        g = np.linspace(-1, 1, n)
+        lx, ly = np.meshgrid(g * h[0], g * h[1], indexing="ij")
+        cs, sn = np.cos(yaw), np.sin(yaw)
+        return np.stack([c[0] + cs * lx.ravel() - sn * ly.ravel(), c[1] + sn * lx.ravel() + cs * ly.ravel()], 1)
+
+    def fits(self, c, h, yaw, zones: tuple[int, ...], margin: float = 0.3) -> bool:
+        hm = (h[0] + margin, h[1] + margin)
+        pts = self._samples(c, hm, yaw, n=max(3, int(2 * max(hm) / 2.0) + 2))
+        lab = self.scene.ground_labels(pts)
+        if not np.isin(lab, zones).all():
+            return False
+        path, s0, s1, d_ego = self.corridor
+        s, d = path.local(pts)
+        if np.any((s > s0) & (s < s1) & (np.abs(d - d_ego) < 1.6)):
+            return False
+        return self.b.footprint_free(c, hm, yaw)
+
+    def reserve(self, c, h, yaw, margin: float = 0.3) -> None:
+        self.b.reserve(c, (h[0] + margin, h[1] + margin), yaw)
+
+    # -- compounds ------------------------------------------------------------------------
+    def box(self, c2, z0, size, yaw, label, color, pattern=PAT_PLAIN, inst=0, dx=0.0, dy=0.0):
+        """Box of size (l, w, h) whose bottom is z0 above ground, offset (dx, dy) in the object's
+        frame from the object's ground centre c2."""
+        off = _rot(yaw, dx, dy)
+        self.b.add(BOX, (c2[0] + off[0], c2[1] + off[1], GROUND_Z + z0 + size[2] / 2),
+                   (size[0] / 2, size[1] / 2, size[2] / 2), yaw, label, color, pattern, inst)
+
+    def cylinder(self, c2, z0, r, height, label, color, pattern=PAT_PLAIN, inst=0):
+        self.b.add(CYLINDER, (c2[0], c2[1], GROUND_Z + z0 + height / 2), (r, r, height / 2), 0.0,
+                   label, color, pattern, inst)
+
+    def ellipsoid(self, c2, zc, radii, yaw, label, color, pattern=PAT_PLAIN, inst=0, dx=0.0, dy=0.0):
+        off = _rot(yaw, dx, dy)
+        self.b.add(ELLIPSOID, (c2[0] + off[0], c2[1] + off[1], GROUND_Z + zc), radii, yaw, label, color,
+                   pattern, inst)
+
+    def car(self, c2, yaw, label=CAR, inst=0) -> None:
+        rng = self.rng
+        L, W = rng.uniform(3.9, 4.7), rng.uniform(1.7, 1.9)
+        col = _pick(rng, _CAR_COLORS)
+        glass = (0.1, 0.12, 0.14)
+        tyre = (0.05, 0.05, 0.05)
+        self.box(c2, 0.3, (L, W, 0.75), yaw, label, col, inst=inst)
+        self.box(c2, 1.05, (L * 0.5, W * 0.86, 0.48), yaw, label, glass, inst=inst, dx=-0.2)
+        for sx in (-1, 1):
+            for sy in (-1, 1):
+                self.box(c2, 0.0, (0.62, 0.22, 0.55), yaw, label, tyre, inst=inst,
+                         dx=sx * (L / 2 - 0.8), dy=sy * (W / 2 - 0.12))
+
+    def truck(self, c2, yaw, inst=0) -> None:
+        rng = self.rng
+        L, W = rng.uniform(6.5, 9.0), 2.45
+        cab = _pick(rng, _CAR_COLORS)
+        cargo = _pick(rng, np.array([[0.85, 0.85, 0.82], [0.6, 0.6, 0.6], [0.8, 0.45, 0.1], [0.2, 0.3, 0.5]]))
+        self.box(c2, 0.45, (L, W, 0.5), yaw, TRUCK, (0.15, 0.15, 0.15), inst=inst)
+        self.box(c2, 0.95, (2.0, W, 1.9), yaw, TRUCK, cab, inst=inst, dx=L / 2 - 1.0)
+        self.box(c2, 0.95, (L - 2.3, W, rng.uniform(2.2, 2.8)), yaw, TRUCK, cargo, inst=inst, dx=-1.15)
+        for dx in (L / 2 - 1.2, -L / 2 + 1.4):
+            for sy in (-1, 1):
+                self.box(c2, 0.0, (0.95, 0.3, 0.95), yaw, TRUCK, (0.05, 0.05, 0.05), inst=inst,
+                         dx=dx, dy=sy * (W / 2 - 0.15))
+
+    def other_vehicle(self, c2, yaw, inst=0) -> None:
+        """A bus / tram-like long vehicle (SemanticKITTI's other-vehicle)."""
+        rng = self.rng
+        L, W = rng.uniform(10.0, 12.5), 2.55
+        col = _pick(rng, np.array([[0.9, 0.8, 0.1], [0.8, 0.15, 0.1], [0.9, 0.9, 0.9], [0.2, 0.45, 0.7]]))
+        self.box(c2, 0.35, (L, W, 2.75), yaw, OTHER_VEHICLE, col, PAT_WINDOWS, inst=inst)
+        for dx in (L / 2 - 2.0, -L / 2 + 2.5):
+            for sy in (-1, 1):
+                self.box(c2, 0.0, (1.0, 0.3, 1.0), yaw, OTHER_VEHICLE, (0.05, 0.05, 0.05), inst=inst,
+                         dx=dx, dy=sy * (W / 2 - 0.15))
+
+    def person(self, c2, yaw, label=PERSON, inst=0, z0=0.0) -> None:
+        rng = self.rng
+        s = rng.uniform(0.9, 1.1)
+        legs = _pick(rng, _CLOTHES)
+        top = _pick(rng, _CLOTHES)
+        if z0 == 0.0:
+            self.box(c2, 0.0, (0.25 * s, 0.36 * s, 0.85 * s), yaw, label, legs, inst=inst)
+        self.box(c2, z0 + 0.85 * s, (0.26 * s, 0.44 * s, 0.6 * s), yaw, label, top, inst=inst)
+        self.ellipsoid(c2, z0 + 1.58 * s, (0.11 * s, 0.1 * s, 0.13 * s), yaw, label, (0.78, 0.6, 0.48), inst=inst)
+
+    def two_wheeler(self, c2, yaw, motor: bool, rider_label: int | None, parked_label: int, inst=0) -> None:
+        rng = self.rng
+        label = rider_label if rider_label is not None else parked_label
+        L = 2.0 if motor else 1.75
+        col = _pick(rng, _CAR_COLORS if motor else _CLOTHES)
+        for dx in (L / 2 - 0.35, -L / 2 + 0.35):
+            self.box(c2, 0.0, (0.68, 0.08 if not motor else 0.14, 0.68), yaw, label, (0.06, 0.06, 0.06),
+                     inst=inst, dx=dx)
+        if motor:
+            self.box(c2, 0.3, (L * 0.62, 0.36, 0.55), yaw, label, col, inst=inst)
+        else:
+            self.box(c2, 0.35, (L * 0.62, 0.05, 0.45), yaw, label, col, inst=inst)
+        if rider_label is not None:
+            top = _pick(rng, _CLOTHES)
+            self.box(c2, 0.3, (0.3, 0.42, 0.6), yaw, label, _pick(rng, _CLOTHES), inst=inst, dx=-0.15)
+            self.box(c2, 0.9, (0.3, 0.42, 0.58), yaw, label, top, inst=inst, dx=0.0)
+            self.ellipsoid(c2, 1.62, (0.13, 0.12, 0.14), yaw, label,
+                           (0.15, 0.15, 0.15) if motor else (0.78, 0.6, 0.48), inst=inst, dx=0.05)
+
+    def tree(self, c2) -> None:
+        rng = self.rng
+        h = rng.uniform(2.0, 3.5)
+        r = rng.uniform(0.12, 0.3)
+        self.cylinder(c2, 0.0, r, h + 0.6, TRUNK, (0.32, 0.24, 0.17) + rng.normal(0, 0.03, 3), PAT_BARK)
+        cr = rng.uniform(1.4, 3.0)
+        crz = cr * rng.uniform(0.8, 1.4)
+        green = np.array([0.2, 0.38, 0.12]) + rng.normal(0, 0.04, 3)
+        self.ellipsoid(c2, h + crz * 0.85, (cr, cr * rng.uniform(0.85, 1.0), crz), rng.uniform(0, np.pi),
+                       VEGETATION, green, PAT_FOLIAGE)
+
+    def pole(self, c2, yaw_to_road: float, lamp: bool) -> None:
+        rng = self.rng
+        h = rng.uniform(5.5, 8.5) if lamp else rng.uniform(3.0, 5.0)
+        grey = (0.45, 0.46, 0.48) + rng.normal(0, 0.03, 3)
+        self.cylinder(c2, 0.0, rng.uniform(0.07, 0.12), h, POLE, grey)
+        if lamp:
+            arm = rng.uniform(1.2, 2.2)
+            self.box(c2, h - 0.15, (arm, 0.12, 0.12), yaw_to_road, POLE, grey, dx=arm / 2)
+
+    def sign(self, c2, facing: float) -> None:
+        rng = self.rng
+        h = rng.uniform(2.2, 3.0)
+        self.cylinder(c2, 0.0, 0.05, h, POLE, (0.5, 0.5, 0.52))
+        kind = rng.integers(3)
+        if kind == 2:  # traffic light housing
+            self.box(c2, h, (0.3, 0.35, 0.95), facing, TRAFFIC_SIGN, (0.08, 0.08, 0.08), dx=0.1)
+        else:
+            col = [(0.1, 0.25, 0.7), (0.85, 0.1, 0.1), (0.95, 0.8, 0.1)][int(rng.integers(3))]
+            side = rng.uniform(0.55, 0.8)
+            self.box(c2, h - side / 2, (0.04, side, side), facing, TRAFFIC_SIGN, col, dx=0.07)
+
+    def building(self, c2, yaw, L, D, H) -> None:
+        col = _pick(self.rng, _BUILDING_COLORS, 0.03)
+        self.box(c2, 0.0, (L, D, H), yaw, BUILDING, col, PAT_WINDOWS)
+        if self.rng.random() < 0.3:  # a rooftop block
+            self.box(c2, H, (L * 0.5, D * 0.5, self.rng.uniform(1.0, 2.5)), yaw, BUILDING, col * 0.9)
+
+
+def _road_pieces(rng: np.random.Generator) -> list[tuple[float, float]]:
+    pieces: list[tuple[float, float]] = [(rng.uniform(70.0, 130.0), 0.0)]
+    for _ in range(3):
+        R = rng.uniform(35.0, 110.0)
+        ang = rng.uniform(0.25, 0.9)
+        pieces.append((R * ang, rng.choice([-1.0, 1.0]) / R))
+        pieces.append((rng.uniform(25.0, 70.0), 0.0))
+    pieces.append((300.0, 0.0))
+    return pieces
+
+
+def make_scene(seed: int, num_frames: int, rate_hz: float = 10.0) -> Scene:
+    """Generate the scene and a `num_frames` ego trajectory at `rate_hz` from `seed`."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5C3E]))
+    start_back = 60.0  # metres of road behind the first frame (the lidar sees all around)
+    main = Road(RoadPath((-start_back, 0.0), 0.0, _road_pieces(rng)),
+                lanes=int(rng.choice([1, 1, 2])), median=float(rng.choice([0.0, 0.0, 1.0])),
+                sidewalk=float(rng.uniform(2.0, 4.0)), verge_seed=int(rng.integers(1 << 30)))
+    speed = float(rng.uniform(5.0, 9.0))
+    s_ego0 = start_back
+    s_ego1 = s_ego0 + speed * (max(num_frames, LAYOUT_FRAMES) - 1) / rate_hz
+    d_ego = main.lane_offset(0, -1)
+
+    # Parking lanes on one or both sides, over stretches of the visible road.
+    for side in (-1, 1):
+        s = s_ego0 - 40 + rng.uniform(0, 20)
+        while s < s_ego1 + 70:
+            L = rng.uniform(20, 60)
+            if rng.random() < 0.55:
+                main.parking.append((s, s + L, side))
+            s += L + rng.uniform(10, 40)
+
+    roads = [main]
+    # Junctions ahead of the ego: crossing (X) or T roads.
+    n_junctions = int(rng.integers(1, 3))
+    for j in range(n_junctions):
+        sj = s_ego0 + rng.uniform(15.0, max(20.0, s_ego1 - s_ego0 + 45.0)) if j == 0 else \
+            s_ego0 + rng.uniform(-30.0, s_ego1 - s_ego0 + 60.0)
+        pj, hj = main.path.pose(np.array([sj]))
+        ang = hj[0] + np.pi / 2 + rng.uniform(-0.3, 0.3)
+        tee = rng.random() < 0.4
+        back = 0.0 if tee else 80.0
+        side_sign = rng.choice([-1.0, 1.0]) if tee else 1.0
+        a = ang if side_sign > 0 else ang + np.pi
+        start = pj[0] - back * np.array([np.cos(a), np.sin(a)])
+        road = Road(RoadPath((float(start[0]), float(start[1])), float(a), [(back + 80.0, 0.0)]),
+                    lanes=1, median=0.0, sidewalk=float(rng.uniform(1.8, 3.5)),
+                    verge_seed=int(rng.integers(1 << 30)))
+        for side in (-1, 1):
+            if rng.random() < 0.4:
+                road.parking.append((back + 15.0, back + 60.0, side))
+        roads.append(road)
+
+    # Ego poses: right lane of the main road, constant speed along the centreline.
+    t = np.arange(num_frames) / rate_hz
+    s = s_ego0 + speed * t
+    c, h = main.path.pose(s)
+    xy = c + d_ego * np.stack([-np.sin(h), np.cos(h)], 1)
+    poses = np.tile(np.eye(4), (num_frames, 1, 1))
+    poses[:, 0, 0], poses[:, 0, 1] = np.cos(h), -np.sin(h)
+    poses[:, 1, 0], poses[:, 1, 1] = np.sin(h), np.cos(h)
+    poses[:, :2, 3] = xy
+
+    sun_az, sun_el = rng.uniform(-np.pi, np.pi), rng.uniform(0.5, 1.1)
+    sun = np.array([np.cos(sun_el) * np.cos(sun_az), np.cos(sun_el) * np.sin(sun_az), np.sin(sun_el)])
+    scene = Scene(int(seed), roads, None, poses, sun, rng.normal(0, 0.03, 3))  # type: ignore[arg-type]
+
+    placer = _Placer(rng, roads, scene, (main.path, s_ego0 - 8.0, s_ego1 + 8.0, d_ego))
+    _populate(placer, roads, s_ego0 - 50.0, s_ego1 + 90.0)
+    scene.prims = placer.b.build()
+    return scene
+
+
+def _populate(P: _Placer, roads: list[Road], s_lo: float, s_hi: float) -> None:
+    """Fill the bands of every road with objects over the interesting stretch."""
+    for ri, road in enumerate(roads):
+        lo, hi = (s_lo, s_hi) if ri == 0 else (0.0, road.path.length)
+        for side in (-1, 1):
+            _populate_side(P, road, ri, side, lo, hi)
+
+
+def _populate_side(P: _Placer, road: Road, ri: int, side: int, lo: float, hi: float) -> None:
+    """Objects on one side (+1 left) of one road between arc lengths lo and hi."""
+    rng = P.rng
+    verge = (TERRAIN, OTHER_GROUND)
+    hw = road.half_width
+
+    def at(s_val: float, d_val: float) -> tuple[np.ndarray, float]:
+        p, hd = road.path.pose(np.array([s_val]))
+        n = np.array([-np.sin(hd[0]), np.cos(hd[0])])
+        return p[0] + d_val * n, float(hd[0])
+
+    def edge(s_val: float) -> float:
+        pw = road.parking_width if road.parking_at(np.array([s_val]), np.array([side]))[0] else 0.0
+        return hw + pw + road.sidewalk
+
+    # Buildings behind the sidewalk (skipped over "park" stretches).
+    s = lo + rng.uniform(0, 8)
+    while s < hi:
+        L, D, H = rng.uniform(8, 28), rng.uniform(8, 16), rng.uniform(4.5, 20)
+        park = _hash01(np.array([int(s // 60), side + 7 * ri]), 11)[0] < 0.25
+        if not park:
+            setback = rng.uniform(1.0, 7.0)
+            c, hd = at(s + L / 2, side * (edge(s + L / 2) + setback + D / 2))
+            if P.fits(c, (L / 2, D / 2), hd, verge):
+                P.building(c, hd, L, D, H)
+                P.reserve(c, (L / 2, D / 2), hd)
+                s += L + rng.uniform(0.5, 9.0)
+                continue
+        s += rng.uniform(3.0, 8.0)
+    # Fences and hedges on the verge next to the sidewalk.
+    s = lo + rng.uniform(0, 20)
+    while s < hi:
+        L = rng.uniform(4, 16)
+        c, hd = at(s + L / 2, side * (edge(s + L / 2) + rng.uniform(0.4, 1.2)))
+        if rng.random() < 0.6:
+            if P.fits(c, (L / 2, 0.1), hd, verge, margin=0.1):
+                P.box(c, 0.0, (L, 0.06, rng.uniform(0.9, 2.0)), hd, FENCE,
+                      _pick(rng, np.array([[0.45, 0.4, 0.32], [0.55, 0.56, 0.58], [0.3, 0.3, 0.28]])),
+                      PAT_SLATS)
+                P.reserve(c, (L / 2, 0.1), hd, 0.1)
+        elif P.fits(c, (L / 2, 0.6), hd, verge, margin=0.1):
+            P.box(c, 0.0, (L, rng.uniform(0.8, 1.4), rng.uniform(0.8, 1.8)), hd, VEGETATION,
+                  np.array([0.18, 0.33, 0.1]) + rng.normal(0, 0.03, 3), PAT_FOLIAGE)
+            P.reserve(c, (L / 2, 0.6), hd, 0.1)
+        s += L + rng.uniform(5, 25)
+    # Trees: in sidewalk pits and out on the verge.
+    s = lo + rng.uniform(0, 10)
+    while s < hi:
+        on_sidewalk = rng.random() < 0.5
+        off = edge(s) - 0.8 if on_sidewalk else edge(s) + rng.uniform(1.5, 8.0)
+        c, hd = at(s, side * off)
+        zones = (SIDEWALK,) if on_sidewalk else verge
+        if P.fits(c, (0.5, 0.5), hd, zones, margin=0.2):
+            P.tree(c)
+            P.reserve(c, (0.5, 0.5), hd, 0.2)
+        s += rng.uniform(5, 18)
+    # Lamp posts and plain poles at the kerb, signs and traffic lights.
+    s = lo + rng.uniform(0, 15)
+    while s < hi:
+        pw = road.parking_width if road.parking_at(np.array([s]), np.array([side]))[0] else 0.0
+        c, hd = at(s, side * (hw + pw + 0.45))
+        if P.fits(c, (0.2, 0.2), hd, (SIDEWALK,), margin=0.1):
+            if rng.random() < 0.35:
+                # Signs face the traffic of their side (right-hand traffic).
+                P.sign(c, hd + (np.pi if side < 0 else 0.0))
+            else:
+                P.pole(c, hd + (np.pi / 2 if side < 0 else -np.pi / 2), lamp=rng.random() < 0.6)
+            P.reserve(c, (0.2, 0.2), hd, 0.1)
+        s += rng.uniform(8, 25)
+    # Vehicles in parking lanes.
+    for s0, s1, sd in road.parking:
+        if sd != side:
+            continue
+        s = s0 + rng.uniform(0.5, 3.0)
+        while s < s1 - 3.0:
+            r = rng.random()
+            c, hd = at(s, side * (hw + road.parking_width / 2))
+            yaw = hd if side < 0 else hd + np.pi
+            if r < 0.7 and P.fits(c, (2.4, 1.0), yaw, (PARKING, ROAD), margin=0.1):
+                P.car(c, yaw, inst=_inst(P))
+                P.reserve(c, (2.4, 1.0), yaw, 0.1)
+            elif r < 0.78 and P.fits(c, (4.6, 1.3), yaw, (PARKING, ROAD), margin=0.1):
+                P.truck(c, yaw, inst=_inst(P))
+                P.reserve(c, (4.6, 1.3), yaw, 0.1)
+            s += rng.uniform(5.5, 7.5)
+    # Vehicles in the lanes (stopped traffic), opposite lanes and the far stretch.
+    s = lo + rng.uniform(0, 15)
+    while s < hi:
+        lane = int(rng.integers(road.lanes))
+        c, hd = at(s, road.lane_offset(lane, side) + rng.normal(0, 0.2))
+        yaw = hd if side < 0 else hd + np.pi
+        r = rng.random()
+        if r < 0.6:
+            if P.fits(c, (2.4, 1.0), yaw, (ROAD,), margin=0.2):
+                P.car(c, yaw, inst=_inst(P))
+                P.reserve(c, (2.4, 1.0), yaw, 0.2)
+        elif r < 0.72:
+            if P.fits(c, (4.6, 1.3), yaw, (ROAD,), margin=0.2):
+                P.truck(c, yaw, inst=_inst(P))
+                P.reserve(c, (4.6, 1.3), yaw, 0.2)
+        elif r < 0.82:
+            if P.fits(c, (6.3, 1.3), yaw, (ROAD,), margin=0.2):
+                P.other_vehicle(c, yaw, inst=_inst(P))
+                P.reserve(c, (6.3, 1.3), yaw, 0.2)
+        else:
+            motor = rng.random() < 0.5
+            c2, _ = at(s, side * (hw - 0.9))
+            if P.fits(c2, (1.1, 0.4), yaw, (ROAD,), margin=0.2):
+                P.two_wheeler(c2, yaw, motor, MOTORCYCLIST if motor else BICYCLIST, 0, inst=_inst(P))
+                P.reserve(c2, (1.1, 0.4), yaw, 0.2)
+        s += rng.uniform(8, 30)
+    # People on the sidewalk, parked two-wheelers at its outer edge.
+    s = lo + rng.uniform(0, 6)
+    while s < hi:
+        r = rng.random()
+        e = edge(s)
+        if r < 0.65:
+            c, hd = at(s, side * (e - rng.uniform(0.5, road.sidewalk - 0.3)))
+            if P.fits(c, (0.3, 0.3), hd, (SIDEWALK,), margin=0.05):
+                P.person(c, rng.uniform(-np.pi, np.pi), inst=_inst(P))
+                P.reserve(c, (0.3, 0.3), hd, 0.05)
+        else:
+            motor = rng.random() < 0.4
+            c, hd = at(s, side * (e - 0.6))
+            yaw = hd + np.pi / 2 + rng.normal(0, 0.15)
+            if P.fits(c, (0.4, 1.05), hd, (SIDEWALK,), margin=0.05):
+                P.two_wheeler(c, yaw, motor, None, MOTORCYCLE if motor else BICYCLE, inst=_inst(P))
+                P.reserve(c, (0.4, 1.05), hd, 0.05)
+        s += rng.uniform(3, 14)
+
+
+def _inst(P: _Placer) -> int:
+    i = P.b.next_instance
+    P.b.next_instance += 1
+    return i

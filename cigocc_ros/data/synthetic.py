@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -606,22 +607,34 @@ def dataset_complete(root: str | os.PathLike, seeds: dict[str, int] = DEFAULT_SE
 def default_dataset(root: str | os.PathLike | None = None, seeds: dict[str, int] = DEFAULT_SEEDS,
                     num_frames: int = DEFAULT_FRAMES, workers: int = 1, log=None) -> Path:
     """Generate the default synthetic dataset into `root` (default: `default_root()`), or reuse
-    it when it is already complete. Split: DEFAULT_SPLIT. Returns the root."""
+    it when it is already complete. Split: DEFAULT_SPLIT. Returns the root.
+
+    The data are written to a sibling folder first and moved into place once complete, so an
+    interrupted run leaves no half dataset that looks finished."""
     root = Path(root) if root is not None else default_root()
     if dataset_complete(root, seeds, num_frames):
         return root
-    root.mkdir(parents=True, exist_ok=True)
-    (root / _MANIFEST).unlink(missing_ok=True)
-    jobs = [(str(root), seq, seed, num_frames) for seq, seed in seeds.items()]
-    if workers > 1:
-        import multiprocessing as mp
+    root.parent.mkdir(parents=True, exist_ok=True)
+    work = root.parent / f".{root.name}.partial-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    jobs = [(str(work), seq, seed, num_frames) for seq, seed in seeds.items()]
+    try:
+        if workers > 1:
+            import multiprocessing as mp
 
-        with mp.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
-            for path in pool.starmap(write_sequence, jobs):
-                if log:
-                    log(f"wrote {path}")
-    else:
-        for job in jobs:
-            path = write_sequence(*job, log=log)
-    (root / _MANIFEST).write_text(json.dumps(_manifest(seeds, num_frames), indent=2) + "\n")
+            with mp.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+                for path in pool.starmap(write_sequence, jobs):
+                    if log:
+                        log(f"wrote {path}")
+        else:
+            for job in jobs:
+                write_sequence(*job, log=log)
+        (work / _MANIFEST).write_text(json.dumps(_manifest(seeds, num_frames), indent=2) + "\n")
+        if dataset_complete(root, seeds, num_frames):  # another process finished first
+            return root
+        if root.exists():
+            shutil.rmtree(root)
+        work.rename(root)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return root

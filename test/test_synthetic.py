@@ -175,7 +175,8 @@ def test_reader_reads_every_file_written(written):
         assert set(np.unique(sem).tolist()) <= set(table.learning_map_inv.tolist())
         assert inst[lab == 9].max(initial=0) == 0 and inst[lab == 1].min(initial=1) > 0
         mask = sk.read_teacher_mask(paths.teacher_mask(i))
-        assert mask.shape == syn.IMAGE_SIZE
+        assert mask.shape == syn.IMAGE_SIZE and mask.max() < 20  # every pixel has a class, sky = 0
+        assert (mask == 0).any() and (mask == 9).any()
         files += 3  # scan, labels, teacher mask
     for stem in paths.frames("voxels", ".label"):
         vox = sk.read_voxels(paths.voxel_stem(stem))

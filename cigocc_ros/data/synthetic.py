@@ -65,14 +65,14 @@ LIDAR_MAX_RANGE = 80.0
 LIDAR_RANGE_NOISE = 0.01  # metres, 1 sigma
 VIS_STEP = 0.2  # metres between samples along a ray when marking observed space
 VIS_RANGE = 60.0  # free space is marked this far along rays that hit nothing nearer
-NO_CLASS = 255
+SKY_CLASS = 0  # class id of sky pixels: empty space, as docs/data.md defines for teacher masks
 
 # The default dataset: sequence -> seed, the split, the number of frames.
 DEFAULT_SEEDS = {"00": 1000, "01": 1001, "02": 1002, "03": 1003, "04": 1004, "05": 1005, "08": 1008}
 DEFAULT_SPLIT = {"train": ("00", "01", "02", "03", "04", "05"), "val": ("08",)}
 DEFAULT_FRAMES = 50
 _MANIFEST = "synthetic.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 # Per class: albedo of ground bands, texture amplitudes (low-frequency blotches, grain) and the
 # grain's cells per metre; reflectance of the LiDAR returns.
@@ -182,7 +182,7 @@ class Frame:
     image_left: np.ndarray  # (H, W, 3) uint8 RGB
     image_right: np.ndarray  # (H, W, 3) uint8 RGB
     depth: np.ndarray  # (H, W) float32 metres along the optical axis, 0 = sky
-    classes: np.ndarray  # (H, W) uint8 labels 0..19, 255 = sky (no class)
+    classes: np.ndarray  # (H, W) uint8 labels 1..19 of the surface seen, 0 = sky
     points: np.ndarray  # (N, 4) float32 x, y, z, reflectance, velodyne frame
     point_labels: np.ndarray  # (N,) uint8 labels 1..19
     point_instances: np.ndarray  # (N,) uint16, 0 for stuff
@@ -434,7 +434,7 @@ class SyntheticSequence:
         img *= (1.0 + scene.palette_shift).astype(np.float32)
         img += rng.normal(0.0, 0.01, img.shape).astype(np.float32)
         rgb = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        lab = np.full((H, W), NO_CLASS, np.uint8)
+        lab = np.full((H, W), SKY_CLASS, np.uint8)
         lab[hit] = lab_hit
         return rgb, t, ids, lab, dirs, origin
 

@@ -1,0 +1,112 @@
+"""Figures quoted in docs/synthetic.md: time per frame of the synthetic generator (by stage,
+one process), the bytes written per frame, and the agreement of renders, LiDAR and voxel truth.
+
+    scripts/in-env.sh python bench/synthetic_figures.py [--seeds 1000 1008] [--frames 20]
+
+Each seed renders `--frames` frames (full size) and the voxel truth of its labelled frames.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from cigocc_ros.data import synthetic as syn  # noqa: E402
+from cigocc_ros.data.synthetic_scene import make_scene  # noqa: E402
+from cigocc_ros.geometry import project  # noqa: E402
+
+
+class Clock:
+    """Accumulates wall time per stage by wrapping a bound method of an object."""
+
+    def __init__(self) -> None:
+        self.total: dict[str, float] = {}
+
+    def wrap(self, obj, name: str, label: str) -> None:
+        fn = getattr(obj, name)
+
+        def timed(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.total[label] = self.total.get(label, 0.0) + time.perf_counter() - t0
+
+        setattr(obj, name, timed)
+
+
+def agreement(seq: syn.SyntheticSequence, frame: syn.Frame, truth: syn.VoxelTruth) -> tuple[float, float, float]:
+    """(render/label agreement of visible labelled voxels, LiDAR points in occupied voxels,
+    LiDAR points with their voxel's class)."""
+    cam = seq.cameras[0]
+    H, W = cam.image_size
+    g = seq.grid
+    idx = np.argwhere((truth.labels > 0) & ~truth.invalid)
+    uv, z = project((idx + 0.5) * g.voxel_size + np.asarray(g.origin), cam.K, cam.T_cam_grid)
+    u, r = np.round(uv[:, 0]).astype(int), np.round(uv[:, 1]).astype(int)
+    ok = (z > 1.0) & (u >= 0) & (u < W) & (r >= 0) & (r < H)
+    idx, u, r, z = idx[ok], u[ok], r[ok], z[ok]
+    seen = np.abs(frame.depth[r, u] - z) < 0.3
+    render = float((frame.classes[r[seen], u[seen]] == truth.labels[tuple(idx[seen].T)]).mean())
+    vi = np.floor((frame.points[:, :3] - np.asarray(g.origin)) / g.voxel_size).astype(int)
+    inside = np.all((vi >= 0) & (vi < np.asarray(g.size)), axis=1)
+    lab = truth.labels[tuple(vi[inside].T)]
+    return render, float((lab > 0).mean()), float((lab == frame.point_labels[inside]).mean())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", nargs="+", type=int, default=[1000, 1008])
+    ap.add_argument("--frames", type=int, default=20)
+    args = ap.parse_args()
+
+    for seed in args.seeds:
+        t0 = time.perf_counter()
+        scene = make_scene(seed, args.frames)
+        t_scene = time.perf_counter() - t0
+        seq = syn.SyntheticSequence(seed, args.frames)
+        clock = Clock()
+        clock.wrap(seq, "_render_camera", "cameras (2 images: cast + shade)")
+        clock.wrap(seq, "_lidar", "lidar (64 x 2048 rays)")
+        clock.wrap(seq._visibility, "add", "observed space (marching)")
+        clock.wrap(seq, "_scan_voxels", "labelled frames: scan voxels + occluded")
+        frames = []
+        t0 = time.perf_counter()
+        for i in range(args.frames):
+            frames.append(seq.render(i))
+        t_render = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        truth = {i: seq.voxels(i) for i in seq.labelled_frames}
+        t_vox = time.perf_counter() - t0
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            path = syn.write_sequence(tmp, "00", seed, args.frames)
+            t_write = time.perf_counter() - t0
+            size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        rates = np.array([agreement(seq, frames[i], v) for i, v in truth.items()])
+        n = args.frames
+        print(f"seed {seed}: {len(scene.prims)} solids, {len(scene.roads)} roads, scene {t_scene:.2f} s")
+        print(f"  render: {t_render / n:.2f} s a frame over {n} frames")
+        for k, v in clock.total.items():
+            print(f"    {k:42s} {v / n:.3f} s a frame")
+        print(f"  voxel truth: {t_vox / len(truth):.2f} s a labelled frame")
+        print(f"  write_sequence: {t_write / n:.2f} s a frame (render + truth + PNG/bin files), "
+              f"{size / n / 2**20:.1f} MiB a frame")
+        print(f"  points per scan: {np.mean([len(f.points) for f in frames]):.0f}")
+        print(f"  render/label agreement {rates[:, 0].min():.3f}-{rates[:, 0].max():.3f}, LiDAR in occupied "
+              f"{rates[:, 1].min():.4f}-{rates[:, 1].max():.4f}, LiDAR class = voxel class "
+              f"{rates[:, 2].min():.3f}-{rates[:, 2].max():.3f}, invalid "
+              f"{np.mean([v.invalid.mean() for v in truth.values()]):.3f}, occluded "
+              f"{np.mean([v.occluded.mean() for v in truth.values()]):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -126,6 +126,8 @@ class CigoccNode(Node):
         self.device = str(getattr(self.predictor, "device", self.cfg.device))
         self.model_id = f"{exp.name}@{file_digest(weights)}"
         self.grid_frame = self.cfg.grid_frame or exp.grid.frame_id
+        if hasattr(self.predictor, "warmup"):  # kernel selection and allocations before frame 1
+            self.predictor.warmup()
         self.builder = OutputBuilder(exp.grid, load_class_table(), self.grid_frame, self.model_id)
         self.get_logger().info(
             f"loaded {weights} ({self.model_id}) on {self.device}; grid {tuple(exp.grid.size)} in "
@@ -320,7 +322,7 @@ class CigoccNode(Node):
             "inputs": ", ".join(f"{t}: {snap['messages'].get(t, 0)}" for t in self._topics),
         }
         status = build_status(
-            snap, self.queue.dropped, f"{self.get_name()}: semantic occupancy", self.device,
+            snap, self.queue.dropped, f"{self.get_fully_qualified_name()}: semantic occupancy", self.device,
             self.cfg.input_stall_timeout, self.cfg.max_latency, extra,
         )
         msg = DiagnosticArray(status=[status])

@@ -1,0 +1,517 @@
+"""cigocc_node in its own OS process, fed over real DDS (per-run random ROS_DOMAIN_ID).
+
+The model is the `lite` architecture with random weights, shrunk (image 128x384, grid
+128x128x16 of 0.4 m) so a forward pass takes ~0.1 s on this 2-core CPU; the node never knows:
+it reads everything from the checkpoint. Covered: the three outputs (stamps, frames, sizes),
+stereo pairing (checked through the stereo depth of a known disparity), the real grayscale KITTI
+frames in mono and stereo, a 30 Hz flood (bounded memory, flat latency, counted drops), every bad
+input (the node logs, skips and keeps running), use_sim_time, and refusing bad weights.
+"""
+from __future__ import annotations
+
+import array
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy
+from cigocc_msgs.msg import SemanticOccupancy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from visualization_msgs.msg import Marker, MarkerArray
+
+REPO = Path(__file__).resolve().parent.parent
+KITTI = Path(os.environ.get("CIGOCC_KITTI_SAMPLES", REPO.parent / "shared" / "kitti_samples")) / "sequences" / "00"
+GRID = (128, 128, 16)
+IMAGE = (128, 384)  # model.image_size (H, W)
+OVERRIDES = [f"model.image_size=[{IMAGE[0]},{IMAGE[1]}]", f"grid.size=[{GRID[0]},{GRID[1]},{GRID[2]}]",
+             "grid.voxel_size=0.4"]
+FX, BASELINE = 300.0, 0.5
+DOMAIN = random.Random(os.getpid() ^ time.time_ns()).randint(1, 200)
+STARTUP_TIMEOUT = 90.0
+
+pytestmark = pytest.mark.timeout(300)
+
+
+# ------------------------------------------------------------------------------------------ set-up
+def kitti_calib():
+    from cigocc_ros.data.semantic_kitti import read_calib
+
+    return read_calib(KITTI / "calib.txt")
+
+
+def camera_from_grid() -> list[float]:
+    """KITTI sequence 00's Tr (velodyne -> cam0) when the samples exist, else a KITTI-like pose."""
+    if (KITTI / "calib.txt").exists():
+        T = np.eye(4)
+        T[:3, :4] = kitti_calib()["Tr"]
+    else:
+        T = np.array([[0, -1, 0, 0], [0, 0, -1, -0.08], [1, 0, 0, -0.27], [0, 0, 0, 1]], dtype=np.float64)
+    return [float(v) for v in T.ravel()]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    import torch
+
+    from cigocc_ros.config import load_experiment
+    from cigocc_ros.model.checkpoint import save_checkpoint
+    from cigocc_ros.model.cigocc import build_model
+
+    torch.manual_seed(0)
+    cfg = load_experiment("lite", OVERRIDES)
+    path = tmp_path_factory.mktemp("weights") / "lite_small.safetensors"
+    save_checkpoint(path, build_model(cfg), cfg)
+    return path
+
+
+# Fast DDS's default transports lose whole 470 kB images between processes on one host (seen
+# here: every sample of some topics); its LARGE_DATA mode (TCP + shared memory) delivers them all.
+# docs/node.md gives the same advice for vehicles.
+DDS_ENV = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}
+
+
+def node_env() -> dict:
+    env = dict(os.environ)
+    env.update(DDS_ENV, ROS_DOMAIN_ID=str(DOMAIN), PYTHONUNBUFFERED="1", RCUTILS_LOGGING_BUFFERED_STREAM="0",
+               OMP_NUM_THREADS="1")
+    return env
+
+
+def start_node(log: Path, params: dict, ns: str = "") -> subprocess.Popen:
+    args = [sys.executable, "-m", "cigocc_ros.ros.node", "--ros-args"] + (["-r", f"__ns:={ns}"] if ns else [])
+    for k, v in params.items():
+        if isinstance(v, bool):
+            v = str(v).lower()
+        elif isinstance(v, (list, tuple)):
+            v = "[" + ",".join(repr(float(x)) for x in v) + "]"
+        args += ["-p", f"{k}:={v}"]
+    return subprocess.Popen(args, env=node_env(), stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=REPO)
+
+
+def stop_node(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def stamp_of(msg) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+class Feeder:
+    """The test side: camera publishers, output subscribers, an executor on its own thread."""
+
+    def __init__(self, context, stereo: bool, ns: str = "") -> None:
+        self.ns = ns
+        self.node = Node(f"feeder{ns.replace('/', '_')}", context=context)
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub = {t: self.node.create_publisher(Image if "image" in t else CameraInfo, f"{ns}/{t}", qos)
+                    for t in ("left/image", "left/camera_info") + (("right/image", "right/camera_info") if stereo else ())}
+        self.clock_pub = self.node.create_publisher(Clock, "/clock", 10)
+        self.lock = threading.Lock()
+        self.got: dict[str, list] = {"occupancy": [], "cloud": [], "markers": [], "diag": [], "depth": []}
+        self.arrival: dict[int, float] = {}  # occupancy stamp -> wall time received
+        out = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.node.create_subscription(SemanticOccupancy, f"{ns}/cigocc_node/occupancy", self._on("occupancy"), out)
+        self.node.create_subscription(PointCloud2, f"{ns}/cigocc_node/cloud", self._on("cloud"), out)
+        self.node.create_subscription(MarkerArray, f"{ns}/cigocc_node/markers", self._on("markers"), out)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on("diag"), 10)
+        if stereo:
+            self.node.create_subscription(Image, f"{ns}/cigocc_node/stereo_depth", self._on("depth"), out)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _on(self, key):
+        def cb(msg):
+            if key == "diag" and not msg.status[0].name.startswith(f"{self.ns}/cigocc_node:"):
+                return  # the other node's diagnostics
+            with self.lock:
+                if key == "occupancy":
+                    self.arrival[stamp_of(msg)] = time.time()
+                self.got[key].append(msg)
+        return cb
+
+    def wait_ready(self, proc: subprocess.Popen, log: Path) -> None:
+        deadline = time.time() + STARTUP_TIMEOUT
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                raise AssertionError(f"node exited with {proc.returncode}:\n{log.read_text()}")
+            if (self.node.count_subscribers(f"{self.ns}/left/image") >= 1
+                    and self.node.count_publishers(f"{self.ns}/cigocc_node/occupancy") >= 1
+                    and self.node.count_publishers(f"{self.ns}/cigocc_node/markers") >= 1):
+                time.sleep(1.0)  # let both sides finish matching their endpoints
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"node not ready after {STARTUP_TIMEOUT} s:\n{log.read_text()}")
+
+    def messages(self, key) -> list:
+        with self.lock:
+            return list(self.got[key])
+
+    def wait_for(self, key, pred, timeout=30.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for m in self.messages(key):
+                if pred(m):
+                    return m
+            time.sleep(0.02)
+        return None
+
+    def send(self, topic: str, msg) -> None:
+        self.pub[topic].publish(msg)
+
+    def close(self):
+        self.executor.shutdown()
+        self.thread.join(5)
+        self.node.destroy_node()
+
+
+def make_image(pixels: np.ndarray, encoding: str, stamp_ns: int, frame_id: str) -> Image:
+    h, w = pixels.shape[:2]
+    msg = Image(height=h, width=w, encoding=encoding, is_bigendian=0, step=pixels.nbytes // h)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    msg.header.frame_id = frame_id
+    msg.data = array.array("B", np.ascontiguousarray(pixels).tobytes())
+    return msg
+
+
+def make_info(P: np.ndarray, size_hw, stamp_ns: int, frame_id: str) -> CameraInfo:
+    P = np.asarray(P, dtype=np.float64).reshape(3, 4)
+    msg = CameraInfo(height=int(size_hw[0]), width=int(size_hw[1]), distortion_model="plumb_bob",
+                     k=[float(v) for v in P[:, :3].ravel()], p=[float(v) for v in P.ravel()],
+                     r=[1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0], d=[0.0] * 5)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def synthetic_P(tx: float = 0.0) -> np.ndarray:
+    return np.array([[FX, 0, IMAGE[1] / 2, tx], [0, FX, IMAGE[0] / 2, 0], [0, 0, 1, 0]], dtype=np.float64)
+
+
+def texture(seed: int) -> np.ndarray:
+    """(H, W + 32) uint8 blocky texture that stereo matching locks onto."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (IMAGE[0] // 4 + 1, (IMAGE[1] + 32) // 4 + 1), dtype=np.uint8)
+    return np.kron(coarse, np.ones((4, 4), np.uint8))[: IMAGE[0], : IMAGE[1] + 32]
+
+
+class Clock_:
+    """Strictly increasing wall-time stamps at least `gap` apart (a camera's frame period: more
+    than the sync slop, so consecutive frames never pair with each other's camera_info)."""
+
+    last = 0
+
+    @classmethod
+    def next(cls, gap: int = 100_000_000) -> int:
+        cls.last = max(cls.last + gap, time.time_ns())
+        return cls.last
+
+
+def send_mono(f: Feeder, stamp: int, rgb: np.ndarray | None = None, encoding="rgb8", info_size=None, P=None,
+              frame_id="camera_left") -> None:
+    rgb = texture(stamp % 1000)[:, : IMAGE[1], None].repeat(3, 2) if rgb is None else rgb
+    f.send("left/camera_info", make_info(synthetic_P() if P is None else P, info_size or rgb.shape[:2], stamp, frame_id))
+    f.send("left/image", make_image(rgb, encoding, stamp, frame_id))
+
+
+def wait_output(f: Feeder, stamp: int, timeout=30.0):
+    return f.wait_for("occupancy", lambda m: stamp_of(m) == stamp, timeout)
+
+
+def good_roundtrip(f: Feeder, tries=3):
+    """A valid frame in, its occupancy out (re-sent with a new stamp if best effort lost it)."""
+    for _ in range(tries):
+        stamp = Clock_.next()
+        send_mono(f, stamp)
+        occ = wait_output(f, stamp, timeout=20.0)
+        if occ is not None:
+            return stamp, occ
+    raise AssertionError("no occupancy output for a valid frame")
+
+
+def diag_values(msg) -> dict:
+    return {kv.key: kv.value for kv in msg.status[0].values}
+
+
+# ------------------------------------------------------------------------------------------ mono
+@pytest.fixture(scope="module")
+def context():
+    saved = {k: os.environ.get(k) for k in DDS_ENV}
+    os.environ.update(DDS_ENV)  # read when this process's DDS participant is created
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=DOMAIN, args=[])
+    yield ctx
+    rclpy.shutdown(context=ctx)
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def mono(checkpoint, context, tmp_path_factory):
+    log = tmp_path_factory.mktemp("mono") / "node.log"
+    proc = start_node(log, {
+        "weights": str(checkpoint), "device": "cpu", "camera_from_grid": camera_from_grid(),
+        "marker_max_rate": 100.0, "marker_max_range": 1000.0, "log_throttle": 0.0,
+        "input_stall_timeout": 1.5, "diagnostics_period": 0.5,
+    })
+    f = Feeder(context, stereo=False)
+    try:
+        f.wait_ready(proc, log)
+        yield f, proc, log
+    finally:
+        f.close()
+        stop_node(proc)
+
+
+def test_mono_outputs_have_right_stamps_frames_and_sizes(mono):
+    f, proc, log = mono
+    stamp, occ = good_roundtrip(f)
+    assert occ.header.frame_id == "velodyne"
+    assert (occ.size_x, occ.size_y, occ.size_z) == GRID and occ.voxel_size == pytest.approx(0.4)
+    assert len(occ.labels) == np.prod(GRID) and len(occ.confidence) == len(occ.labels)
+    assert len(occ.class_names) == 20 and occ.model_id.startswith("lite@")
+    labels = np.frombuffer(bytes(occ.labels), np.uint8).reshape(GRID)
+    occupied = int(((labels != 0) & (labels != 255)).sum())
+    cloud = f.wait_for("cloud", lambda m: stamp_of(m) == stamp, 10)
+    assert cloud is not None and cloud.header.frame_id == "velodyne"
+    assert cloud.width == occupied and cloud.point_step == 16
+    markers = f.wait_for("markers", lambda m: m.markers and stamp_of(m.markers[0]) == stamp, 10)
+    assert markers is not None
+    assert markers.markers[0].action == Marker.DELETEALL
+    assert all(m.header.frame_id == "camera_left" for m in markers.markers)
+    assert sum(len(m.points) for m in markers.markers[1:]) == occupied
+    ids = [m.id for m in markers.markers[1:]]
+    assert ids == sorted(set(np.unique(labels)) - {0, 255})
+    assert proc.poll() is None
+
+
+@pytest.mark.skipif(not (KITTI / "image_0").is_dir(), reason="KITTI samples not found")
+def test_real_kitti_grayscale_frames_mono(mono):
+    import cv2
+
+    f, proc, log = mono
+    P0 = kitti_calib()["P0"]
+    for k in range(4):
+        gray = cv2.imread(str(KITTI / "image_0" / f"{k:06d}.png"), cv2.IMREAD_UNCHANGED)
+        for _ in range(3):
+            stamp = Clock_.next()
+            f.send("left/camera_info", make_info(P0, gray.shape, stamp, "camera_gray_left"))
+            f.send("left/image", make_image(gray, "mono8", stamp, "camera_gray_left"))
+            occ = wait_output(f, stamp, timeout=20)
+            if occ is not None:
+                break
+        assert occ is not None, f"no output for KITTI frame {k}:\n{log.read_text()[-2000:]}"
+        assert (occ.size_x, occ.size_y, occ.size_z) == GRID
+
+
+def test_bad_inputs_are_logged_skipped_and_survived(mono):
+    f, proc, log = mono
+    good_roundtrip(f)
+    rgb = texture(1)[:, : IMAGE[1], None].repeat(3, 2)
+
+    def expect(text, timeout=15.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if text in log.read_text():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"'{text}' not logged:\n{log.read_text()[-3000:]}")
+
+    send_mono(f, Clock_.next(), rgb=rgb[:, :, 0].copy(), encoding="bayer_rggb8")
+    expect("unsupported image encoding 'bayer_rggb8'")
+    send_mono(f, Clock_.next(), rgb=rgb, info_size=(IMAGE[0], IMAGE[1] + 16))
+    expect(f"but /left/camera_info says {IMAGE[1] + 16}x{IMAGE[0]}")
+    nan_P = synthetic_P()
+    nan_P[0, 0] = np.nan
+    send_mono(f, Clock_.next(), rgb=rgb, P=nan_P)
+    expect("camera_info P/K holds NaN")
+    lonely = Clock_.next()  # an image whose camera_info never comes
+    f.send("left/image", make_image(rgb, "rgb8", lonely, "camera_left"))
+    stamp, _ = good_roundtrip(f)
+    expect(f"/left/image: message stamped {lonely / 1e9:.6f} s not used: no partner within the sync slop")
+    send_mono(f, stamp - 500_000_000)  # older than the last frame
+    expect(f"message stamped {(stamp - 500_000_000) / 1e9:.6f} s not used: stamp is not newer")
+    send_mono(f, stamp)  # the same stamp again
+    expect(f"message stamped {stamp / 1e9:.6f} s not used: stamp is not newer")
+    # still alive and still producing
+    good_roundtrip(f)
+    assert proc.poll() is None
+    diag = f.wait_for("diag", lambda m: int(diag_values(m)["frames_skipped"]) >= 3, 10)
+    assert diag is not None
+
+
+def test_diagnostics_report_and_warn_on_stall(mono):
+    f, proc, log = mono
+    good_roundtrip(f)
+    ok = f.wait_for("diag", lambda m: m.status[0].level == DiagnosticStatus.OK
+                    and int(diag_values(m)["frames_out"]) > 0, 10)
+    assert ok is not None
+    values = diag_values(ok)
+    assert values["device"] == "cpu" and float(values["latency_p50_ms"]) > 0
+    for key in ("input_rate_hz", "latency_p95_ms", "frames_dropped"):
+        assert key in values
+    t0 = time.time()
+    stalled = f.wait_for("diag", lambda m: "input stalled" in m.status[0].message
+                         and stamp_of(m) > t0 * 1e9, 10)
+    assert stalled is not None and stalled.status[0].level == DiagnosticStatus.WARN
+
+
+def test_flood_keeps_memory_bounded_latency_flat_and_counts_drops(mono):
+    f, proc, log = mono
+    good_roundtrip(f)
+    sent = []
+    rss = []
+    t_start = time.time()
+    while time.time() - t_start < 6.0:  # 30 Hz for 6 s
+        stamp = Clock_.next(gap=33_000_000)
+        send_mono(f, stamp)
+        sent.append(stamp)
+        if len(sent) % 30 == 0:
+            rss.append(rss_mb(proc.pid))
+        time.sleep(max(0.0, t_start + len(sent) / 30.0 - time.time()))
+    time.sleep(3.0)
+    with f.lock:
+        lat = [(s, f.arrival[s] - s / 1e9) for s in sent if s in f.arrival]
+    assert 3 <= len(lat) < len(sent), f"{len(lat)} outputs for {len(sent)} frames"
+    third = max(1, len(lat) // 3)
+    early = np.median([v for _, v in lat[:third]])
+    late = np.median([v for _, v in lat[-third:]])
+    assert late < 2.0 * early + 0.3, f"latency grew from {early:.3f} s to {late:.3f} s"
+    assert max(rss[1:]) - rss[1] < 80, f"RSS grew {rss}"
+    diag = f.wait_for("diag", lambda m: int(diag_values(m)["frames_dropped"]) > 0, 5)
+    assert diag is not None, "drops not counted in diagnostics"
+    v = diag_values(diag)
+    assert int(v["frames_out"]) < int(v["frames_in"])
+    assert proc.poll() is None
+
+
+# ------------------------------------------------------------------------------------------ stereo
+@pytest.fixture(scope="module")
+def stereo(checkpoint, context, tmp_path_factory):
+    log = tmp_path_factory.mktemp("stereo") / "node.log"
+    proc = start_node(log, {
+        "weights": str(checkpoint), "device": "cpu", "stereo": True, "camera_from_grid": camera_from_grid(),
+        "stereo_num_disparities": 32, "sync_slop": 0.02, "log_throttle": 0.0, "use_sim_time": True,
+        "diagnostics_period": 0.5,
+    }, ns="/stereo")
+    f = Feeder(context, stereo=True, ns="/stereo")
+    stop_clock = threading.Event()
+
+    def clock():  # sim time = the newest stamp sent + 10 s
+        while not stop_clock.is_set():
+            f.clock_pub.publish(Clock(clock=rclpy.time.Time(nanoseconds=Clock_.last + 10_000_000_000).to_msg()))
+            time.sleep(0.05)
+
+    threading.Thread(target=clock, daemon=True).start()
+    try:
+        f.wait_ready(proc, log)
+        yield f, proc, log
+    finally:
+        stop_clock.set()
+        f.close()
+        stop_node(proc)
+
+
+def send_stereo(f, stamp, left, right, P_left, P_right, frame="camera_left", encoding="mono8", right_stamp=None):
+    rs = stamp if right_stamp is None else right_stamp
+    f.send("right/camera_info", make_info(P_right, right.shape[:2], rs, frame.replace("left", "right")))
+    f.send("right/image", make_image(right, encoding, rs, frame.replace("left", "right")))
+    f.send("left/camera_info", make_info(P_left, left.shape[:2], stamp, frame))
+    f.send("left/image", make_image(left, encoding, stamp, frame))
+
+
+def test_stereo_pairs_the_right_frames_and_honours_sim_time(stereo):
+    """Right images shifted by 8 px (depth fx*B/8) at the left stamp, decoys shifted by 16 px
+    30 ms before and after: the stereo depth the node publishes tells which right frame it paired."""
+    f, proc, log = stereo
+    tex = texture(7)
+    left = np.ascontiguousarray(tex[:, :IMAGE[1]])
+    right_ok = np.ascontiguousarray(tex[:, 8:IMAGE[1] + 8])
+    decoy = np.ascontiguousarray(tex[:, 16:IMAGE[1] + 16])
+    P_l, P_r = synthetic_P(), synthetic_P(-FX * BASELINE)
+    depth = None
+    for _ in range(3):
+        stamp = Clock_.next()
+        f.send("right/image", make_image(decoy, "mono8", stamp - 30_000_000, "camera_right"))
+        f.send("right/camera_info", make_info(P_r, decoy.shape, stamp - 30_000_000, "camera_right"))
+        send_stereo(f, stamp, left, right_ok, P_l, P_r)
+        Clock_.next()
+        f.send("right/image", make_image(decoy, "mono8", stamp + 30_000_000, "camera_right"))
+        depth = f.wait_for("depth", lambda m, s=stamp: stamp_of(m) == s, 20)
+        if depth is not None:
+            break
+    assert depth is not None, log.read_text()[-3000:]
+    d = np.frombuffer(bytes(depth.data), "<f4").reshape(depth.height, depth.width)
+    valid = d[:, 40:] > 0  # SGBM leaves the left border (num_disparities) empty
+    assert valid.mean() > 0.5
+    assert np.median(d[:, 40:][valid]) == pytest.approx(FX * BASELINE / 8, rel=0.05)
+    occ = wait_output(f, stamp, 20)
+    assert occ is not None and (occ.size_x, occ.size_y, occ.size_z) == GRID
+    # use_sim_time: latency is measured against /clock (stamp + 10 s), not the wall clock
+    diag = f.wait_for("diag", lambda m: int(diag_values(m)["frames_out"]) > 0, 10)
+    assert diag is not None
+    assert 9_000 < float(diag_values(diag)["latency_p50_ms"]) < 11_000
+
+
+@pytest.mark.skipif(not (KITTI / "image_1").is_dir(), reason="KITTI samples not found")
+def test_real_kitti_grayscale_frames_stereo(stereo):
+    import cv2
+
+    f, proc, log = stereo
+    calib = kitti_calib()
+    for k in range(3):
+        left = cv2.imread(str(KITTI / "image_0" / f"{k:06d}.png"), cv2.IMREAD_UNCHANGED)
+        right = cv2.imread(str(KITTI / "image_1" / f"{k:06d}.png"), cv2.IMREAD_UNCHANGED)
+        for _ in range(3):
+            stamp = Clock_.next()
+            send_stereo(f, stamp, left, right, calib["P0"], calib["P1"], frame="camera_gray_left")
+            occ = wait_output(f, stamp, 30)
+            if occ is not None:
+                break
+        assert occ is not None, f"no stereo output for KITTI frame {k}:\n{log.read_text()[-2000:]}\n{[diag_values(m) for m in f.messages('diag')[-1:]]}"
+        depth = f.wait_for("depth", lambda m, s=stamp: stamp_of(m) == s, 5)
+        d = np.frombuffer(bytes(depth.data), "<f4").reshape(depth.height, depth.width)
+        assert d.shape == left.shape and (d > 0).mean() > 0.3
+        assert 3.0 < np.median(d[d > 0]) < 60.0  # a street scene seen from a car
+    assert proc.poll() is None
+
+
+# ------------------------------------------------------------------------------------------ weights
+def test_missing_or_corrupt_weights_refuse_to_start(tmp_path):
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(os.urandom(4096))
+    missing = tmp_path / "nope.safetensors"
+    procs = {p: start_node(tmp_path / f"{p.stem}.log", {"weights": str(p), "device": "cpu"}) for p in (missing, corrupt)}
+    for path, proc in procs.items():
+        rc = proc.wait(STARTUP_TIMEOUT)
+        text = (tmp_path / f"{path.stem}.log").read_text()
+        assert rc == 1, text
+        assert "refusing to start" in text and str(path) in text

@@ -155,3 +155,20 @@ def test_bad_config_values_are_named():
         build_model(tiny_config("lite", "model.coarse_downsample=3"))
     with pytest.raises(ValueError, match="unet_block"):
         build_model(tiny_config("lite", "model.unet_block=sparse"))
+
+
+@pytest.mark.parametrize("name", ["lite", "full"])
+def test_mixed_precision_forward_matches_fp32(name):
+    """The CUDA path runs under bf16 autocast; CPU autocast exercises the same dtype handling
+    (fp32 geometry, lift sums and sampling coordinates inside a bf16 network)."""
+    torch.manual_seed(0)
+    cfg = tiny_config(name)
+    model = build_model(cfg).eval()
+    batch = make_batch(cfg, 1, depth=True)
+    with torch.no_grad():
+        ref = model(batch)["ssc_logits"]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(batch)
+    assert out["ssc_logits"].dtype == torch.bfloat16 and torch.isfinite(out["ssc_logits"]).all()
+    assert (out["ssc_logits"].float() - ref).abs().max() < 0.1 * ref.abs().max()
+    assert (out["ssc_logits"].float().argmax(1) == ref.argmax(1)).float().mean() > 0.95

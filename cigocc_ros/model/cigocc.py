@@ -164,10 +164,10 @@ class CIGOcc(nn.Module):
             q = self.query_proj(f_raw).flatten(2).transpose(1, 2)
             q = torch.gather(q, 1, idx.unsqueeze(-1).expand(-1, -1, C))
             with torch.autocast(img.device.type, enabled=False):
-                ref_uv, ref_d, to_depth = self._references(torch.gather(uv, 1, idx.unsqueeze(-1).expand(-1, -1, 2)),
+                ref_uv, ref_d, to_depth, sizes = self._references(torch.gather(uv, 1, idx.unsqueeze(-1).expand(-1, -1, 2)),
                                                            torch.gather(z, 1, idx), feats)
             q = self.cross_attn(q, pos[idx], ref_uv, ref_d, feats,
-                                prob.unsqueeze(1) if prob is not None else None, to_depth)
+                                prob.unsqueeze(1) if prob is not None else None, to_depth, sizes)
             q = torch.where(proposed.unsqueeze(-1), q, fill.to(q.dtype))
         else:
             q = fill.expand(B, n_q, C)
@@ -185,18 +185,20 @@ class CIGOcc(nn.Module):
         out["proposal"] = full_prop.view(B, *self.geom.coarse)
         return out
 
-    def _references(self, uv: Tensor, z: Tensor, feats: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    def _references(self, uv: Tensor, z: Tensor, feats: list[Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Voxel projections -> per-level normalised (x, y) (B, Nq, L, 2), normalised depth
-        (B, Nq) over the bins, and (L, 2) factors from each level's normalisation to the depth
-        map's (a level of stride s and width w spans s*w pixels, which may exceed the image)."""
+        (B, Nq) over the bins, (L, 2) factors from each level's normalisation to the depth
+        map's (a level of stride s and width w spans s*w pixels, which may exceed the image),
+        and the (L, 2) level sizes (w, h)."""
         m = self.cfg.model
-        strides = self.encoder.strides
-        extent = torch.tensor([[s * f.shape[-1], s * f.shape[-2]] for s, f in zip(strides, feats, strict=True)],
-                              dtype=torch.float32, device=uv.device)  # (L, 2) pixels
+        sizes = [(f.shape[-1], f.shape[-2]) for f in feats]
+        sizes_t = uv.new_tensor(sizes)  # (L, 2); shapes only, built once per forward
+        strides = uv.new_tensor(self.encoder.strides).unsqueeze(1)
+        extent = sizes_t * strides  # (L, 2) pixels
         ref_uv = (uv.unsqueeze(2) + 0.5) / extent
         ref_d = (z - m.depth_min) / (m.depth_max - m.depth_min)
         to_depth = extent / extent[self.fusion_level]
-        return ref_uv, ref_d, to_depth
+        return ref_uv, ref_d, to_depth, sizes_t
 
 
 def build_model(cfg: ExperimentConfig) -> CIGOcc:

@@ -28,7 +28,8 @@ class DepthAwareCrossAttention(nn.Module):
     forward(query (B, Nq, C), pos (B, Nq, C), ref_uv (B, Nq, L, 2) normalised per level
     (x along width first), ref_d (B, Nq) normalised depth in [0, 1] over the bins,
     feats: L maps (B, E, h_l, w_l), depth_prob (B, 1, D, h, w) or None, to_depth_grid (L, 2)
-    factors taking a level's normalised (x, y) to the depth map's) -> (B, Nq, C)
+    factors taking a level's normalised (x, y) to the depth map's, level_sizes (L, 2) = (w_l, h_l)
+    as floats) -> (B, Nq, C). Coordinates are fp32 also under autocast.
     """
 
     def __init__(self, dims: int, feat_dims: int, heads: int, levels: int, points: int, use_depth: bool):
@@ -61,20 +62,19 @@ class DepthAwareCrossAttention(nn.Module):
             self.offsets.bias.copy_(bias.flatten())
 
     def forward(self, query: Tensor, pos: Tensor, ref_uv: Tensor, ref_d: Tensor, feats: list[Tensor],
-                depth_prob: Tensor | None, to_depth_grid: Tensor) -> Tensor:
+                depth_prob: Tensor | None, to_depth_grid: Tensor, level_sizes: Tensor) -> Tensor:
         B, Nq, C = query.shape
         H, L, P = self.heads, self.levels, self.points
         q = query + pos
-        off = self.offsets(q).view(B, Nq, H, L, P, self.nd)
-        sizes = torch.tensor([[f.shape[-1], f.shape[-2]] for f in feats], dtype=off.dtype, device=off.device)
-        loc_uv = ref_uv[:, :, None, :, None, :] + off[..., :2] / sizes[None, None, None, :, None, :]
+        off = self.offsets(q).float().view(B, Nq, H, L, P, self.nd)
+        loc_uv = ref_uv[:, :, None, :, None, :] + off[..., :2] / level_sizes[None, None, None, :, None, :]
         a = self.logits(q).view(B, Nq, H, L, P)
         if depth_prob is not None:
             D = depth_prob.shape[2]
             loc_d = ref_d[:, :, None, None, None] + off[..., 2] / D
-            grid = torch.cat([loc_uv * to_depth_grid.to(loc_uv.dtype)[None, None, None, :, None, :],
+            grid = torch.cat([loc_uv * to_depth_grid[None, None, None, :, None, :],
                               loc_d.unsqueeze(-1)], -1)
-            prior = F.grid_sample(depth_prob.to(grid.dtype), (2 * grid - 1).view(B, 1, 1, -1, 3),
+            prior = F.grid_sample(depth_prob.float(), (2 * grid - 1).view(B, 1, 1, -1, 3),
                                   mode="bilinear", padding_mode="zeros", align_corners=False)
             a = a + torch.log(prior.view(B, Nq, H, L, P) + DEPTH_PRIOR_EPS)
         weights = a.view(B, Nq, H, L * P).softmax(-1).view(B, Nq, H, L, P)
@@ -94,7 +94,7 @@ class CrossAttentionStack(nn.Module):
         self.ffn = nn.ModuleList(FeedForward(dims, ffn_hidden) for _ in range(layers))
 
     def forward(self, query: Tensor, pos: Tensor, ref_uv: Tensor, ref_d: Tensor, feats: list[Tensor],
-                depth_prob: Tensor | None, to_depth_grid: Tensor) -> Tensor:
+                depth_prob: Tensor | None, to_depth_grid: Tensor, level_sizes: Tensor) -> Tensor:
         for attn, ffn in zip(self.attn, self.ffn, strict=True):
-            query = ffn(attn(query, pos, ref_uv, ref_d, feats, depth_prob, to_depth_grid))
+            query = ffn(attn(query, pos, ref_uv, ref_d, feats, depth_prob, to_depth_grid, level_sizes))
         return query

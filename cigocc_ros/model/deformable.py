@@ -15,6 +15,7 @@ Returns (B, Nq, heads * Dh), heads concatenated in order.
 """
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -30,15 +31,19 @@ def deformable_sample(values: list[Tensor], locations: Tensor, weights: Tensor) 
     out = None
     for lvl, value in enumerate(values):
         grid = grids[:, lvl]
+        # bf16 has 8 mantissa bits: as coordinates that is up to a pixel on a 320-wide map, so
+        # sample in the wider of the two dtypes (fp32 under autocast).
+        dtype = torch.promote_types(value.dtype, grid.dtype)
+        value, grid = value.to(dtype), grid.to(dtype)
         if value.dim() == 4:
             if nd != 2:
                 raise ValueError("deformable_sample: 2D value maps need 2 coordinates per point")
-            sampled = F.grid_sample(value, grid.to(value.dtype), mode="bilinear",
+            sampled = F.grid_sample(value, grid, mode="bilinear",
                                     padding_mode="zeros", align_corners=False)  # (B*H, Dh, Nq, P)
         elif value.dim() == 5:
             if nd != 3:
                 raise ValueError("deformable_sample: 3D value volumes need 3 coordinates per point")
-            sampled = F.grid_sample(value, grid.unsqueeze(3).to(value.dtype), mode="bilinear",
+            sampled = F.grid_sample(value, grid.unsqueeze(3), mode="bilinear",
                                     padding_mode="zeros", align_corners=False).squeeze(-1)
         else:
             raise ValueError(f"deformable_sample: value map {lvl} has {value.dim()} dims, expected 4 or 5")

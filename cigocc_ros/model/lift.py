@@ -24,7 +24,7 @@ def pixel_rays(K: Tensor, size: tuple[int, int], stride: int) -> Tensor:
     u = torch.arange(w, device=dev, dtype=torch.float32) * stride + (stride - 1) / 2
     vv, uu = torch.meshgrid(v, u, indexing="ij")
     pix = torch.stack([uu, vv, torch.ones_like(uu)], -1).reshape(1, h * w, 3)
-    return pix @ torch.linalg.inv(K.float()).transpose(1, 2)
+    return pix @ torch.linalg.inv_ex(K.float())[0].transpose(1, 2)  # inv_ex: no error check, no GPU sync
 
 
 class DepthLift(nn.Module):
@@ -50,7 +50,7 @@ class DepthLift(nn.Module):
         X, Y, Z = self.volume_size
         rays = pixel_rays(K, size, self.stride)  # (B, hw, 3)
         cam = self.depths.view(1, -1, 1, 1) * rays.unsqueeze(1)  # (B, D, hw, 3)
-        T_grid_cam = torch.linalg.inv(T_cam_grid.float())
+        T_grid_cam = torch.linalg.inv_ex(T_cam_grid.float())[0]
         R, t = T_grid_cam[:, :3, :3], T_grid_cam[:, :3, 3]
         pts = torch.einsum("bij,bdnj->bdni", R, cam) + t.view(B, 1, 1, 3)
         idx = torch.floor((pts - self.origin) / self.voxel_size).long()

@@ -41,6 +41,8 @@ class DeformableSelfAttention3D(nn.Module):
         self.norm = nn.LayerNorm(dims)
         self.ffn = FeedForward(dims, ffn_hidden)
         self.register_buffer("ref", voxel_reference(self.size), persistent=False)
+        # grid_sample order (z, y, x): an offset of one voxel along each axis, normalised.
+        self.register_buffer("voxel_step", 1.0 / torch.tensor(self.size[::-1], dtype=torch.float32), persistent=False)
         nn.init.zeros_(self.offsets.weight)
         nn.init.zeros_(self.logits.weight)
         nn.init.zeros_(self.logits.bias)
@@ -53,9 +55,8 @@ class DeformableSelfAttention3D(nn.Module):
         x = volume.flatten(2).transpose(1, 2)  # (B, N, C)
         N = x.shape[1]
         q = x + pos
-        # grid_sample order (z, y, x): offsets are in voxels of the matching axis.
-        scale = torch.tensor([1.0 / Z, 1.0 / Y, 1.0 / X], dtype=q.dtype, device=q.device)
-        loc = self.ref.to(q.dtype).view(1, N, 1, 1, 1, 3) + self.offsets(q).view(B, N, H, 1, P, 3) * scale
+        # fp32 coordinates also under autocast (see deformable.py).
+        loc = self.ref.view(1, N, 1, 1, 1, 3) + self.offsets(q).float().view(B, N, H, 1, P, 3) * self.voxel_step
         weights = self.logits(q).view(B, N, H, P).softmax(-1).view(B, N, H, 1, P)
         value = self.value_proj(x).transpose(1, 2).reshape(B * H, C // H, X, Y, Z)
         out = deformable_sample([value], loc, weights)

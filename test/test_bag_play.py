@@ -223,6 +223,49 @@ def test_paced_eval_waits_for_the_node_and_scores_it(tiny_bag, tmp_path, ros_env
     assert 0 < report["metrics"]["miou"] < 1
 
 
+# A node-like subscriber: SensorDataQoS-style best effort, keep last 2.
+BEST_EFFORT_SUBSCRIBER = r"""
+import json, sys, time
+import rclpy
+from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy
+from sensor_msgs.msg import Image
+rclpy.init()
+node = rclpy.create_node("bag_play_best_effort_subscriber")
+got = []
+node.create_subscription(Image, "/kitti/camera_color_left/image_rect",
+                         lambda m: got.append(m.header.stamp.sec * 10**9 + m.header.stamp.nanosec),
+                         QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.BEST_EFFORT))
+print("ready", flush=True)
+end = time.monotonic() + 30
+while time.monotonic() < end and len(got) < int(sys.argv[2]):
+    rclpy.spin_once(node, timeout_sec=0.05)
+json.dump(got, open(sys.argv[1], "w"))
+"""
+
+
+def test_full_size_images_reach_a_best_effort_subscriber(tmp_path, ros_env, python_exe):
+    """1241x376 colour frames (1.4 MB) to a best-effort subscriber: with Fast DDS's default
+    shared-memory segment about half were lost; the player's larger segment delivers all."""
+    seq = write_tiny_sequence(tmp_path / "seq", frames=6, labelled=(), size=(376, 1241))
+    k2b.convert(seq, tmp_path / "bag", camera="color", velodyne=False, progress=False)
+    out = tmp_path / "stamps.json"
+    sub = _start([python_exe, "-c", BEST_EFFORT_SUBSCRIBER, str(out), "6"], ros_env)
+    try:
+        _wait_ready(sub)
+        play = subprocess.run([python_exe, "-m", "cigocc_ros.cli", "bag-play", str(tmp_path / "bag"),
+                               "--topics", "/kitti/camera_color_left/image_rect", "--wait-subscribers", "30"],
+                              env=ros_env, capture_output=True, text=True, timeout=90)
+        assert play.returncode == 0, play.stderr
+        assert sub.wait(timeout=60) == 0, sub.stderr.read()
+    finally:
+        if sub.poll() is None:
+            sub.kill()
+    with AnyReader([tmp_path / "bag"]) as reader:
+        conns = [c for c in reader.connections if c.topic == "/kitti/camera_color_left/image_rect"]
+        want = [t for _, t, _ in reader.messages(connections=conns)]
+    assert json.loads(out.read_text()) == want
+
+
 def test_ctrl_c_stops_a_replay_cleanly(tiny_bag, ros_env, python_exe):
     play = _start([python_exe, "-m", "cigocc_ros.cli", "bag-play", str(tiny_bag), "--rate", "0.05"], ros_env)
     time.sleep(4.0)  # imports, then replaying (0.9 s of bag would take 18 s)

@@ -191,7 +191,7 @@ def evaluate(bag: str | Path, output_topic: str = DEFAULT_OUTPUT_TOPIC, options:
     opt.pace_type = OCCUPANCY_TYPE
     if opt.pace_topic and opt.pace_topic != output_topic:
         raise ValueError(f"bag-eval paces on the output topic {output_topic}, not {opt.pace_topic}")
-    with RosSession(session_name) as session:
+    with RosSession(session_name, opt.shm_segment_mb) as session:
         trigger_topic = [""]
 
         def on_message(topic: str, stamp: int, raw: bytes, wall: float) -> None:

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import struct
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -28,6 +30,52 @@ from rosbags.highlevel import AnyReader
 from rosbags.interfaces import QosDurability, QosReliability
 
 CLOCK_TOPIC = "/clock"
+
+# Fast DDS participant profile for the player: its shared-memory segment (where a writer puts
+# outgoing samples) grows from the default 512 KiB to hold several camera frames. With the
+# default, a 1.4 MB KITTI colour image sent to a best-effort subscriber (SensorDataQoS, as the
+# node uses) arrived one time in two (docs/bags.md); UDP stays enabled for other hosts.
+_FASTDDS_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
+<dds xmlns="http://www.eprosima.com">
+  <profiles>
+    <transport_descriptors>
+      <transport_descriptor>
+        <transport_id>cigocc_shm</transport_id>
+        <type>SHM</type>
+        <segment_size>{segment_size}</segment_size>
+      </transport_descriptor>
+      <transport_descriptor>
+        <transport_id>cigocc_udp</transport_id>
+        <type>UDPv4</type>
+      </transport_descriptor>
+    </transport_descriptors>
+    <participant profile_name="cigocc_bag_tools" is_default_profile="true">
+      <rtps>
+        <userTransports>
+          <transport_id>cigocc_shm</transport_id>
+          <transport_id>cigocc_udp</transport_id>
+        </userTransports>
+        <useBuiltinTransports>false</useBuiltinTransports>
+      </rtps>
+    </participant>
+  </profiles>
+</dds>
+"""
+_PROFILE_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+
+
+def _install_fastdds_profile(segment_mb: int) -> Path | None:
+    """Point Fast DDS at the player's profile (written to a temporary file) before the
+    participant is created; returns the file, or None when the middleware is not Fast DDS or
+    the user gave a profile of their own."""
+    rmw = os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+    if segment_mb <= 0 or not rmw.startswith("rmw_fastrtps") or any(os.environ.get(v) for v in _PROFILE_VARS):
+        return None
+    fd, name = tempfile.mkstemp(prefix="cigocc_fastdds_", suffix=".xml")
+    with os.fdopen(fd, "w") as f:
+        f.write(_FASTDDS_PROFILE.format(segment_size=segment_mb * 2**20))
+    os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = name
+    return Path(name)
 
 
 def cdr_header_stamp(raw: bytes | memoryview) -> int:
@@ -73,11 +121,12 @@ class RosSession:
     Ctrl-C reaches the replay loop as KeyboardInterrupt and it can stop cleanly.
     """
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, shm_segment_mb: int = 64):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.signals import SignalHandlerOptions
 
+        self._profile = _install_fastdds_profile(shm_segment_mb)
         self.context = rclpy.Context()
         rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
         self.node = rclpy.create_node(name, context=self.context)
@@ -100,6 +149,9 @@ class RosSession:
         if self.context.ok():
             rclpy.shutdown(context=self.context)
         self._thread.join(timeout=2.0)
+        if self._profile is not None:
+            os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+            self._profile.unlink(missing_ok=True)
 
     def __enter__(self) -> RosSession:
         return self
@@ -124,6 +176,7 @@ class PlayOptions:
     wait_subscribers: float = 0.0  # seconds to wait for every published topic to have a subscriber
     best_effort: bool = False
     start: float = 0.0  # skip the first `start` bag seconds
+    shm_segment_mb: int = 64  # RosSession's Fast DDS shared-memory segment
 
 
 @dataclass
@@ -365,13 +418,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="before replaying, wait up to this many seconds for every topic to have a subscriber")
     p.add_argument("--best-effort", action="store_true", help="publish best-effort instead of reliable")
     p.add_argument("--start", type=float, default=0.0, help="skip the first START seconds of the bag")
+    p.add_argument("--shm-segment-mb", type=int, default=64,
+                   help="Fast DDS shared-memory segment of the player (0 = Fast DDS's default 0.5 MB, which "
+                        "loses large images to best-effort subscribers); ignored with a profile file of your own")
 
 
 def options_from_args(args: argparse.Namespace) -> PlayOptions:
     return PlayOptions(rate=args.rate, clock=not args.no_clock, clock_hz=args.clock_hz, topics=tuple(args.topics),
                        exclude=tuple(args.exclude), pace_topic=args.pace_topic, pace_type=args.pace_type,
                        pace_trigger=args.pace_trigger, pace_timeout=args.pace_timeout,
-                       wait_subscribers=args.wait_subscribers, best_effort=args.best_effort, start=args.start)
+                       wait_subscribers=args.wait_subscribers, best_effort=args.best_effort, start=args.start,
+                       shm_segment_mb=args.shm_segment_mb)
 
 
 def sigterm_as_interrupt(signum=None, frame=None) -> None:
@@ -397,7 +454,7 @@ def run(args: argparse.Namespace) -> int:
     opts = options_from_args(args)
 
     def work() -> int:
-        with RosSession("cigocc_bag_play") as session:
+        with RosSession("cigocc_bag_play", opts.shm_segment_mb) as session:
             stats = BagPlayer(args.bag, session, opts).play()
         total = sum(stats.published.values())
         print(f"{'interrupted after' if stats.interrupted else 'replayed'} {total} messages, "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import sys
 import tempfile
 import time
@@ -34,7 +35,7 @@ def main() -> int:
     p.add_argument("--samples", default=os.environ.get("CIGOCC_KITTI_SAMPLES", str(REPO.parent / "shared" / "kitti_samples")))
     args = p.parse_args()
     real = Path(args.samples) / "sequences" / "00"
-    os.environ.setdefault("ROS_DOMAIN_ID", "97")
+    os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(101, 200)))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -58,7 +59,43 @@ def main() -> int:
             print(f"  rate {rate:7.1f}: {stats.bag_duration_s:.3f} s of bag in {stats.wall_duration_s:.3f} s wall "
                   f"(ideal {stats.bag_duration_s / rate:.3f} s), {n} messages, "
                   f"{n / max(stats.wall_duration_s, 1e-9):.0f} msg/s")
+        print("bag-play to a best-effort keep-last-2 subscriber process, real 00 colour left images (1.4 MB)")
+        real_bag = tmp / "00_mcap"
+        for segment_mb in (0, 64):
+            counts = [_best_effort_delivery(real_bag, segment_mb) for _ in range(3)]
+            label = "Fast DDS default (0.5 MiB)" if segment_mb == 0 else f"{segment_mb} MiB"
+            print(f"  shared-memory segment {label:26s}: received {', '.join(f'{c}/10' for c in counts)}")
     return 0
+
+
+_SUBSCRIBER = r"""
+import sys, time, rclpy
+from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy
+from sensor_msgs.msg import Image
+rclpy.init()
+node = rclpy.create_node("bag_figures_subscriber")
+got = []
+node.create_subscription(Image, sys.argv[1], got.append,
+                         QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.BEST_EFFORT))
+print("ready", flush=True)
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    rclpy.spin_once(node, timeout_sec=0.05)
+print(len(got), flush=True)
+"""
+
+
+def _best_effort_delivery(bag: Path, segment_mb: int) -> int:
+    import subprocess
+
+    topic = "/kitti/camera_color_left/image_rect"
+    sub = subprocess.Popen([sys.executable, "-c", _SUBSCRIBER, topic, "6"], stdout=subprocess.PIPE, text=True)
+    assert sub.stdout.readline().strip() == "ready"
+    # A fresh player process each time: Fast DDS reads its XML profiles once per process.
+    subprocess.run([sys.executable, "-m", "cigocc_ros.cli", "bag-play", str(bag), "--topics", topic,
+                    "--wait-subscribers", "5", "--shm-segment-mb", str(segment_mb)],
+                   check=True, capture_output=True, cwd=REPO)
+    return int(sub.communicate(timeout=30)[0].strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

@@ -118,7 +118,9 @@ class RosSession:
     """A private rclpy context + node, spun by a background executor thread.
 
     Own context so a process can hold several (tests, bag-eval); no rclpy signal handlers so
-    Ctrl-C reaches the replay loop as KeyboardInterrupt and it can stop cleanly.
+    Ctrl-C reaches the replay loop as KeyboardInterrupt and it can stop cleanly. The Fast DDS
+    profile (shm_segment_mb) takes effect only if this is the process's first DDS participant:
+    Fast DDS reads its XML profiles once per process.
     """
 
     def __init__(self, name: str, shm_segment_mb: int = 64):

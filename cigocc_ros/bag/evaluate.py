@@ -192,16 +192,13 @@ def evaluate(bag: str | Path, output_topic: str = DEFAULT_OUTPUT_TOPIC, options:
     if opt.pace_topic and opt.pace_topic != output_topic:
         raise ValueError(f"bag-eval paces on the output topic {output_topic}, not {opt.pace_topic}")
     with RosSession(session_name, opt.shm_segment_mb) as session:
-        trigger_topic = [""]
-
         def on_message(topic: str, stamp: int, raw: bytes, wall: float) -> None:
             if topic == gt_topic:
                 scorer.add_ground_truth(raw)
-            elif topic == trigger_topic[0]:
+            elif topic == player.trigger:
                 scorer.add_trigger(cdr_header_stamp(raw), wall)
 
         player = BagPlayer(bag, session, opt, on_message=on_message, on_output=scorer.add_output)
-        trigger_topic[0] = _trigger_topic(bag, opt)
         stats = player.play()
         # The node may still be working on the last frames.
         end = time.monotonic() + (0 if stats.interrupted else drain_timeout)
@@ -226,18 +223,6 @@ def evaluate(bag: str | Path, output_topic: str = DEFAULT_OUTPUT_TOPIC, options:
         report.metrics = {"iou": r["iou"], "miou": r["miou"], "precision": r["precision"], "recall": r["recall"],
                           "iou_per_class": {names[i]: float(v) for i, v in enumerate(r["iou_per_class"])}}
     return report
-
-
-def _trigger_topic(bag: Path, opt: PlayOptions) -> str:
-    """The topic whose publish times start the latency clock: the pace trigger, else the
-    first left image topic (as bag-play chooses)."""
-    if opt.pace_trigger:
-        return opt.pace_trigger
-    with AnyReader([bag]) as reader:
-        images = [t for t, i in reader.topics.items() if i.msgtype == "sensor_msgs/msg/Image"
-                  and t not in opt.exclude and (not opt.topics or t in opt.topics)]
-    left = [t for t in images if "left" in t]
-    return (left or images or [""])[0]
 
 
 # ------------------------------------------------------------------------------------------

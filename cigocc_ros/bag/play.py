@@ -185,7 +185,7 @@ class PlayOptions:
 class PlayStats:
     published: Counter = field(default_factory=Counter)  # topic -> messages
     skipped_topics: dict[str, str] = field(default_factory=dict)  # topic -> why not replayed
-    triggers: int = 0
+    triggers: int = 0  # frames: messages of the trigger topic published
     pace_timeouts: int = 0
     bag_duration_s: float = 0.0
     wall_duration_s: float = 0.0
@@ -216,6 +216,7 @@ class BagPlayer:
         self._pace = threading.Condition()
         self._pace_stamp = -1  # newest header stamp seen on the pace topic
         self._stop = threading.Event()
+        self.trigger = ""  # the frame topic (see _find_trigger), known once play() starts
 
     # -- set-up ------------------------------------------------------------------------------
     def _select(self, reader: AnyReader) -> list:
@@ -247,7 +248,9 @@ class BagPlayer:
             raise ValueError(f"nothing to replay from {self.bag} (skipped: {self.stats.skipped_topics})")
         return chosen
 
-    def _pace_trigger(self, reader: AnyReader) -> str:
+    def _find_trigger(self, reader: AnyReader) -> str:
+        """The topic whose messages are frames: --pace-trigger, else the first replayed left
+        Image topic, else the first Image topic; "" when there is none and no pacing needs one."""
         if self.opt.pace_trigger:
             if self.opt.pace_trigger not in self._publishers:
                 raise ValueError(f"pace trigger {self.opt.pace_trigger} is not a replayed topic of {self.bag}")
@@ -255,9 +258,9 @@ class BagPlayer:
         images = [t for t, info in reader.topics.items()
                   if info.msgtype == "sensor_msgs/msg/Image" and t in self._publishers]
         left = [t for t in images if "left" in t]
-        if not (left or images):
+        if self.opt.pace_topic and not images:
             raise ValueError(f"{self.bag} has no replayed sensor_msgs/Image topic to pace on; give --pace-trigger")
-        return (left or images)[0]
+        return (left or images or [""])[0]
 
     def _on_pace(self, raw: bytes) -> None:
         wall = time.time()
@@ -303,6 +306,7 @@ class BagPlayer:
 
     def play(self) -> PlayStats:
         from builtin_interfaces.msg import Time
+        from rclpy.duration import Duration
         from rclpy.qos import QoSProfile
         from rosgraph_msgs.msg import Clock
 
@@ -321,7 +325,8 @@ class BagPlayer:
                 conns = self._select(reader)
                 for topic, why in self.stats.skipped_topics.items():
                     log.warning(f"not replaying {topic}: {why}")
-                trigger = self._pace_trigger(reader) if self.opt.pace_topic else ""
+                self.trigger = self._find_trigger(reader)
+                paced = self.trigger if self.opt.pace_topic else ""
                 output = self.opt.pace_topic or self.opt.watch_topic
                 startup = max(self.opt.wait_subscribers, self.opt.pace_timeout if output else 0.0)
                 if output:
@@ -332,34 +337,37 @@ class BagPlayer:
                     while sub.get_publisher_count() == 0 and time.monotonic() < end and not self._stop.is_set():
                         time.sleep(0.05)
                 wait_for = sorted(self._publishers) if self.opt.wait_subscribers > 0 else []
-                if trigger and trigger not in wait_for:
-                    wait_for.append(trigger)
+                if paced and paced not in wait_for:
+                    wait_for.append(paced)
                 if wait_for:
                     missing = self._wait_for_subscribers(wait_for, startup)
                     if missing:
                         log.warning(f"no subscriber yet on {', '.join(missing)}; replaying anyway")
-                self._loop(reader, conns, trigger, publish_clock)
+                self._loop(reader, conns, paced, publish_clock)
+            # Reliable delivery of the last messages before the publishers go away (2 s in all).
+            end = time.monotonic() + 2.0
             for pub in self._publishers.values():
-                # Reliable delivery of the last messages before the publishers go away.
-                from rclpy.duration import Duration
-
-                pub.wait_for_all_acked(Duration(seconds=2))
+                pub.wait_for_all_acked(Duration(seconds=max(end - time.monotonic(), 0.0)))
         except KeyboardInterrupt:
             self.stats.interrupted = True
         return self.stats
 
-    def _loop(self, reader: AnyReader, conns: list, trigger: str, publish_clock) -> None:
+    def _loop(self, reader: AnyReader, conns: list, paced: str, publish_clock) -> None:
+        """Replay `conns`; after each message of topic `paced` ("" = none) wait for the output."""
         opt = self.opt
-        t0 = reader.start_time + int(opt.start * 1e9)
+        start = reader.start_time + int(opt.start * 1e9)
         period = 1.0 / opt.clock_hz if opt.clock_hz > 0 else float("inf")
-        wall0 = time.monotonic()
+        t0 = wall0 = None  # the schedule: bag time t0 is wall time wall0
         first = last = None
         first_wall = last_wall = 0.0
-        for conn, stamp, raw in reader.messages(connections=conns, start=t0):
+        for conn, stamp, raw in reader.messages(connections=conns, start=start):
             if self._stop.is_set():
                 self.stats.interrupted = True
                 break
-            first = stamp if first is None else first
+            if first is None:
+                # Timed from the first message read, so the time it takes to reach it is not
+                # made up for by rushing the next ones.
+                first, t0, wall0 = stamp, stamp, time.monotonic()
             last = stamp
             target = wall0 + (stamp - t0) / 1e9 / opt.rate
             while (now := time.monotonic()) < target:
@@ -375,8 +383,9 @@ class BagPlayer:
                 self.stats.published[topic] += 1
             if self.on_message is not None:
                 self.on_message(topic, stamp, data, time.time())
-            if topic == trigger:
+            if topic == self.trigger:
                 self.stats.triggers += 1
+            if topic == paced:
                 if not self._wait_pace(cdr_header_stamp(data)):
                     self.stats.pace_timeouts += 1
                     self.session.node.get_logger().warning(

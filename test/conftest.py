@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # test helpers (tiny_data)
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -41,3 +43,11 @@ def ros_env(monkeypatch) -> dict:
 @pytest.fixture(scope="session")
 def python_exe() -> str:
     return sys.executable
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """A tiny SemanticKITTI-layout dataset (test/tiny_data.py), written once per session."""
+    from tiny_data import write_tiny_dataset
+
+    return write_tiny_dataset(tmp_path_factory.mktemp("tiny_kitti"))

@@ -1,0 +1,336 @@
+"""`cigocc train`: optimise CIGOcc on a SemanticKITTI-layout dataset.
+
+One process, or many under `torchrun` (DistributedDataParallel; NCCL on GPUs, gloo on CPUs).
+The run folder holds:
+  last.safetensors / best.safetensors   model checkpoints (cigocc_ros.model.checkpoint format)
+  last.state.safetensors                optimizer, scheduler, RNG and step, for --resume
+  metrics.jsonl                         one line per validation
+  tb/                                   TensorBoard scalars
+
+Determinism: the sample order and every sample's augmentation are functions of
+(train.seed, step), not of process state, so `--resume` continues with exactly the batches
+and the loss curve of an uninterrupted run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .config import ExperimentConfig, load_experiment, to_dict
+from .model.checkpoint import save_checkpoint
+from .model.cigocc import build_model
+from .model.losses import compute_losses
+from .train_state import load_state, save_state
+
+
+# --------------------------------------------------------------------------------------------
+# Distributed helpers
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> DistInfo:
+    """Join the process group torchrun describes in the environment (no-op when alone)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' requested but torch sees no CUDA device")
+        return torch.device("cuda", local_rank)
+    if name != "cpu":
+        raise ValueError(f"device must be auto, cuda or cpu, got {name!r}")
+    return torch.device("cpu")
+
+
+# --------------------------------------------------------------------------------------------
+# Deterministic sampling
+# --------------------------------------------------------------------------------------------
+def sample_indices(n: int, step: int, batch_size: int, world: int, rank: int, seed: int) -> list[int]:
+    """Dataset indices of this rank's share of global batch `step`.
+
+    Epoch e is a permutation drawn from (seed, e); global batch `step` takes the next
+    batch_size * world indices (wrapping into the next epoch), and rank r takes every
+    world-th of them. Pure function of its arguments: resume needs no sampler state.
+    """
+    per_step = batch_size * world
+    out = []
+    for k in range(step * per_step, (step + 1) * per_step):
+        epoch, pos = divmod(k, n)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        out.append(int(perm[pos]))
+    return out[rank::world]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+class SeededSamples:
+    """Fetches samples with their augmentation seeded from (seed, step, index)."""
+
+    def __init__(self, dataset, seed: int):
+        self.dataset = dataset
+        self.seed = seed
+
+    def get(self, index: int, step: int) -> dict:
+        seed_everything(int(np.random.SeedSequence([self.seed, step, index]).generate_state(1)[0]))
+        return self.dataset[index]
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Optimisation
+# --------------------------------------------------------------------------------------------
+def make_optimizer(model: nn.Module, cfg: ExperimentConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        # Norm scales, biases and learned embeddings are not weight-decayed (AdamW practice).
+        (no_decay if p.ndim <= 1 or "embed" in name else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.train.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.train.lr)
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: ExperimentConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    t = cfg.train
+    if t.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=t.lr, total_steps=max(t.steps, 2), pct_start=t.warmup_pct,
+            anneal_strategy="cos", cycle_momentum=False)
+    if t.schedule == "cosine":
+        warm = max(1, int(t.warmup_pct * t.steps))
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, t.steps - warm))))
+
+        return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    raise ValueError(f"train.schedule must be onecycle or cosine, got {t.schedule!r}")
+
+
+def autocast_for(device: torch.device, amp: str):
+    if device.type != "cuda" or amp == "none":
+        return nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------
+class Trainer:
+    """Owns the model, optimiser and run folder of one training run."""
+
+    def __init__(self, cfg: ExperimentConfig, run_dir: str | Path, train_set, val_set=None,
+                 device: str = "auto", dist_info: DistInfo | None = None, log=print):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.dist = dist_info or DistInfo()
+        self.device = resolve_device(device, self.dist.local_rank)
+        self.log = log if self.dist.main else (lambda *a, **k: None)
+        seed_everything(cfg.train.seed)  # identical initial weights on every rank
+        self.model = build_model(cfg).to(self.device)
+        self.ddp = self.model
+        if self.dist.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.opt = make_optimizer(self.model, cfg)
+        self.sched = make_scheduler(self.opt, cfg)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and cfg.train.amp == "fp16")
+        self.train_samples = SeededSamples(train_set, cfg.train.seed)
+        self.val_set = val_set
+        self.step = 0
+        self.best_miou = -1.0
+        self.writer = None
+        if self.dist.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+
+    # -- state ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "best_miou": self.best_miou, "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(), "scaler": self.scaler.state_dict(),
+                "config": to_dict(self.cfg)}
+
+    def resume(self, run_dir: str | Path) -> None:
+        from .model.checkpoint import load_weights
+
+        run_dir = Path(run_dir)
+        state = load_state(run_dir / "last.state.safetensors")
+        if state["config"] != to_dict(self.cfg):
+            raise ValueError(f"{run_dir}: the run was started with another config; resume with "
+                             "the same --config and --set overrides")
+        load_weights(self.model, run_dir / "last.safetensors", map_location=self.device)
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self.best_miou = float(state["best_miou"])
+        self.log(f"resumed {run_dir} at step {self.step}")
+
+    def save(self, name: str = "last", metrics: dict | None = None) -> None:
+        if not self.dist.main:
+            return
+        extra = {"step": self.step, **({"metrics": metrics} if metrics else {})}
+        save_checkpoint(self.run_dir / f"{name}.safetensors", self.model, self.cfg, extra=extra)
+        if name == "last":
+            save_state(self.run_dir / "last.state.safetensors", self.state_dict())
+
+    # -- steps ---------------------------------------------------------------------------
+    def _batch(self, step: int) -> dict:
+        from .data.dataset import collate
+
+        idx = sample_indices(len(self.train_samples.dataset), step, self.cfg.train.batch_size,
+                             self.dist.world, self.dist.rank, self.cfg.train.seed)
+        return to_device(collate([self.train_samples.get(i, step) for i in idx]), self.device)
+
+    def train_step(self, batch: dict) -> dict[str, float]:
+        self.ddp.train()
+        self.opt.zero_grad(set_to_none=True)
+        with autocast_for(self.device, self.cfg.train.amp):
+            out = self.ddp(batch)
+        losses = compute_losses({k: v.float() for k, v in out.items()}, batch, self.cfg)
+        self.scaler.scale(losses["total"]).backward()
+        self.scaler.unscale_(self.opt)
+        gnorm = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.sched.step()
+        logs = {k: float(v.detach()) for k, v in losses.items()}
+        logs["grad_norm"] = float(gnorm)
+        logs["lr"] = self.sched.get_last_lr()[0]
+        return logs
+
+    def fit(self, steps: int | None = None, stop_at: int | None = None) -> list[dict]:
+        """Train until cfg.train.steps (or `stop_at`, to simulate an interruption)."""
+        from tqdm import tqdm
+
+        total = steps or self.cfg.train.steps
+        end = min(total, stop_at) if stop_at is not None else total
+        if self.dist.main and self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(str(self.run_dir / "tb"))
+        history = []
+        bar = tqdm(total=end, initial=self.step, disable=not self.dist.main, desc="train", dynamic_ncols=True)
+        t0 = time.perf_counter()
+        while self.step < end:
+            logs = self.train_step(self._batch(self.step))
+            self.step += 1
+            history.append({"step": self.step, **logs})
+            bar.update(1)
+            bar.set_postfix(loss=f"{logs['total']:.3f}")
+            if self.writer and (self.step % self.cfg.train.log_every == 0 or self.step == end):
+                for k, v in logs.items():
+                    self.writer.add_scalar(f"train/{k}", v, self.step)
+            if self.val_set is not None and (self.step % self.cfg.train.val_every == 0 or self.step == total):
+                self.validate()
+            if self.step % self.cfg.train.ckpt_every == 0 or self.step == end:
+                self.save("last")
+        bar.close()
+        if self.writer:
+            self.writer.flush()
+        self.log(f"trained {len(history)} steps in {time.perf_counter() - t0:.1f} s")
+        return history
+
+    def validate(self) -> dict | None:
+        from .evaluate import evaluate_model
+
+        if not self.dist.main:
+            return None
+        metrics = evaluate_model(self.model, self.val_set, self.cfg, self.device)
+        self.log(f"step {self.step}: val IoU {metrics['iou']:.2f} mIoU {metrics['miou']:.2f}")
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps({"step": self.step, **metrics}) + "\n")
+        if self.writer:
+            self.writer.add_scalar("val/iou", metrics["iou"], self.step)
+            self.writer.add_scalar("val/miou", metrics["miou"], self.step)
+        if metrics["miou"] > self.best_miou:
+            self.best_miou = metrics["miou"]
+            self.save("best", metrics)
+        return metrics
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default="lite", help="config name (config/<name>.yaml) or path")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.steps=500 (repeatable)")
+    p.add_argument("--data", default="", help="dataset root (sequences/XX/...); default: data.root, "
+                   "else the default synthetic dataset (generated on first use)")
+    p.add_argument("--out", default="runs/train", help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
+    p.add_argument("--no-val", action="store_true", help="skip periodic validation")
+
+
+def dataset_root(cfg: ExperimentConfig, data_arg: str) -> tuple[ExperimentConfig, str]:
+    """The dataset folder to use, generating the default synthetic dataset when none is named."""
+    import dataclasses
+
+    from .data.synthetic import DEFAULT_SPLIT, default_dataset
+
+    root = data_arg or cfg.data.root
+    if root:
+        return cfg, root
+    root = str(default_dataset())
+    data = dataclasses.replace(cfg.data, root=root, train_sequences=DEFAULT_SPLIT["train"],
+                               val_sequences=DEFAULT_SPLIT["val"])
+    return dataclasses.replace(cfg, data=data), root
+
+
+def run(args: argparse.Namespace) -> int:
+    from .data.dataset import SemanticKittiDataset
+
+    cfg = load_experiment(args.config, args.overrides)
+    cfg, _ = dataset_root(cfg, args.data)
+    device = resolve_device(args.device, int(os.environ.get("LOCAL_RANK", "0")))
+    info = init_distributed(device)
+    train_set = SemanticKittiDataset(cfg, "train")
+    val_set = None if args.no_val else SemanticKittiDataset(cfg, "val")
+    trainer = Trainer(cfg, args.out, train_set, val_set, device=args.device, dist_info=info)
+    if args.resume:
+        trainer.resume(args.out)
+    trainer.fit()
+    if info.world > 1:
+        dist.destroy_process_group()
+    return 0

@@ -135,13 +135,16 @@ def test_ddp_over_two_gloo_processes_matches_one_process(tiny_dataset, tmp_path,
     total: dict[str, torch.Tensor] = {}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the same reduction order as the single-threaded DDP workers
-    for idx in both:
-        t.model.zero_grad()
-        batch = to_device(collate([t.train_samples.get(idx, 0)]), t.device)
-        compute_losses(t.model(batch), batch, cfg)["total"].backward()
-        for n, p in t.model.named_parameters():
-            if p.grad is not None:
-                total[n] = total.get(n, 0) + p.grad / len(both)
+    try:
+        for idx in both:
+            t.model.zero_grad()
+            batch = to_device(collate([t.train_samples.get(idx, 0)]), t.device)
+            compute_losses(t.model(batch), batch, cfg)["total"].backward()
+            for n, p in t.model.named_parameters():
+                if p.grad is not None:
+                    total[n] = total.get(n, 0) + p.grad / len(both)
+    finally:
+        torch.set_num_threads(threads)
     assert set(ddp) == set(total)
     for n, g in total.items():
         torch.testing.assert_close(ddp[n], g, rtol=1e-4, atol=1e-6, msg=lambda m, n=n: f"{n}: {m}")

@@ -33,14 +33,27 @@ class DepthHead(nn.Module):
         return self.classifier(self.body(x))
 
 
+def cells_of(x: Tensor, size: tuple[int, int]) -> tuple[Tensor, int]:
+    """Pad (B, C, H, W) with zeros on the bottom/right to (h*s, w*s), s = ceil(H / h), so that
+    feature cell (i, j) of the stride-s map covers pixels [s*i, s*i + s) x [s*j, s*j + s)
+    exactly (the lift's ray goes through that block's centre). Returns (padded, s)."""
+    H, W = x.shape[-2:]
+    h, w = size
+    s = -(-H // h)
+    if -(-H // s) != h or -(-W // s) != w:
+        raise ValueError(f"a ({H}, {W}) map does not have ({h}, {w}) cells of one stride")
+    return F.pad(x, (0, w * s - W, 0, h * s - H)), s
+
+
 def cell_mean_depth(depth: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
     """Mean of the valid (> 0) metric depths of (B, 1, H, W) over each cell of a (h, w) grid.
 
     Returns (depth (B, 1, h, w), valid (B, 1, h, w) bool); cells without a value are 0/False.
     """
+    depth, s = cells_of(depth, size)
     valid = (depth > 0).to(depth.dtype)
-    total = F.adaptive_avg_pool2d(depth * valid, size)
-    count = F.adaptive_avg_pool2d(valid, size)
+    total = F.avg_pool2d(depth * valid, s)
+    count = F.avg_pool2d(valid, s)
     has = count > 0
     return torch.where(has, total / count.clamp_min(1e-6), torch.zeros_like(total)), has
 

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ..classes import IGNORE_LABEL, class_weights
 from ..config import ExperimentConfig
+from .depth import cells_of
 
 _EPS = 1e-6
 
@@ -85,8 +86,9 @@ def distill_bce_loss(seg_logits: Tensor, teacher: Tensor) -> Tensor:
 
 def cell_nearest_depth(depth: Tensor, size: tuple[int, int]) -> Tensor:
     """(B, H, W) metric depth (0 = none) -> (B, h, w) nearest valid depth per cell, 0 if none."""
-    d = torch.where(depth > 0, depth, torch.full_like(depth, float("inf")))
-    nearest = -F.adaptive_max_pool2d(-d.unsqueeze(1), size).squeeze(1)
+    padded, s = cells_of(depth.unsqueeze(1), size)  # padding is 0 = no return
+    d = torch.where(padded > 0, padded, torch.full_like(padded, float("inf")))
+    nearest = -F.max_pool2d(-d, s).squeeze(1)
     return torch.where(torch.isfinite(nearest), nearest, torch.zeros_like(nearest))
 
 

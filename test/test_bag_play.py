@@ -268,7 +268,13 @@ def test_full_size_images_reach_a_best_effort_subscriber(tmp_path, ros_env, pyth
 
 def test_ctrl_c_stops_a_replay_cleanly(tiny_bag, ros_env, python_exe):
     play = _start([python_exe, "-m", "cigocc_ros.cli", "bag-play", str(tiny_bag), "--rate", "0.05"], ros_env)
-    time.sleep(4.0)  # imports, then replaying (0.9 s of bag would take 18 s)
+    seen = []
+    while not any(line.startswith("[INFO]") and "replaying" in line for line in seen):
+        # The player announces the replay (0.9 s of bag: 18 s at this rate) after its warnings.
+        line = play.stderr.readline()
+        assert line, "".join(seen) + play.stderr.read()
+        seen.append(line)
+    time.sleep(1.0)
     assert play.poll() is None, play.stderr.read()
     t0 = time.monotonic()
     play.send_signal(signal.SIGINT)
@@ -277,7 +283,7 @@ def test_ctrl_c_stops_a_replay_cleanly(tiny_bag, ros_env, python_exe):
     assert rc == 130, out + err
     assert time.monotonic() - t0 < 5.0
     assert "Traceback" not in err, err
-    assert "interrupted" in out + err
+    assert "interrupted" in out + err and "messages" in out  # the summary of what was replayed
 
 
 def test_missing_bag_is_a_clear_error(tmp_path, ros_env, python_exe):

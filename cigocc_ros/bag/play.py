@@ -343,6 +343,9 @@ class BagPlayer:
                     missing = self._wait_for_subscribers(wait_for, startup)
                     if missing:
                         log.warning(f"no subscriber yet on {', '.join(missing)}; replaying anyway")
+                log.info(f"replaying {self.bag} ({sum(c.msgcount for c in conns)} messages, "
+                         f"{(reader.end_time - reader.start_time) / 1e9:.2f} s) at rate {self.opt.rate:g}"
+                         + (f", paced by {self.opt.pace_topic} after each {paced}" if paced else ""))
                 self._loop(reader, conns, paced, publish_clock)
             # Reliable delivery of the last messages before the publishers go away (2 s in all).
             end = time.monotonic() + 2.0

@@ -146,8 +146,8 @@ def open_sequence(root: str | Path, camera: str = "auto", first: int = 0, last: 
     """Validate a sequence folder and list what a bag of frames [first, last] will hold.
 
     camera: "color" (image_2/3), "gray" (image_0/1), "both", or "auto" (colour if present,
-    else grayscale). Frames are those whose left image exists; each needs its right image and
-    a times.txt line (and a poses.txt line when poses.txt exists).
+    else grayscale). Frames are those whose left image exists in every chosen pair; each needs
+    its right images and a times.txt line (and a poses.txt line when poses.txt exists).
     """
     root = Path(root)
     if not root.is_dir():
@@ -170,7 +170,7 @@ def open_sequence(root: str | Path, camera: str = "auto", first: int = 0, last: 
         raise FileNotFoundError(f"{root}: no PNG images in {', '.join(wanted)}")
     pairs = [CAMERA_PAIRS[n] for n in names]
 
-    frames = sorted(_indices(root / pairs[0].folders[0], ".png"))
+    frames = sorted(set.intersection(*(_indices(root / p.folders[0], ".png") for p in pairs)))
     frames = [f for f in frames if f >= first and (last is None or f <= last)]
     if not frames:
         raise ValueError(f"{root}: no frames in the range [{first}, {last}]")

@@ -60,17 +60,9 @@ def _tr4(calib: dict) -> np.ndarray:
     return T
 
 
-def _real_sequence() -> Path:
-    root = Path(os.environ.get("CIGOCC_KITTI_SAMPLES", Path(__file__).resolve().parents[2] / "shared" / "kitti_samples"))
-    seq = root / "sequences" / "00"
-    if not (seq / "calib.txt").is_file():
-        pytest.fail(f"real KITTI samples not found at {root}: set CIGOCC_KITTI_SAMPLES")
-    return seq
-
-
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
-def test_real_grayscale_sequence(tmp_path, storage):
-    seq = _real_sequence()
+def test_real_grayscale_sequence(tmp_path, storage, kitti_samples):
+    seq = kitti_samples / "sequences" / "00"
     out = tmp_path / f"real_{storage}"
     summary = k2b.convert(seq, out, storage=storage, camera="gray", progress=False)
     bag = _read_bag(out)

@@ -4,16 +4,22 @@ one process), the bytes written per frame, and the agreement of renders, LiDAR a
     scripts/in-env.sh python bench/synthetic_figures.py [--seeds 1000 1008] [--frames 20]
 
 Each seed renders `--frames` frames (full size) and the voxel truth of its labelled frames.
+Times are wall clock and, for whole frames, this process's CPU time (robust to other load
+on the machine); numpy's BLAS is held to one thread so "a frame" means one core.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -78,26 +84,28 @@ def main() -> int:
         clock.wrap(seq._visibility, "add", "observed space (marching)")
         clock.wrap(seq, "_scan_voxels", "labelled frames: scan voxels + occluded")
         frames = []
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for i in range(args.frames):
             frames.append(seq.render(i))
-        t_render = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        t_render, c_render = time.perf_counter() - t0, time.process_time() - c0
+        t0, c0 = time.perf_counter(), time.process_time()
         truth = {i: seq.voxels(i) for i in seq.labelled_frames}
-        t_vox = time.perf_counter() - t0
+        t_vox, c_vox = time.perf_counter() - t0, time.process_time() - c0
         with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             path = syn.write_sequence(tmp, "00", seed, args.frames)
-            t_write = time.perf_counter() - t0
+            t_write, c_write = time.perf_counter() - t0, time.process_time() - c0
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
         rates = np.array([agreement(seq, frames[i], v) for i, v in truth.items()])
         n = args.frames
-        print(f"seed {seed}: {len(scene.prims)} solids, {len(scene.roads)} roads, scene {t_scene:.2f} s")
-        print(f"  render: {t_render / n:.2f} s a frame over {n} frames")
+        print(f"seed {seed}: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
+              f"{len(scene.prims)} solids, {len(scene.roads)} roads, scene {t_scene:.2f} s")
+        print(f"  render: {t_render / n:.2f} s a frame wall, {c_render / n:.2f} s CPU, over {n} frames")
         for k, v in clock.total.items():
             print(f"    {k:42s} {v / n:.3f} s a frame")
-        print(f"  voxel truth: {t_vox / len(truth):.2f} s a labelled frame")
-        print(f"  write_sequence: {t_write / n:.2f} s a frame (render + truth + PNG/bin files), "
+        print(f"  voxel truth: {t_vox / len(truth):.2f} s wall, {c_vox / len(truth):.2f} s CPU a labelled frame")
+        print(f"  write_sequence: {t_write / n:.2f} s wall, {c_write / n:.2f} s CPU a frame "
+              "(render + truth + PNG/bin files), "
               f"{size / n / 2**20:.1f} MiB a frame")
         print(f"  points per scan: {np.mean([len(f.points) for f in frames]):.0f}")
         print(f"  render/label agreement {rates[:, 0].min():.3f}-{rates[:, 0].max():.3f}, LiDAR in occupied "

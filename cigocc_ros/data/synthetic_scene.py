@@ -102,41 +102,52 @@ class RoadPath:
         best = np.full(len(xy), np.inf)
         s_out = np.zeros(len(xy))
         d_out = np.zeros(len(xy))
-        for seg in self.segments:
-            rel = xy - np.asarray(seg.p0)
-            k = seg.curvature
-            t = np.array([np.cos(seg.heading), np.sin(seg.heading)])
-            n = np.array([-t[1], t[0]])
-            if abs(k) < 1e-12:
-                a = rel @ t
-                d = rel @ n
-                u = np.clip(a, 0.0, seg.length)
-                dist = np.hypot(a - u, d)
-            else:
-                R = 1.0 / abs(k)
-                c = n / k  # centre relative to p0
-                q = rel - c
-                r = np.hypot(q[:, 0], q[:, 1])
-                phi = np.arctan2(q[:, 1], q[:, 0])
-                phi0 = np.arctan2(-c[1], -c[0])
-                sweep = np.mod((phi - phi0) * np.sign(k), 2 * np.pi)
-                inside = sweep <= abs(k) * seg.length
-                d = np.sign(k) * (R - r)
-                # Beyond the arc's ends: measure from the nearer end point.
-                end_xy, end_h = self._advance(np.zeros(2), seg.heading, seg.length, k)
-                d_start = np.hypot(rel[:, 0], rel[:, 1])
-                d_end = np.hypot(rel[:, 0] - end_xy[0], rel[:, 1] - end_xy[1])
-                at_end = d_end < d_start
-                u = np.where(inside, sweep * R, np.where(at_end, seg.length, 0.0))
-                dist = np.where(inside, np.abs(d), np.minimum(d_start, d_end))
-                n_end = np.array([-np.sin(end_h), np.cos(end_h)])
-                d_out_arc = np.where(at_end, (rel - end_xy) @ n_end, rel @ n)
-                d = np.where(inside, d, d_out_arc)
-            m = dist < best
-            best[m] = dist[m]
-            s_out[m] = seg.s0 + u[m]
-            d_out[m] = d[m]
+        mids, _ = self.pose(np.array([seg.s0 + seg.length / 2 for seg in self.segments]))
+        for seg, mid in zip(self.segments, mids, strict=True):
+            # Every point of a segment lies within half its length of its middle: points whose
+            # distance to the middle exceeds that by more than their best distance so far
+            # cannot come closer, so only the others are measured.
+            lower = np.hypot(xy[:, 0] - mid[0], xy[:, 1] - mid[1]) - seg.length / 2
+            sel = np.flatnonzero(lower < best)
+            if sel.size == 0:
+                continue
+            u, d, dist = self._segment_local(seg, xy[sel])
+            m = dist < best[sel]
+            idx = sel[m]
+            best[idx] = dist[m]
+            s_out[idx] = seg.s0 + u[m]
+            d_out[idx] = d[m]
         return s_out, d_out
+
+    def _segment_local(self, seg: Segment, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(arc length within the segment, signed offset, distance) of points (N, 2)."""
+        rel = xy - np.asarray(seg.p0)
+        k = seg.curvature
+        t = np.array([np.cos(seg.heading), np.sin(seg.heading)])
+        n = np.array([-t[1], t[0]])
+        if abs(k) < 1e-12:
+            a = rel @ t
+            d = rel @ n
+            u = np.clip(a, 0.0, seg.length)
+            return u, d, np.hypot(a - u, d)
+        R = 1.0 / abs(k)
+        c = n / k  # centre relative to p0
+        q = rel - c
+        r = np.hypot(q[:, 0], q[:, 1])
+        phi = np.arctan2(q[:, 1], q[:, 0])
+        phi0 = np.arctan2(-c[1], -c[0])
+        sweep = np.mod((phi - phi0) * np.sign(k), 2 * np.pi)
+        inside = sweep <= abs(k) * seg.length
+        # Beyond the arc's ends: measure from the nearer end point.
+        end_xy, end_h = self._advance(np.zeros(2), seg.heading, seg.length, k)
+        d_start = np.hypot(rel[:, 0], rel[:, 1])
+        d_end = np.hypot(rel[:, 0] - end_xy[0], rel[:, 1] - end_xy[1])
+        at_end = d_end < d_start
+        u = np.where(inside, sweep * R, np.where(at_end, seg.length, 0.0))
+        dist = np.where(inside, np.abs(np.sign(k) * (R - r)), np.minimum(d_start, d_end))
+        n_end = np.array([-np.sin(end_h), np.cos(end_h)])
+        d = np.where(inside, np.sign(k) * (R - r), np.where(at_end, (rel - end_xy) @ n_end, rel @ n))
+        return u, d, dist
 
 
 @dataclass

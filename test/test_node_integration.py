@@ -123,10 +123,10 @@ def stamp_of(msg) -> int:
 class Feeder:
     """The test side: camera publishers, output subscribers, an executor on its own thread."""
 
-    def __init__(self, context, stereo: bool, ns: str = "") -> None:
+    def __init__(self, context, stereo: bool, ns: str = "", outputs=("occupancy", "cloud", "markers")) -> None:
         self.ns = ns
         self.node = Node(f"feeder{ns.replace('/', '_')}", context=context)
-        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)  # a camera driver's sensor QoS
         self.pub = {t: self.node.create_publisher(Image if "image" in t else CameraInfo, f"{ns}/{t}", qos)
                     for t in ("left/image", "left/camera_info") + (("right/image", "right/camera_info") if stereo else ())}
         self.clock_pub = self.node.create_publisher(Clock, "/clock", 10)
@@ -134,9 +134,15 @@ class Feeder:
         self.got: dict[str, list] = {"occupancy": [], "cloud": [], "markers": [], "diag": [], "depth": []}
         self.arrival: dict[int, float] = {}  # occupancy stamp -> wall time received
         out = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.node.create_subscription(SemanticOccupancy, f"{ns}/cigocc_node/occupancy", self._on("occupancy"), out)
-        self.node.create_subscription(PointCloud2, f"{ns}/cigocc_node/cloud", self._on("cloud"), out)
-        self.node.create_subscription(MarkerArray, f"{ns}/cigocc_node/markers", self._on("markers"), out)
+        self.subs = {
+            "occupancy": self.node.create_subscription(
+                SemanticOccupancy, f"{ns}/cigocc_node/occupancy", self._on("occupancy"), out),
+            "cloud": self.node.create_subscription(PointCloud2, f"{ns}/cigocc_node/cloud", self._on("cloud"), out),
+            "markers": self.node.create_subscription(
+                MarkerArray, f"{ns}/cigocc_node/markers", self._on("markers"), out),
+        }
+        for key in set(self.subs) - set(outputs):
+            self.node.destroy_subscription(self.subs.pop(key))
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on("diag"), 10)
         if stereo:
             self.node.create_subscription(Image, f"{ns}/cigocc_node/stereo_depth", self._on("depth"), out)
@@ -162,7 +168,7 @@ class Feeder:
                 raise AssertionError(f"node exited with {proc.returncode}:\n{log.read_text()}")
             if (self.node.count_subscribers(f"{self.ns}/left/image") >= 1
                     and self.node.count_publishers(f"{self.ns}/cigocc_node/occupancy") >= 1
-                    and self.node.count_publishers(f"{self.ns}/cigocc_node/markers") >= 1):
+                    and self.node.count_publishers(f"{self.ns}/cigocc_node/cloud") >= 1):
                 time.sleep(1.0)  # let both sides finish matching their endpoints
                 return
             time.sleep(0.2)
@@ -386,25 +392,37 @@ def test_diagnostics_report_and_warn_on_stall(mono):
 
 def test_flood_keeps_memory_bounded_latency_flat_and_counts_drops(mono):
     f, proc, log = mono
+    # A planner's view: occupancy only. (rclpy turns every marker cube into a Python object:
+    # deserialising the markers of a random model would make this process the bottleneck.)
+    for key in ("markers", "cloud"):
+        f.node.destroy_subscription(f.subs.pop(key))
     good_roundtrip(f)
     sent = []
     rss = []
     t_start = time.time()
-    while time.time() - t_start < 6.0:  # 30 Hz for 6 s
+    while time.time() - t_start < 4.0:  # 30 Hz for 4 s
         stamp = Clock_.next(gap=33_000_000)
         send_mono(f, stamp)
         sent.append(stamp)
-        if len(sent) % 30 == 0:
+        if len(sent) % 20 == 0:
             rss.append(rss_mb(proc.pid))
         time.sleep(max(0.0, t_start + len(sent) / 30.0 - time.time()))
     time.sleep(3.0)
     with f.lock:
         lat = [(s, f.arrival[s] - s / 1e9) for s in sent if s in f.arrival]
     assert 3 <= len(lat) < len(sent), f"{len(lat)} outputs for {len(sent)} frames"
-    third = max(1, len(lat) // 3)
-    early = np.median([v for _, v in lat[:third]])
-    late = np.median([v for _, v in lat[-third:]])
-    assert late < 2.0 * early + 0.3, f"latency grew from {early:.3f} s to {late:.3f} s"
+    with f.lock:
+        arrivals = sorted(f.arrival[s] for s, _ in lat)
+    # Flat = bounded by the node's own pace, whatever CPU this shared box gives it: a frame waits
+    # at most for the one in progress, so latency stays within a few processing intervals.
+    # A queue that grew would make later latencies climb far past that (60+ frames per second
+    # of processing are arriving).
+    interval = float(np.median(np.diff(arrivals))) if len(arrivals) > 2 else 1.0
+    bound = 3 * interval + 1.0
+    lats = [v for _, v in lat]
+    assert max(lats) < bound, f"latency up to {max(lats):.2f} s > {bound:.2f} s (interval {interval:.2f} s): {lats}"
+    last_sent = sent[-1] / 1e9
+    assert last_sent - lat[-1][0] / 1e9 < 2 * interval + 1.0, "the last output is not of a recent frame"
     assert max(rss[1:]) - rss[1] < 80, f"RSS grew {rss}"
     diag = f.wait_for("diag", lambda m: int(diag_values(m)["frames_dropped"]) > 0, 5)
     assert diag is not None, "drops not counted in diagnostics"
@@ -422,7 +440,7 @@ def stereo(checkpoint, context, tmp_path_factory):
         "stereo_num_disparities": 32, "sync_slop": 0.02, "log_throttle": 0.0, "use_sim_time": True,
         "diagnostics_period": 0.5,
     }, ns="/stereo")
-    f = Feeder(context, stereo=True, ns="/stereo")
+    f = Feeder(context, stereo=True, ns="/stereo", outputs=("occupancy",))
     stop_clock = threading.Event()
 
     def clock():  # sim time = the newest stamp sent + 10 s

@@ -36,7 +36,7 @@ from ..classes import load_class_table
 from ..config import NodeConfig
 from . import frame_input as fi
 from .diagnostics import NodeStats, build_status
-from .outputs import OutputBuilder
+from .outputs import OutputBuilder, byte_array
 from .params import declare_parameters, validate, with_changes
 from .sync import stamp_ns, subscribe_synchronized
 from .worker import FrameQueue, Worker
@@ -285,26 +285,28 @@ class CigoccNode(Node):
 
     @staticmethod
     def _depth_image(depth: np.ndarray, header) -> Image:
-        import array
-
         msg = Image(header=header, height=depth.shape[0], width=depth.shape[1], encoding="32FC1", is_bigendian=0)
         msg.step = depth.shape[1] * 4
-        msg.data = array.array("B", np.ascontiguousarray(depth, dtype="<f4").tobytes())
+        msg.data = byte_array(depth.astype("<f4", copy=False))
         return msg
 
     def _publish(self, labels, conf, T, stamp: int, camera_frame: str) -> None:
+        """Occupancy always (the primary output); cloud and markers only while someone listens,
+        markers at most `marker_max_rate` Hz. The occupied voxels are found once for both."""
         cfg = self.cfg
-        occ = self.builder.occupied(labels)
         if cfg.publish_occupancy:
             self.pub_occupancy.publish(self.builder.occupancy(labels, conf, stamp))
-        if cfg.publish_cloud and self.pub_cloud.get_subscription_count() > 0:
-            self.pub_cloud.publish(self.builder.cloud(labels, conf, stamp, occ))
+        want_cloud = cfg.publish_cloud and self.pub_cloud.get_subscription_count() > 0
         now = time.monotonic()
-        if (
+        want_markers = (
             cfg.publish_markers
             and self.pub_markers.get_subscription_count() > 0
             and now - self._last_markers >= 1.0 / cfg.marker_max_rate
-        ):
+        )
+        occ = self.builder.occupied(labels) if (want_cloud or want_markers) else None
+        if want_cloud:
+            self.pub_cloud.publish(self.builder.cloud(labels, conf, stamp, occ))
+        if want_markers:
             self._last_markers = now
             self.pub_markers.publish(
                 self.builder.markers(labels, T, stamp, camera_frame, cfg.marker_max_range, cfg.marker_decimation, occ)

@@ -57,6 +57,14 @@ def rotation_to_quaternion(R: np.ndarray) -> tuple[float, float, float, float]:
     return tuple(float(x) for x in q)
 
 
+def byte_array(a: np.ndarray) -> array.array:
+    """array('B') holding the bytes of `a` with a single copy (rclpy checks a list or an ndarray
+    element by element; an array('B') is taken as is)."""
+    out = array.array("B")
+    out.frombytes(memoryview(np.ascontiguousarray(a)).cast("B"))
+    return out
+
+
 def to_time(stamp_ns: int) -> Time:
     return Time(sec=int(stamp_ns // 1_000_000_000), nanosec=int(stamp_ns % 1_000_000_000))
 
@@ -123,12 +131,11 @@ class OutputBuilder:
         msg.origin.orientation.w = 1.0
         msg.voxel_size = self.voxel
         msg.size_x, msg.size_y, msg.size_z = self.size
-        # array.array from bytes is one memcpy; a list or ndarray would be checked element-wise.
-        msg.labels = array.array("B", np.ascontiguousarray(labels).tobytes())
+        msg.labels = byte_array(labels)
         if confidence is not None:
             if confidence.shape != labels.shape:
                 raise ValueError(f"confidence shape {confidence.shape} != labels shape {labels.shape}")
-            msg.confidence = array.array("B", np.ascontiguousarray(confidence, dtype=np.uint8).tobytes())
+            msg.confidence = byte_array(confidence.astype(np.uint8, copy=False))
         msg.class_names = list(self.classes.names)
         msg.class_colors = self._colors
         msg.model_id = self.model_id
@@ -159,7 +166,7 @@ class OutputBuilder:
         msg.point_step = CLOUD_DTYPE.itemsize
         msg.row_step = msg.point_step * len(idx)
         msg.is_dense = True
-        msg.data = array.array("B", pts.tobytes())
+        msg.data = byte_array(pts)
         return msg
 
     # ---------------------------------------------------------------------------------------

@@ -1,0 +1,233 @@
+"""Benchmark of cigocc_node (not a test): what the ROS layer adds on top of the model.
+
+1. model forward alone: `Predictor.predict` in this process on real KITTI colour frames;
+2. end to end: the same frames published to a `cigocc_node` process over DDS, timed from
+   publish to the SemanticOccupancy received (one frame in flight at a time, so no queueing);
+3. output building for a 256x256x32 grid: occupied voxels + MarkerArray + PointCloud2 +
+   SemanticOccupancy, on the prediction of a real frame and on a dense street-like grid.
+
+    scripts/in-env.sh python bench/node_bench.py                  # lite, random weights, CPU
+    scripts/in-env.sh python bench/node_bench.py --weights weights/lite.safetensors --device cuda
+
+Random weights take the same time as trained ones (same shapes), except that the number of
+occupied voxels (marker and cloud size) depends on the prediction: figure 3 reports both grids.
+"""
+from __future__ import annotations
+
+import argparse
+import array
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+DEFAULT_KITTI = Path(os.environ.get("CIGOCC_KITTI_SAMPLES", REPO.parent / "shared" / "kitti_samples")) / "sequences" / "00"
+DDS_ENV = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}
+
+
+def load_frames(kitti: Path, n: int):
+    """n (bgr image, P2 (3, 4), T_cam2_velo (4, 4)) of KITTI sequence 00's colour camera."""
+    import cv2
+
+    from cigocc_ros.data.semantic_kitti import read_calib
+    from cigocc_ros.geometry import camera_from_calib
+
+    calib = read_calib(kitti / "calib.txt")
+    files = sorted((kitti / "image_2").glob("*.png"))[:n]
+    if not files:
+        raise SystemExit(f"no KITTI colour frames in {kitti / 'image_2'}")
+    bgr = [cv2.imread(str(f), cv2.IMREAD_COLOR) for f in files]
+    cam = camera_from_calib(calib["P2"], calib["Tr"], bgr[0].shape[:2])
+    return bgr, calib["P2"], cam.T_cam_grid, cam.K
+
+
+def pct(values, q):
+    return float(np.percentile(np.asarray(values) * 1e3, q))
+
+
+def bench_forward(ckpt: Path, device: str, frames, K, T, repeats: int) -> list[float]:
+    from cigocc_ros.inference import Predictor
+
+    pred = Predictor.from_checkpoint(ckpt, device=device)
+    pred.warmup()
+    times = []
+    for _ in range(repeats):
+        for bgr in frames:
+            rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+            t0 = time.perf_counter()
+            out = pred.predict(rgb, K, T)
+            if device != "cpu":
+                import torch
+
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+    return times, out.labels, pred.cfg
+
+
+def bench_node(ckpt: Path, device: str, frames, P, T, repeats: int):
+    import rclpy
+    from cigocc_msgs.msg import SemanticOccupancy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from sensor_msgs.msg import CameraInfo, Image
+
+    domain = 100 + os.getpid() % 100
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), **DDS_ENV)
+    os.environ.update(DDS_ENV)
+    cft = "[" + ",".join(repr(float(v)) for v in np.asarray(T).ravel()) + "]"
+    log = open(Path(tempfile.gettempdir()) / "cigocc_node_bench.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "cigocc_ros.ros.node", "--ros-args", "-p", f"weights:={ckpt}",
+                             "-p", f"device:={device}", "-p", f"camera_from_grid:={cft}"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=domain, args=[])
+    node = Node("bench_feeder", context=ctx)
+    pub_img = node.create_publisher(Image, "left/image", 10)
+    pub_info = node.create_publisher(CameraInfo, "left/camera_info", 10)
+    got: dict[int, float] = {}
+    diag: list = []
+    cond = threading.Condition()
+
+    def on_occ(msg):
+        with cond:
+            got[msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec] = time.perf_counter()
+            cond.notify_all()
+
+    node.create_subscription(SemanticOccupancy, "/cigocc_node/occupancy", on_occ, 10)
+    node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diag.append(m), 10)
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    threading.Thread(target=ex.spin, daemon=True).start()
+    try:
+        deadline = time.time() + 180
+        while node.count_subscribers("/left/image") < 1 or node.count_publishers("/cigocc_node/occupancy") < 1:
+            if proc.poll() is not None or time.time() > deadline:
+                raise SystemExit(f"node did not start: see {log.name}")
+            time.sleep(0.2)
+        time.sleep(1.0)
+        e2e = []
+        h, w = frames[0].shape[:2]
+        for r in range(repeats + 1):  # the first round warms DDS and the node up
+            for bgr in frames:
+                stamp = time.time_ns()
+                info = CameraInfo(height=h, width=w, k=[float(v) for v in P[:, :3].ravel()],
+                                  p=[float(v) for v in P.ravel()], distortion_model="plumb_bob")
+                img = Image(height=h, width=w, encoding="bgr8", step=w * 3)
+                img.data = array.array("B", bgr.tobytes())
+                for m in (info, img):
+                    m.header.stamp.sec, m.header.stamp.nanosec = divmod(stamp, 10**9)
+                    m.header.frame_id = "camera_color_left"
+                t0 = time.perf_counter()
+                pub_info.publish(info)
+                pub_img.publish(img)
+                with cond:
+                    cond.wait_for(lambda: stamp in got, timeout=60)
+                if stamp in got and r > 0:
+                    e2e.append(got[stamp] - t0)
+                time.sleep(0.05)
+        time.sleep(1.5)
+        values = {kv.key: kv.value for kv in diag[-1].status[0].values} if diag else {}
+        return e2e, values
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+        proc.terminate()
+        proc.wait(10)
+
+
+def bench_outputs(labels_real: np.ndarray | None, repeats: int = 20) -> list[tuple[str, int, dict]]:
+    from cigocc_ros.classes import load_class_table
+    from cigocc_ros.config import GridConfig
+    from cigocc_ros.ros.outputs import OutputBuilder
+
+    grid = GridConfig()
+    builder = OutputBuilder(grid, load_class_table(), "velodyne", "bench")
+    street = np.zeros(grid.size, np.uint8)
+    street[:, 64:192, 8] = 9
+    street[:, :64, 8:10] = 17
+    street[:, 192:, 9] = 11
+    street[:, 200:230, 9:25] = 13
+    rng = np.random.default_rng(0)
+    for x, y in rng.integers(20, 230, (12, 2)):
+        street[x:x + 20, y:y + 9, 9:17] = 1
+    grids = [("street-like", street)]
+    if labels_real is not None and labels_real.shape == grid.size:
+        grids.insert(0, ("prediction", np.ascontiguousarray(labels_real)))
+    T = np.array([[0, -1, 0, 0], [0, 0, -1, -0.08], [1, 0, 0, -0.27], [0, 0, 0, 1]], dtype=np.float64)
+    conf = np.full(grid.size, 200, np.uint8)
+    rows = []
+    for name, labels in grids:
+        t = {"occupied": [], "markers": [], "cloud": [], "occupancy": [], "total": []}
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            occ = builder.occupied(labels)
+            t1 = time.perf_counter()
+            builder.markers(labels, T, 0, "camera", 51.2, 1, occ)
+            t2 = time.perf_counter()
+            builder.cloud(labels, conf, 0, occ)
+            t3 = time.perf_counter()
+            builder.occupancy(labels, conf, 0)
+            t4 = time.perf_counter()
+            for k, v in zip(t, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)):
+                t[k].append(v)
+        rows.append((name, int(len(occ.idx)), {k: pct(v, 50) for k, v in t.items()}))
+    return rows
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="lite", help="experiment config for random weights (no --weights)")
+    p.add_argument("--weights", default="", help="checkpoint; default: random weights of --config")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    p.add_argument("--frames", type=int, default=5, help="KITTI colour frames used")
+    p.add_argument("--repeats", type=int, default=2, help="passes over the frames")
+    p.add_argument("--kitti", type=Path, default=DEFAULT_KITTI)
+    args = p.parse_args()
+
+    import torch
+
+    frames, P, T, K = load_frames(args.kitti, args.frames)
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = Path(args.weights) if args.weights else Path(tmp) / "random.safetensors"
+        if not args.weights:
+            from cigocc_ros.config import load_experiment
+            from cigocc_ros.model.checkpoint import save_checkpoint
+            from cigocc_ros.model.cigocc import build_model
+
+            torch.manual_seed(0)
+            cfg = load_experiment(args.config)
+            save_checkpoint(ckpt, build_model(cfg), cfg)
+        fwd, labels, cfg = bench_forward(ckpt, args.device, frames, K, T, args.repeats)
+        e2e, diag = bench_node(ckpt, args.device, frames, P, T, args.repeats)
+    outputs = bench_outputs(labels)
+
+    print(f"# cigocc_node benchmark: config {cfg.name}, image {tuple(cfg.model.image_size)}, grid {tuple(cfg.grid.size)}, "
+          f"device {args.device}, torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, "
+          f"{len(frames)} KITTI frames x {args.repeats}")
+    print(f"model forward alone (Predictor.predict): p50 {pct(fwd, 50):.1f} ms, p95 {pct(fwd, 95):.1f} ms (n={len(fwd)})")
+    if e2e:
+        print(f"end to end (publish -> occupancy received): p50 {pct(e2e, 50):.1f} ms, p95 {pct(e2e, 95):.1f} ms (n={len(e2e)})")
+        over = pct(e2e, 50) - pct(fwd, 50)
+        print(f"node overhead: {over:.1f} ms = {100 * over / pct(fwd, 50):.1f} % of the forward pass")
+    if diag:
+        print(f"node's own diagnostics: forward p50 {diag.get('forward_p50_ms')} ms, latency p50 "
+              f"{diag.get('latency_p50_ms')} ms, frames in/out/dropped {diag.get('frames_in')}/{diag.get('frames_out')}/"
+              f"{diag.get('frames_dropped')}")
+    for name, n, t in outputs:
+        print(f"outputs for a 256x256x32 grid ({name}, {n} occupied voxels): total {t['total']:.2f} ms "
+              f"(occupied {t['occupied']:.2f}, markers {t['markers']:.2f}, cloud {t['cloud']:.2f}, "
+              f"occupancy {t['occupancy']:.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -129,7 +129,7 @@ def bench_node(ckpt: Path, device: str, frames, P, T, repeats: int):
                 pub_info.publish(info)
                 pub_img.publish(img)
                 with cond:
-                    cond.wait_for(lambda: stamp in got, timeout=60)
+                    cond.wait_for(lambda s=stamp: s in got, timeout=60)
                 if stamp in got and r > 0:
                     e2e.append(got[stamp] - t0)
                 time.sleep(0.05)
@@ -177,7 +177,7 @@ def bench_outputs(labels_real: np.ndarray | None, repeats: int = 20) -> list[tup
             t3 = time.perf_counter()
             builder.occupancy(labels, conf, 0)
             t4 = time.perf_counter()
-            for k, v in zip(t, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)):
+            for k, v in zip(t, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0), strict=True):
                 t[k].append(v)
         rows.append((name, int(len(occ.idx)), {k: pct(v, 50) for k, v in t.items()}))
     return rows

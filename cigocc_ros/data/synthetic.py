@@ -239,6 +239,12 @@ class _Visibility:
 
     def add(self, origin: np.ndarray, dirs: np.ndarray, t: np.ndarray) -> None:
         """Mark the cells along rays origin (3,) + s * dirs (N, 3), s in [0, t (N,)]."""
+        # Rays climbing out of the grid's top are cut one step past it: the samples beyond
+        # would all fall outside and be dropped, so the marks are the same, only cheaper.
+        top = self.origin[2] + self.shape[2] * self.cell
+        with np.errstate(divide="ignore"):
+            exit_t = np.where(dirs[:, 2] > 0, (top - origin[2]) / dirs[:, 2] + VIS_STEP, np.inf)
+        t = np.minimum(t, exit_t)
         for c in range(0, len(t), 16384):
             self.seen[_march_cells(origin, dirs[c:c + 16384], t[c:c + 16384], VIS_STEP, self.origin,
                                    self.cell, self.shape)] = True

@@ -88,15 +88,18 @@ def node_env() -> dict:
     return env
 
 
-def start_node(log: Path, params: dict, ns: str = "") -> subprocess.Popen:
+def start_node(log: Path, params: dict, ns: str = "", env: dict | None = None) -> subprocess.Popen:
     args = [sys.executable, "-m", "cigocc_ros.ros.node", "--ros-args"] + (["-r", f"__ns:={ns}"] if ns else [])
     for k, v in params.items():
         if isinstance(v, bool):
             v = str(v).lower()
         elif isinstance(v, (list, tuple)):
             v = "[" + ",".join(repr(float(x)) for x in v) + "]"
+        elif v == "":
+            v = "''"  # rcl cannot parse an empty override; YAML's empty string
         args += ["-p", f"{k}:={v}"]
-    return subprocess.Popen(args, env=node_env(), stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=REPO)
+    return subprocess.Popen(args, env=node_env() | (env or {}), stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                            cwd=REPO)
 
 
 def stop_node(proc: subprocess.Popen) -> None:
@@ -527,7 +530,10 @@ def test_missing_or_corrupt_weights_refuse_to_start(tmp_path):
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(os.urandom(4096))
     missing = tmp_path / "nope.safetensors"
+    shipped = tmp_path / "not_shipped.safetensors"  # weights:="" falls back to the shipped file
     procs = {p: start_node(tmp_path / f"{p.stem}.log", {"weights": str(p), "device": "cpu"}) for p in (missing, corrupt)}
+    procs[shipped] = start_node(tmp_path / f"{shipped.stem}.log", {"weights": "", "device": "cpu"},
+                                env={"CIGOCC_WEIGHTS": str(shipped)})
     for path, proc in procs.items():
         rc = proc.wait(STARTUP_TIMEOUT)
         text = (tmp_path / f"{path.stem}.log").read_text()

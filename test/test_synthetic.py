@@ -159,7 +159,7 @@ def test_reader_reads_every_file_written(written):
     times = sk.read_times(paths.times)
     assert poses.shape == (FRAMES, 4, 4) and np.allclose(poses[0], np.eye(4), atol=1e-9)
     assert np.allclose(np.diff(times), 0.1)
-    assert np.linalg.norm(poses[-1, :3, 3]) > 1.0  # the ego moves (cam0 z forward)
+    assert poses[-1, 2, 3] > 1.0  # the ego drives forward (cam0 z)
     table = load_class_table()
     files = 0
     for i in range(FRAMES):
@@ -185,6 +185,15 @@ def test_reader_reads_every_file_written(written):
         assert set(np.unique(target).tolist()) - {0, IGNORE_LABEL}
         files += 4
     assert paths.frames("voxels", ".label") == ["000000", "000005"]
+    # poses.txt follows KITTI's convention: frame 5's scan moved into frame 0's velodyne frame
+    # (Tr^-1 P0^-1 P5 Tr) lands on frame 0's occupied voxels.
+    Tr = np.eye(4)
+    Tr[:3] = calib["Tr"]
+    T_0_5 = np.linalg.inv(Tr) @ np.linalg.inv(poses[0]) @ poses[5] @ Tr
+    pts = sk.read_scan(paths.scan(5))[:, :3] @ T_0_5[:3, :3].T + T_0_5[:3, 3]
+    idx, inside = _voxel_index(pts, load_experiment("lite").grid)
+    labels0 = sk.read_voxels(paths.voxel_stem(0)).labels
+    assert (labels0[tuple(idx[inside].T)] > 0).mean() > 0.97
     written_files = [p for p in paths.dir.rglob("*") if p.is_file()]
     assert len(written_files) == files + 3  # + calib, poses, times
 

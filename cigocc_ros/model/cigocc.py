@@ -179,7 +179,9 @@ class CIGOcc(nn.Module):
         if inference:
             out["ssc_logits_coarse"] = self.head.coarse(x)
         else:
-            out["ssc_logits"] = self.head(x)
+            # Training with loss.ssc_scale > 1 supervises at grid / ssc_scale (CPU training).
+            scale = self.cfg.loss.ssc_scale if self.training else 1
+            out["ssc_logits"] = self.head(x, tuple(n // scale for n in self.geom.full))
         full_prop = torch.zeros(B, N, dtype=f_raw.dtype, device=f_raw.device)
         full_prop.scatter_(1, idx, proposed.to(f_raw.dtype))
         out["proposal"] = full_prop.view(B, *self.geom.coarse)

@@ -18,8 +18,10 @@ class OccupancyHead(nn.Module):
         """Logits at the input's (coarse) resolution."""
         return self.body(x)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, size: tuple[int, int, int] | None = None) -> Tensor:
+        """Logits at `size` (default: the full grid `out_size`)."""
+        size = tuple(size or self.out_size)
         logits = self.body(x)
-        if tuple(logits.shape[-3:]) == self.out_size:
+        if tuple(logits.shape[-3:]) == size:
             return logits
-        return F.interpolate(logits, size=self.out_size, mode="trilinear", align_corners=False)
+        return F.interpolate(logits, size=size, mode="trilinear", align_corners=False)

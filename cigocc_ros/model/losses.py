@@ -109,8 +109,11 @@ def compute_losses(outputs: dict[str, Tensor], batch: dict[str, Tensor], cfg: Ex
     logits = outputs["ssc_logits"]
     weights = torch.from_numpy(class_weights()).to(logits.device)
     terms: dict[str, Tensor] = {}
-    if "target" in batch:
-        target = batch["target"].long()
+    key = "target" if tuple(logits.shape[-3:]) == tuple(cfg.grid.size) else f"target_{lc.ssc_scale}"
+    if key in batch:
+        target = batch[key].long()
+        if tuple(target.shape[-3:]) != tuple(logits.shape[-3:]):
+            raise ValueError(f"ssc_logits {tuple(logits.shape[-3:])} do not match {key} {tuple(target.shape[-3:])}")
         if lc.ssc_ce:
             terms["ssc_ce"] = lc.ssc_ce * ssc_cross_entropy(logits.float(), target, weights)
         if lc.sem_scal:

@@ -176,3 +176,25 @@ class Predictor:
         T = np.array([[0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
         for _ in range(runs):
             self.predict(np.zeros((H, W, 3), np.uint8), K, T)
+
+
+SHIPPED_WEIGHTS = "cigocc_lite.safetensors"
+
+
+def default_weights() -> Path:
+    """The shipped weights: $CIGOCC_WEIGHTS, else weights/ of this checkout, else the installed
+    share/cigocc_ros/weights/ (colcon install). Returns the path even when it does not exist,
+    so the caller's error names where it looked."""
+    import os
+
+    if os.environ.get("CIGOCC_WEIGHTS"):
+        return Path(os.environ["CIGOCC_WEIGHTS"])
+    local = Path(__file__).resolve().parent.parent / "weights" / SHIPPED_WEIGHTS
+    if local.is_file():
+        return local
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        return Path(get_package_share_directory("cigocc_ros")) / "weights" / SHIPPED_WEIGHTS
+    except (ImportError, PackageNotFoundError, ValueError):
+        return local

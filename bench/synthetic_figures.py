@@ -71,7 +71,19 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", nargs="+", type=int, default=[1000, 1008])
     ap.add_argument("--frames", type=int, default=20)
+    ap.add_argument("--samples", default=str(REPO.parent / "shared" / "kitti_samples"),
+                    help="real KITTI samples, for the invalid / occluded fractions of a real frame")
     args = ap.parse_args()
+
+    real = Path(args.samples) / "sequences" / "00"
+    if (real / "voxels" / "000000.invalid").is_file():
+        from cigocc_ros.data import semantic_kitti as sk
+
+        v = sk.read_voxels(real / "voxels" / "000000")
+        n_pts = len(sk.read_scan(real / "velodyne" / "000000.bin"))
+        print(f"real SemanticKITTI 00/000000: invalid {v.invalid.mean():.3f}, occluded {v.occluded.mean():.3f}, "
+              f"occupied voxels also occluded {int((v.occupancy & v.occluded).sum())} of "
+              f"{int(v.occupancy.sum())}, {n_pts} points")
 
     for seed in args.seeds:
         t0 = time.perf_counter()

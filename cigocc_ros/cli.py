@@ -11,6 +11,7 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module, one-line help)
+    "demo": ("cigocc_ros.demo", "the main job: synthetic data -> bag -> node -> scored occupancy + PNGs"),
     "train": ("cigocc_ros.train", "train CIGOcc (one process, or DDP under torchrun)"),
     "eval": ("cigocc_ros.evaluate", "score a checkpoint on a split with the official SSC metric"),
     "infer": ("cigocc_ros.infer", "predict occupancy for images or a sequence; write labels and PNGs"),

@@ -74,17 +74,22 @@ class EvalReport:
     pace_timeouts: int = 0
     replay_wall_s: float = 0.0
     interrupted: bool = False
+    # (stamp ns, predicted (X, Y, Z), ground truth (X, Y, Z)) of the first `keep_outputs`
+    # scored frames, for pictures; not part of the JSON report.
+    samples: list = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {k: v for k, v in self.__dict__.items()}
+        return {k: v for k, v in self.__dict__.items() if k != "samples"}
 
 
 class OccupancyScorer:
     """Pairs ground truth (fed by the player) with node outputs (fed by the subscription) by
     stamp and accumulates the metric. Thread-safe: the two feeds run on different threads."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: int = 0) -> None:
         self.metric = SSCMetric()
+        self.keep = keep
+        self.samples: list[tuple[int, np.ndarray, np.ndarray]] = []
         self.lock = threading.Lock()
         self.gt: dict[int, _Grid] = {}  # ground truth waiting for its output
         self.early: dict[int, _Grid] = {}  # outputs waiting for their ground truth
@@ -148,6 +153,8 @@ class OccupancyScorer:
         pred = np.where(out.labels == IGNORE_LABEL, 0, out.labels)
         self.metric.add(pred, truth.labels)
         self.scored += 1
+        if len(self.samples) < self.keep:
+            self.samples.append((out.stamp, out.labels.reshape(out.size), truth.labels.reshape(truth.size)))
         self._scored_stamps.add(out.stamp)
 
     def answered_triggers(self) -> int:
@@ -170,9 +177,10 @@ def _latency_summary(latencies: list[float]) -> dict:
 
 def evaluate(bag: str | Path, output_topic: str = DEFAULT_OUTPUT_TOPIC, options: PlayOptions | None = None,
              gt_topic: str = OCCUPANCY_GT_TOPIC, drain_timeout: float = 10.0,
-             session_name: str = "cigocc_bag_eval") -> EvalReport:
+             session_name: str = "cigocc_bag_eval", keep_outputs: int = 0) -> EvalReport:
     """Replay `bag` (options as bag-play; paced on `output_topic` unless options say
-    otherwise) while scoring the node's outputs; returns the report."""
+    otherwise) while scoring the node's outputs; returns the report, holding the grids of
+    the first `keep_outputs` scored frames in `report.samples`."""
     bag = Path(bag)
     if not bag.exists():
         raise FileNotFoundError(f"bag {bag} does not exist")
@@ -185,7 +193,7 @@ def evaluate(bag: str | Path, output_topic: str = DEFAULT_OUTPUT_TOPIC, options:
     opt.observe = tuple(set(opt.observe) | {gt_topic})
     opt.exclude = tuple(t for t in opt.exclude if t != gt_topic)
     report = EvalReport(str(bag), output_topic, gt_topic)
-    scorer = OccupancyScorer()
+    scorer = OccupancyScorer(keep_outputs)
 
     opt.watch_topic = output_topic
     opt.pace_type = OCCUPANCY_TYPE
@@ -217,6 +225,7 @@ def evaluate(bag: str | Path, output_topic: str = DEFAULT_OUTPUT_TOPIC, options:
     report.pace_timeouts = stats.pace_timeouts
     report.replay_wall_s = stats.wall_duration_s
     report.interrupted = stats.interrupted
+    report.samples = scorer.samples
     if scorer.scored:
         r = scorer.metric.compute()
         names = load_class_table().names

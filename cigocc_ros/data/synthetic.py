@@ -204,17 +204,19 @@ def _march_cells(origin: np.ndarray, dirs: np.ndarray, t: np.ndarray, step: floa
     metres, `shape`) met every `step` metres along rays origin + s * dirs, s in [0, t], and at
     s = t itself with `end` (dirs (N, 3), t (N,) finite). Samples outside the grid are dropped."""
     t = np.maximum(t, 0.0)
-    n = np.floor(t / step).astype(np.int64) + (2 if end else 1)
-    ray = np.repeat(np.arange(len(t)), n)
-    k = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
+    n = (np.floor(t / step) + (2 if end else 1)).astype(np.int32)
+    ray = np.repeat(np.arange(len(t), dtype=np.int32), n)
+    k = np.arange(int(n.sum()), dtype=np.int32) - np.repeat((np.cumsum(n) - n).astype(np.int32), n)
     s = np.minimum(k.astype(np.float32) * np.float32(step / cell), (t / cell).astype(np.float32)[ray])
-    flat = np.zeros(len(s), np.int64)
+    if int(np.prod(shape)) >= 2**31:
+        raise ValueError(f"grid {shape} too large for int32 cell indices")
+    flat = np.zeros(len(s), np.int32)
     ok = np.ones(len(s), dtype=bool)
     for a in range(3):
         o = np.float32((origin[a] - grid_origin[a]) / cell)
-        ia = np.floor(o + dirs[:, a].astype(np.float32)[ray] * s).astype(np.int64)
-        ok &= (ia >= 0) & (ia < shape[a])
-        flat = flat * shape[a] + ia
+        ia = np.floor(o + dirs[:, a].astype(np.float32)[ray] * s).astype(np.int32)
+        ok &= ia.view(np.uint32) < shape[a]  # negative indices wrap to huge values
+        flat = flat * np.int32(shape[a]) + ia
     return flat[ok]
 
 
@@ -431,7 +433,7 @@ class SyntheticSequence:
             lab_hit[ground] = g_lab
             paint[ground] = g_paint
         lab_hit[~ground] = prims.label[hid[~ground]]
-        col = self._shade(P.astype(np.float32), hid, lab_hit, paint, dirs[hit], t[hit])
+        col = self._shade(P.astype(np.float32), hid, lab_hit, paint, t[hit])
         img = np.empty((H, W, 3), np.float32)
         img[hit] = col
         # Sky: a gradient with the elevation of the ray.
@@ -444,9 +446,10 @@ class SyntheticSequence:
         lab[hit] = lab_hit
         return rgb, t, ids, lab, dirs, origin
 
-    def _shade(self, P: np.ndarray, ids: np.ndarray, lab: np.ndarray, paint: np.ndarray, dirs: np.ndarray,
+    def _shade(self, P: np.ndarray, ids: np.ndarray, lab: np.ndarray, paint: np.ndarray,
                t: np.ndarray) -> np.ndarray:
-        """RGB (N, 3) float of hit points P (N, 3) with ids ids, labels lab and ground paint."""
+        """RGB (N, 3) float of hit points P (N, 3) at ray lengths t (N,), with hit ids, labels
+        lab and ground paint (N,)."""
         prims = self.scene.prims
         seed = self.seed
         solid = ids >= 0

@@ -55,7 +55,38 @@ def load_frame() -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     return frame, cam.K, cam.T_cam_grid, "random 376x1241"
 
 
-def measure(config: str, device: str, iters: int, warmup: int, overrides: list[str], threads: int) -> dict:
+def attach_stage_timers(model) -> dict[str, list[float]]:
+    """Forward hooks timing the network's top-level stages (wall ms per call; on CUDA they
+    synchronise, which slows the whole a little)."""
+    import torch
+
+    times: dict[str, list[float]] = {}
+    starts: dict[str, float] = {}
+
+    def sync(t):
+        if torch.is_tensor(t) and t.is_cuda:
+            torch.cuda.synchronize()
+
+    for name, mod in model.named_children():
+        mods = list(mod) if isinstance(mod, torch.nn.ModuleList) and name == "self_attn" else [mod]
+        for i, sub in enumerate(mods):
+            key = f"{name}{i}" if len(mods) > 1 or name == "self_attn" else name
+
+            def pre(_m, args, key=key):
+                sync(args[0] if args else None)
+                starts[key] = time.perf_counter()
+
+            def post(_m, _args, out, key=key):
+                sync(out if torch.is_tensor(out) else None)
+                times.setdefault(key, []).append((time.perf_counter() - starts[key]) * 1000)
+
+            sub.register_forward_pre_hook(pre)
+            sub.register_forward_hook(post)
+    return times
+
+
+def measure(config: str, device: str, iters: int, warmup: int, overrides: list[str], threads: int,
+            stages: bool = False) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -107,7 +138,10 @@ def measure(config: str, device: str, iters: int, warmup: int, overrides: list[s
             cpu.append((time.process_time() - c) * 1000)
         return wall, cpu
 
+    stage_ms = attach_stage_timers(model) if stages else None
     fwd, fwd_cpu = timed(forward)
+    if stage_ms is not None:
+        per_stage = {k: round(statistics.median(v[warmup:]), 1) for k, v in stage_ms.items() if len(v) > warmup}
     pred, pred_cpu = timed(lambda: predictor.predict(frame, K, T))
     peak = (torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -120,7 +154,7 @@ def measure(config: str, device: str, iters: int, warmup: int, overrides: list[s
         "predict_ms_min": round(min(pred), 1),
         "forward_cpu_ms_median": round(statistics.median(fwd_cpu), 1),
         "predict_cpu_ms_median": round(statistics.median(pred_cpu), 1), "peak_mem_MiB": round(peak, 0), "iters": iters,
-        "warmup": warmup, "frame": source, "threads": torch.get_num_threads(), "proposed_voxels": proposed,
+        "warmup": warmup, "frame": source, **({"stage_ms_median": per_stage} if stages else {}), "threads": torch.get_num_threads(), "proposed_voxels": proposed,
     }
 
 
@@ -144,10 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    ap.add_argument("--stages", action="store_true", help="also time each top-level stage of the network")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        print(json.dumps(measure(args.config[0], args.device[0], args.iters, args.warmup, args.set, args.threads)))
+        print(json.dumps(measure(args.config[0], args.device[0], args.iters, args.warmup, args.set, args.threads,
+                                 args.stages)))
         return 0
     devices = args.device
     if devices is None:
@@ -159,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         for device in devices:
             cmd = [sys.executable, __file__, "--child", "--config", config, "--device", device,
                    "--iters", str(args.iters), "--warmup", str(args.warmup), "--threads", str(args.threads),
-                   "--set", *args.set]
+                   *(["--stages"] if args.stages else []), "--set", *args.set]
             res = subprocess.run(cmd, capture_output=True, text=True)
             if res.returncode:
                 print(f"{config} on {device} failed:\n{res.stderr[-2000:]}", file=sys.stderr)

@@ -177,7 +177,7 @@ class CIGOcc(nn.Module):
         for layer in self.self_attn:
             x = layer(x, pos)
         if inference:
-            out["ssc_logits_coarse"] = self.head.coarse(x)
+            out["ssc_logits_coarse"] = self.head(x, upsample=False)
         else:
             # Training with loss.ssc_scale > 1 supervises at grid / ssc_scale (CPU training).
             scale = self.cfg.loss.ssc_scale if self.training else 1

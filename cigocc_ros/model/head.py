@@ -14,14 +14,9 @@ class OccupancyHead(nn.Module):
         self.body = nn.Sequential(nn.Conv3d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm3d(channels),
                                   nn.ReLU(inplace=True), nn.Conv3d(channels, num_classes, 1))
 
-    def coarse(self, x: Tensor) -> Tensor:
-        """Logits at the input's (coarse) resolution."""
-        return self.body(x)
-
-    def forward(self, x: Tensor, size: tuple[int, int, int] | None = None) -> Tensor:
-        """Logits at `size` (default: the full grid `out_size`)."""
-        size = tuple(size or self.out_size)
+    def forward(self, x: Tensor, upsample: bool = True) -> Tensor:
+        """upsample=False: the logits at the input's (coarse) resolution."""
         logits = self.body(x)
-        if tuple(logits.shape[-3:]) == size:
+        if not upsample or tuple(logits.shape[-3:]) == self.out_size:
             return logits
-        return F.interpolate(logits, size=size, mode="trilinear", align_corners=False)
+        return F.interpolate(logits, size=self.out_size, mode="trilinear", align_corners=False)

@@ -410,7 +410,8 @@ class SyntheticSequence:
             self._visibility.add(T_map_velo[:3, 3], dirs_l[:, ::2].reshape(-1, 3), tv)
             self._observed[i] = True
         if i % LABEL_EVERY == 0 and i not in self._scan_grids:
-            self._scan_grids[i] = self._scan_voxels(points, plab, t_l)
+            # Bit-packed until voxels(i): long sequences keep many labelled frames.
+            self._scan_grids[i] = tuple(np.packbits(m) for m in self._scan_voxels(points, plab, t_l))
         return Frame(i, images[0], images[1], depth, classes, points, plab, pinst)
 
     def _render_camera(self, cam: CameraModel, rays: tuple[np.ndarray, np.ndarray], T_map_velo: np.ndarray,
@@ -540,7 +541,7 @@ class SyntheticSequence:
         labels = voxel_labels(self.scene, T, self.grid)
         centres = voxel_centers(tuple(self.grid.size), self.grid.voxel_size, self.grid.origin).reshape(-1, 3)
         seen = self._visibility.lookup(centres @ T[:3, :3].T + T[:3, 3])
-        occupancy, occluded = self._scan_grids[i]
+        occupancy, occluded = (np.unpackbits(m).astype(bool).reshape(labels.shape) for m in self._scan_grids[i])
         # What this frame's scan crossed as free space is observed whatever the coarser
         # sequence-wide grid says, so invalid voxels are a subset of occluded ones (as in
         # SemanticKITTI's files).

@@ -543,13 +543,17 @@ def make_scene(seed: int, num_frames: int, rate_hz: float = 10.0) -> Scene:
     """Generate the scene and a `num_frames` ego trajectory at `rate_hz` from `seed`."""
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5C3E]))
     start_back = 60.0  # metres of road behind the first frame (the lidar sees all around)
-    main = Road(RoadPath((-start_back, 0.0), 0.0, _road_pieces(rng)),
+    pieces = _road_pieces(rng)
+    main = Road(RoadPath((-start_back, 0.0), 0.0, pieces),
                 lanes=int(rng.choice([1, 1, 2])), median=float(rng.choice([0.0, 0.0, 1.0])),
                 sidewalk=float(rng.uniform(2.0, 4.0)), verge_seed=int(rng.integers(1 << 30)))
     speed = float(rng.uniform(5.0, 9.0))
     s_ego0 = start_back
     s_ego1 = s_ego0 + speed * (max(num_frames, LAYOUT_FRAMES) - 1) / rate_hz
     d_ego = main.lane_offset(0, -1)
+    if main.path.length < s_ego1 + 200.0:  # long sequences: stretch the final straight
+        pieces[-1] = (pieces[-1][0] + s_ego1 + 200.0 - main.path.length, 0.0)
+        main.path = RoadPath((-start_back, 0.0), 0.0, pieces)
 
     # Parking lanes on one or both sides, over stretches of the visible road.
     for side in (-1, 1):
@@ -562,7 +566,8 @@ def make_scene(seed: int, num_frames: int, rate_hz: float = 10.0) -> Scene:
 
     roads = [main]
     # Junctions ahead of the ego: crossing (X) or T roads.
-    n_junctions = int(rng.integers(1, 3))
+    # One or two junctions near the start, one more per 120 m of a long drive.
+    n_junctions = int(rng.integers(1, 3)) + max(0, int((s_ego1 - s_ego0 - 60.0) // 120.0))
     for j in range(n_junctions):
         sj = s_ego0 + rng.uniform(15.0, max(20.0, s_ego1 - s_ego0 + 45.0)) if j == 0 else \
             s_ego0 + rng.uniform(-30.0, s_ego1 - s_ego0 + 60.0)

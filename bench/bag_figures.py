@@ -59,12 +59,14 @@ def main() -> int:
             print(f"  rate {rate:7.1f}: {stats.bag_duration_s:.3f} s of bag in {stats.wall_duration_s:.3f} s wall "
                   f"(ideal {stats.bag_duration_s / rate:.3f} s), {n} messages, "
                   f"{n / max(stats.wall_duration_s, 1e-9):.0f} msg/s")
-        print("bag-play to a best-effort keep-last-2 subscriber process, real 00 colour left images (1.4 MB)")
+        print("bag-play to a best-effort subscriber process, real 00 colour left images (1.4 MB), rate 1")
         real_bag = tmp / "00_mcap"
-        for segment_mb in (0, 64):
-            counts = [_best_effort_delivery(real_bag, segment_mb) for _ in range(3)]
-            label = "Fast DDS default (0.5 MiB)" if segment_mb == 0 else f"{segment_mb} MiB"
-            print(f"  shared-memory segment {label:26s}: received {', '.join(f'{c}/10' for c in counts)}")
+        for depth in (2, 20):
+            for segment_mb in (0, 64):
+                counts = [_best_effort_delivery(real_bag, segment_mb, depth) for _ in range(3)]
+                label = "Fast DDS default (0.5 MiB)" if segment_mb == 0 else f"{segment_mb} MiB"
+                print(f"  subscriber keep-last {depth:2d}, player segment {label:26s}: received "
+                      f"{', '.join(f'{c}/10' for c in counts)}")
     return 0
 
 
@@ -76,7 +78,8 @@ rclpy.init()
 node = rclpy.create_node("bag_figures_subscriber")
 got = []
 node.create_subscription(Image, sys.argv[1], got.append,
-                         QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.BEST_EFFORT))
+                         QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(sys.argv[3]),
+                                    reliability=ReliabilityPolicy.BEST_EFFORT))
 print("ready", flush=True)
 end = time.monotonic() + float(sys.argv[2])
 while time.monotonic() < end:
@@ -85,11 +88,12 @@ print(len(got), flush=True)
 """
 
 
-def _best_effort_delivery(bag: Path, segment_mb: int) -> int:
+def _best_effort_delivery(bag: Path, segment_mb: int, depth: int) -> int:
     import subprocess
 
     topic = "/kitti/camera_color_left/image_rect"
-    sub = subprocess.Popen([sys.executable, "-c", _SUBSCRIBER, topic, "6"], stdout=subprocess.PIPE, text=True)
+    sub = subprocess.Popen([sys.executable, "-c", _SUBSCRIBER, topic, "6", str(depth)], stdout=subprocess.PIPE,
+                           text=True)
     assert sub.stdout.readline().strip() == "ready"
     # A fresh player process each time: Fast DDS reads its XML profiles once per process.
     subprocess.run([sys.executable, "-m", "cigocc_ros.cli", "bag-play", str(bag), "--topics", topic,

@@ -67,13 +67,39 @@ def agreement(seq: syn.SyntheticSequence, frame: syn.Frame, truth: syn.VoxelTrut
     return render, float((lab > 0).mean()), float((lab == frame.point_labels[inside]).mean())
 
 
+def class_frequencies(root: Path) -> None:
+    """Valid-voxel share of every class over the labelled frames of each split."""
+    from cigocc_ros.classes import IGNORE_LABEL, load_class_table
+    from cigocc_ros.data import semantic_kitti as sk
+
+    names = load_class_table().names
+    for split, seqs in syn.DEFAULT_SPLIT.items():
+        hist = np.zeros(256, np.int64)
+        frames = 0
+        for seq in seqs:
+            paths = sk.SequencePaths(root, seq)
+            for stem in paths.frames("voxels", ".label"):
+                v = sk.read_voxels(paths.voxel_stem(stem))
+                hist += np.bincount(sk.remap_labels(v.labels, v.invalid).reshape(-1), minlength=256)
+                frames += 1
+        valid = hist[:20].sum()
+        print(f"{split}: {frames} labelled frames, {hist[IGNORE_LABEL] / hist.sum():.3f} of voxels invalid; "
+              "share of valid voxels:")
+        print("  " + ", ".join(f"{names[c]} {hist[c] / valid:.4f}" for c in range(20)))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", nargs="+", type=int, default=[1000, 1008])
     ap.add_argument("--frames", type=int, default=20)
     ap.add_argument("--samples", default=str(REPO.parent / "shared" / "kitti_samples"),
                     help="real KITTI samples, for the invalid / occluded fractions of a real frame")
+    ap.add_argument("--dataset", default="", help="also print the class frequencies of a written dataset "
+                    "(e.g. data/synthetic), per split of DEFAULT_SPLIT")
     args = ap.parse_args()
+
+    if args.dataset:
+        class_frequencies(Path(args.dataset))
 
     real = Path(args.samples) / "sequences" / "00"
     if (real / "voxels" / "000000.invalid").is_file():

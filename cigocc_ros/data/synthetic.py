@@ -72,7 +72,7 @@ DEFAULT_SEEDS = {"00": 1000, "01": 1001, "02": 1002, "03": 1003, "04": 1004, "05
 DEFAULT_SPLIT = {"train": ("00", "01", "02", "03", "04", "05"), "val": ("08",)}
 DEFAULT_FRAMES = 50
 _MANIFEST = "synthetic.json"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 # Per class: albedo of ground bands, texture amplitudes (low-frequency blotches, grain) and the
 # grain's cells per metre; reflectance of the LiDAR returns.
@@ -579,15 +579,17 @@ def write_sequence(root: str | os.PathLike, sequence: str, seed: int, num_frames
 
 
 def default_root() -> Path:
-    """Where the default dataset lives: $CIGOCC_SYNTHETIC_ROOT, else data/synthetic in a source
-    checkout (git-ignored), else ~/.cache/cigocc/synthetic."""
+    """Where the default dataset lives: $CIGOCC_SYNTHETIC_ROOT, else data/synthetic-v<format> in a
+    source checkout (git-ignored), else ~/.cache/cigocc/synthetic-v<format>. The format version
+    in the name lets a new generator write beside data an older run may still be reading."""
     env = os.environ.get("CIGOCC_SYNTHETIC_ROOT")
     if env:
         return Path(env)
+    name = f"synthetic-v{FORMAT_VERSION}"
     repo = Path(__file__).resolve().parents[2]
     if (repo / "setup.py").is_file() and (repo / "cigocc_ros").is_dir():
-        return repo / "data" / "synthetic"
-    return Path.home() / ".cache" / "cigocc" / "synthetic"
+        return repo / "data" / name
+    return Path.home() / ".cache" / "cigocc" / name
 
 
 def _manifest(seeds: dict[str, int], num_frames: int) -> dict:

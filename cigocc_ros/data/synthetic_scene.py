@@ -602,6 +602,7 @@ def make_scene(seed: int, num_frames: int, rate_hz: float = 10.0) -> Scene:
 
     placer = _Placer(rng, roads, scene, (main.path, s_ego0 - 8.0, s_ego1 + 8.0, d_ego))
     _populate(placer, roads, s_ego0 - 50.0, s_ego1 + 90.0)
+    _ensure_rare(placer, main, s_ego0 + 5.0, s_ego1 + 40.0)
     scene.prims = placer.b.build()
     return scene
 
@@ -621,13 +622,10 @@ def _populate_side(P: _Placer, road: Road, ri: int, side: int, lo: float, hi: fl
     hw = road.half_width
 
     def at(s_val: float, d_val: float) -> tuple[np.ndarray, float]:
-        p, hd = road.path.pose(np.array([s_val]))
-        n = np.array([-np.sin(hd[0]), np.cos(hd[0])])
-        return p[0] + d_val * n, float(hd[0])
+        return _at(road, s_val, d_val)
 
     def edge(s_val: float) -> float:
-        pw = road.parking_width if road.parking_at(np.array([s_val]), np.array([side]))[0] else 0.0
-        return hw + pw + road.sidewalk
+        return _edge(road, s_val, side)
 
     # Buildings behind the sidewalk (skipped over "park" stretches).
     s = lo + rng.uniform(0, 8)
@@ -719,30 +717,70 @@ def _populate_side(P: _Placer, road: Road, ri: int, side: int, lo: float, hi: fl
                 P.other_vehicle(c, yaw, inst=_inst(P))
                 P.reserve(c, (6.3, 1.3), yaw, 0.2)
         else:
-            motor = rng.random() < 0.5
-            c2, _ = at(s, side * (hw - 0.9))
-            if P.fits(c2, (1.1, 0.4), yaw, (ROAD,), margin=0.2):
-                P.two_wheeler(c2, yaw, motor, MOTORCYCLIST if motor else BICYCLIST, 0, inst=_inst(P))
-                P.reserve(c2, (1.1, 0.4), yaw, 0.2)
+            _ride_two_wheeler(P, road, s, side, motor=rng.random() < 0.5)
         s += rng.uniform(8, 30)
     # People on the sidewalk, parked two-wheelers at its outer edge.
     s = lo + rng.uniform(0, 6)
     while s < hi:
         r = rng.random()
         e = edge(s)
-        if r < 0.65:
+        if r < 0.6:
             c, hd = at(s, side * (e - rng.uniform(0.5, road.sidewalk - 0.3)))
             if P.fits(c, (0.3, 0.3), hd, (SIDEWALK,), margin=0.05):
                 P.person(c, rng.uniform(-np.pi, np.pi), inst=_inst(P))
                 P.reserve(c, (0.3, 0.3), hd, 0.05)
         else:
-            motor = rng.random() < 0.4
-            c, hd = at(s, side * (e - 0.6))
-            yaw = hd + np.pi / 2 + rng.normal(0, 0.15)
-            if P.fits(c, (0.4, 1.05), hd, (SIDEWALK,), margin=0.05):
-                P.two_wheeler(c, yaw, motor, None, MOTORCYCLE if motor else BICYCLE, inst=_inst(P))
-                P.reserve(c, (0.4, 1.05), hd, 0.05)
+            _park_two_wheeler(P, road, s, side, motor=rng.random() < 0.4)
         s += rng.uniform(3, 14)
+
+
+def _at(road: Road, s: float, d: float) -> tuple[np.ndarray, float]:
+    """Map-frame point (2,) at arc length s and offset d of a road, and the heading there."""
+    p, hd = road.path.pose(np.array([s]))
+    n = np.array([-np.sin(hd[0]), np.cos(hd[0])])
+    return p[0] + d * n, float(hd[0])
+
+
+def _edge(road: Road, s: float, side: int) -> float:
+    """Offset of the outer edge of the sidewalk on `side` at arc length s."""
+    pw = road.parking_width if road.parking_at(np.array([s]), np.array([side]))[0] else 0.0
+    return road.half_width + pw + road.sidewalk
+
+
+def _park_two_wheeler(P: _Placer, road: Road, s: float, side: int, motor: bool) -> bool:
+    """A parked bicycle / motorcycle along the sidewalk's outer edge; False if it does not fit."""
+    c, hd = _at(road, s, side * (_edge(road, s, side) - 0.6))
+    yaw = hd + P.rng.normal(0, 0.1) + (np.pi if P.rng.random() < 0.5 else 0.0)
+    if not P.fits(c, (1.05, 0.4), yaw, (SIDEWALK,), margin=0.05):
+        return False
+    P.two_wheeler(c, yaw, motor, None, MOTORCYCLE if motor else BICYCLE, inst=_inst(P))
+    P.reserve(c, (1.05, 0.4), yaw, 0.05)
+    return True
+
+
+def _ride_two_wheeler(P: _Placer, road: Road, s: float, side: int, motor: bool) -> bool:
+    """A bicyclist / motorcyclist near the road's edge, riding with the traffic of `side`."""
+    c, hd = _at(road, s, side * (road.half_width - 0.9))
+    yaw = hd if side < 0 else hd + np.pi
+    if not P.fits(c, (1.1, 0.4), yaw, (ROAD,), margin=0.2):
+        return False
+    P.two_wheeler(c, yaw, motor, MOTORCYCLIST if motor else BICYCLIST, 0, inst=_inst(P))
+    P.reserve(c, (1.1, 0.4), yaw, 0.2)
+    return True
+
+
+def _ensure_rare(P: _Placer, road: Road, s0: float, s1: float, per_class: int = 2, tries: int = 40) -> None:
+    """Up to `per_class` more parked bicycles, parked motorcycles, bicyclists and motorcyclists
+    between arc lengths s0 and s1 of `road` (the stretch the ego sees), so that every sequence
+    holds the rarest classes (the random pass leaves them out of many sequences)."""
+    rng = P.rng
+    for place, motor in ((_park_two_wheeler, False), (_park_two_wheeler, True),
+                         (_ride_two_wheeler, False), (_ride_two_wheeler, True)):
+        placed = 0
+        for _ in range(tries):
+            if placed >= per_class:
+                break
+            placed += place(P, road, float(rng.uniform(s0, s1)), int(rng.choice([-1, 1])), motor)
 
 
 def _inst(P: _Placer) -> int:

@@ -114,7 +114,7 @@ def test_depth_loss_uses_nearest_return_per_cell_and_skips_empty_cells():
 
 
 def test_compute_losses_weights_and_skips():
-    cfg = load_experiment("lite", ["loss.geo_scal=0", "loss.sem_scal=2.0"])
+    cfg = load_experiment("lite", ["loss.geo_scal=0", "loss.sem_scal=2.0", "grid.size=[6, 5, 4]"])
     t = _target()
     g = torch.Generator().manual_seed(5)
     out = {"ssc_logits": torch.randn(2, 20, 6, 5, 4, generator=g),

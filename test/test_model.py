@@ -174,3 +174,18 @@ def test_mixed_precision_forward_matches_fp32():
     assert out["ssc_logits"].dtype == torch.bfloat16 and torch.isfinite(out["ssc_logits"]).all()
     assert (out["ssc_logits"].float() - ref).abs().max() < 0.1 * ref.abs().max()
     assert (out["ssc_logits"].float().argmax(1) == ref.argmax(1)).float().mean() > 0.95
+
+
+def test_training_at_half_resolution_with_ssc_scale():
+    """loss.ssc_scale=2: in training the head's logits (and the main SSC losses) are at grid/2;
+    evaluation and inference keep the full grid."""
+    torch.manual_seed(0)
+    cfg = tiny_config("lite", "loss.ssc_scale=2")
+    model = build_model(cfg)
+    batch = make_batch(cfg, 1, targets=True)
+    X, Y, Z = cfg.grid.size
+    out = model.train()(batch)
+    assert out["ssc_logits"].shape[-3:] == (X // 2, Y // 2, Z // 2)
+    assert torch.isfinite(compute_losses(out, batch, cfg)["total"])
+    with torch.no_grad():
+        assert model.eval()(batch)["ssc_logits"].shape[-3:] == (X, Y, Z)

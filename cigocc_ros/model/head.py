@@ -14,9 +14,11 @@ class OccupancyHead(nn.Module):
         self.body = nn.Sequential(nn.Conv3d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm3d(channels),
                                   nn.ReLU(inplace=True), nn.Conv3d(channels, num_classes, 1))
 
-    def forward(self, x: Tensor, upsample: bool = True) -> Tensor:
-        """upsample=False: the logits at the input's (coarse) resolution."""
+    def forward(self, x: Tensor, size: tuple[int, int, int] | None = None, upsample: bool = True) -> Tensor:
+        """Logits at `size` (default: the full grid `out_size`); upsample=False: at the input's
+        (coarse) resolution."""
         logits = self.body(x)
-        if not upsample or tuple(logits.shape[-3:]) == self.out_size:
+        size = tuple(size or self.out_size)
+        if not upsample or tuple(logits.shape[-3:]) == size:
             return logits
-        return F.interpolate(logits, size=self.out_size, mode="trilinear", align_corners=False)
+        return F.interpolate(logits, size=size, mode="trilinear", align_corners=False)

@@ -75,10 +75,7 @@ def checkpoint(tmp_path_factory):
     return path
 
 
-# Fast DDS's default transports lose whole 470 kB images between processes on one host (seen
-# here: every sample of some topics); its LARGE_DATA mode (TCP + shared memory) delivers them all.
-# docs/node.md gives the same advice for vehicles.
-DDS_ENV = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}
+DDS_ENV = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
 
 
 def node_env() -> dict:
@@ -129,7 +126,7 @@ class Feeder:
     def __init__(self, context, stereo: bool, ns: str = "", outputs=("occupancy", "cloud", "markers")) -> None:
         self.ns = ns
         self.node = Node(f"feeder{ns.replace('/', '_')}", context=context)
-        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)  # a camera driver's sensor QoS
+        qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
         self.pub = {t: self.node.create_publisher(Image if "image" in t else CameraInfo, f"{ns}/{t}", qos)
                     for t in ("left/image", "left/camera_info") + (("right/image", "right/camera_info") if stereo else ())}
         self.clock_pub = self.node.create_publisher(Clock, "/clock", 10)

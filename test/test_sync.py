@@ -109,3 +109,29 @@ def test_bad_arguments_are_rejected(kwargs):
     args = {"n": 2, "slop": 0.01, "callback": print, "queue_size": 5} | kwargs
     with pytest.raises(ValueError):
         ApproximateTimeSync(**args)
+
+
+def test_subscriptions_take_per_topic_qos_overrides():
+    """`qos_overrides./left/image.subscription.reliability:=reliable` changes that topic only."""
+    import rclpy
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from cigocc_ros.ros.sync import subscribe_synchronized
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, args=[])
+    try:
+        node = Node("sync_qos", context=ctx, parameter_overrides=[
+            Parameter("qos_overrides./left/image.subscription.reliability", value="reliable")])
+        qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.BEST_EFFORT)
+        kind, subs = subscribe_synchronized(node, [(Image, "left/image"), (CameraInfo, "left/camera_info")], qos,
+                                            0.02, print, use_message_filters=False)
+        assert kind == "cigocc_ros.ros.sync"
+        assert subs[0].qos_profile.reliability == ReliabilityPolicy.RELIABLE
+        assert subs[1].qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)

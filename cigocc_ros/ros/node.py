@@ -158,7 +158,10 @@ class CigoccNode(Node):
         self.worker = Worker(self.queue, self._process, self._on_worker_error)
         self.worker.start()
 
-        sensor_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.BEST_EFFORT)
+        # Reliable keep-last: Fast DDS drops whole 0.5-1.4 MB images between processes over a
+        # best-effort link here (docs/node.md); keep-last still never queues old frames. A
+        # best-effort camera needs qos_overrides./<topic>.subscription.reliability:=best_effort.
+        sensor_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE)
         streams = STREAMS_STEREO if self.cfg.stereo else STREAMS_MONO
         self._topics = [self.resolve_topic_name(t) for _, t in streams]
         self.sync_kind, self._subs = subscribe_synchronized(

@@ -10,9 +10,12 @@ message with a stamp already queued) are reported through `on_drop` so the node 
 from __future__ import annotations
 
 import bisect
+import copy
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from rclpy.qos_overriding_options import QoSOverridingOptions
 
 try:  # pragma: no cover - only on machines with a ROS distribution
     import message_filters as _message_filters
@@ -132,8 +135,11 @@ def subscribe_synchronized(
     Returns (which synchroniser is used, the subscription objects, kept alive by the caller).
     """
     on_message = on_message or (lambda i, m: None)
+    # `qos_overrides./<topic>.subscription.reliability:=reliable` etc. then work as in image_pipeline.
+    overrides = QoSOverridingOptions.with_default_policies()
     if use_message_filters and _message_filters is not None:  # pragma: no cover - ROS distro only
-        subs = [_message_filters.Subscriber(node, t, topic, qos_profile=qos) for t, topic in streams]
+        subs = [_message_filters.Subscriber(node, t, topic, qos_profile=copy.copy(qos), qos_overriding_options=overrides)
+                for t, topic in streams]
         for i, s in enumerate(subs):
             s.registerCallback(lambda m, i=i: on_message(i, m))
         sync = _message_filters.ApproximateTimeSynchronizer(subs, queue_size, slop)
@@ -148,5 +154,7 @@ def subscribe_synchronized(
 
         return cb
 
-    subs = [node.create_subscription(t, topic, make_cb(i), qos) for i, (t, topic) in enumerate(streams)]
+    # rclpy applies an override to the profile object itself: one copy per subscription.
+    subs = [node.create_subscription(t, topic, make_cb(i), copy.copy(qos), qos_overriding_options=overrides)
+            for i, (t, topic) in enumerate(streams)]
     return "cigocc_ros.ros.sync", subs + [sync]

@@ -15,9 +15,9 @@ occupied voxels (marker and cloud size) depends on the prediction: figure 3 repo
 from __future__ import annotations
 
 import argparse
-import random
 import array
 import os
+import random
 import subprocess
 import sys
 import tempfile

@@ -85,7 +85,7 @@ def class_frequencies(root: Path) -> None:
         valid = hist[:20].sum()
         print(f"{split}: {frames} labelled frames, {hist[IGNORE_LABEL] / hist.sum():.3f} of voxels invalid; "
               "share of valid voxels:")
-        print("  " + ", ".join(f"{names[c]} {hist[c] / valid:.4f}" for c in range(20)))
+        print("  " + ", ".join(f"{names[c]} {hist[c] / valid:.2e}" for c in range(20)))
 
 
 def main() -> int:

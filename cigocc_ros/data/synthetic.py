@@ -72,7 +72,7 @@ DEFAULT_SEEDS = {"00": 1000, "01": 1001, "02": 1002, "03": 1003, "04": 1004, "05
 DEFAULT_SPLIT = {"train": ("00", "01", "02", "03", "04", "05"), "val": ("08",)}
 DEFAULT_FRAMES = 50
 _MANIFEST = "synthetic.json"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 # Per class: albedo of ground bands, texture amplitudes (low-frequency blotches, grain) and the
 # grain's cells per metre; reflectance of the LiDAR returns.

@@ -769,16 +769,29 @@ def _ride_two_wheeler(P: _Placer, road: Road, s: float, side: int, motor: bool) 
     return True
 
 
+def _bus_in_lane(P: _Placer, road: Road, s: float, side: int, motor: bool) -> bool:
+    """An other-vehicle (bus-like) in the outer lane of `side`; `motor` is unused."""
+    c, hd = _at(road, s, road.lane_offset(road.lanes - 1, side))
+    yaw = hd if side < 0 else hd + np.pi
+    if not P.fits(c, (6.3, 1.3), yaw, (ROAD,), margin=0.2):
+        return False
+    P.other_vehicle(c, yaw, inst=_inst(P))
+    P.reserve(c, (6.3, 1.3), yaw, 0.2)
+    return True
+
+
 def _ensure_rare(P: _Placer, road: Road, s0: float, s1: float, per_class: int = 2, tries: int = 40) -> None:
-    """Up to `per_class` more parked bicycles, parked motorcycles, bicyclists and motorcyclists
-    between arc lengths s0 and s1 of `road` (the stretch the ego sees), so that every sequence
-    holds the rarest classes (the random pass leaves them out of many sequences)."""
+    """Up to `per_class` more parked bicycles, parked motorcycles, bicyclists, motorcyclists and
+    one bus-like other-vehicle between arc lengths s0 and s1 of `road` (the stretch the ego
+    sees), so that every sequence holds the rarest classes (the random pass leaves them out of
+    many sequences)."""
     rng = P.rng
-    for place, motor in ((_park_two_wheeler, False), (_park_two_wheeler, True),
-                         (_ride_two_wheeler, False), (_ride_two_wheeler, True)):
+    for place, motor, wanted in ((_park_two_wheeler, False, per_class), (_park_two_wheeler, True, per_class),
+                                 (_ride_two_wheeler, False, per_class), (_ride_two_wheeler, True, per_class),
+                                 (_bus_in_lane, False, 1)):
         placed = 0
         for _ in range(tries):
-            if placed >= per_class:
+            if placed >= wanted:
                 break
             placed += place(P, road, float(rng.uniform(s0, s1)), int(rng.choice([-1, 1])), motor)
 

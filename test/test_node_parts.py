@@ -69,6 +69,10 @@ def test_intrinsics_from_projection_and_checks():
     with pytest.raises(fi.FrameError, match="NaN") as e:
         fi.intrinsics(bad, "left/camera_info")
     assert e.value.kind == "camera_info_nan"
+    bad_k = info()
+    bad_k.k[4] = float("inf")  # P is fine but K is not: still refused
+    with pytest.raises(fi.FrameError, match=r"NaN or inf \(K = "):
+        fi.intrinsics(bad_k, "left/camera_info")
     zero = CameraInfo(width=10, height=10)
     with pytest.raises(fi.FrameError, match="no usable intrinsics"):
         fi.intrinsics(zero, "left/camera_info")

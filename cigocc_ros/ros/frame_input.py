@@ -33,8 +33,11 @@ def projection(info) -> np.ndarray:
 def intrinsics(info, topic: str) -> np.ndarray:
     """(3, 3) float64 K of the (rectified) image from a CameraInfo, checked."""
     P = projection(info)
-    if not np.all(np.isfinite(P)):
-        raise FrameError("camera_info_nan", f"{topic}: camera_info P/K holds NaN or inf: {P[:, :3].ravel().tolist()}")
+    k = np.asarray(info.k, dtype=np.float64)
+    if not (np.all(np.isfinite(P)) and np.all(np.isfinite(k))):
+        bad = "P" if not np.all(np.isfinite(P)) else "K"
+        shown = P.ravel() if bad == "P" else k
+        raise FrameError("camera_info_nan", f"{topic}: camera_info P/K holds NaN or inf ({bad} = {shown.tolist()})")
     K = P[:, :3].copy()
     if K[0, 0] <= 0 or K[1, 1] <= 0 or K[2, 2] != 1.0:
         raise FrameError(

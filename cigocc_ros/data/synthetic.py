@@ -621,32 +621,37 @@ def default_dataset(root: str | os.PathLike | None = None, seeds: dict[str, int]
     """Generate the default synthetic dataset into `root` (default: `default_root()`), or reuse
     it when it is already complete. Split: DEFAULT_SPLIT. Returns the root.
 
-    The data are written to a sibling folder first and moved into place once complete, so an
-    interrupted run leaves no half dataset that looks finished."""
+    Processes asking at once take turns on a lock file beside the folder, so one generates and
+    the others reuse its result. The data are written to a sibling folder first and moved into
+    place once complete, so an interrupted run leaves no half dataset that looks finished."""
+    import fcntl
+
     root = Path(root) if root is not None else default_root()
     if dataset_complete(root, seeds, num_frames):
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
-    work = root.parent / f".{root.name}.partial-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    jobs = [(str(work), seq, seed, num_frames) for seq, seed in seeds.items()]
-    try:
-        if workers > 1:
-            import multiprocessing as mp
-
-            with mp.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
-                for path in pool.starmap(write_sequence, jobs):
-                    if log:
-                        log(f"wrote {path}")
-        else:
-            for job in jobs:
-                write_sequence(*job, log=log)
-        (work / _MANIFEST).write_text(json.dumps(_manifest(seeds, num_frames), indent=2) + "\n")
-        if dataset_complete(root, seeds, num_frames):  # another process finished first
+    with open(root.parent / f".{root.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if dataset_complete(root, seeds, num_frames):  # another process made it meanwhile
             return root
-        if root.exists():
-            shutil.rmtree(root)
-        work.rename(root)
-    finally:
+        work = root.parent / f".{root.name}.partial-{os.getpid()}"
         shutil.rmtree(work, ignore_errors=True)
+        jobs = [(str(work), seq, seed, num_frames) for seq, seed in seeds.items()]
+        try:
+            if workers > 1:
+                import multiprocessing as mp
+
+                with mp.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+                    for path in pool.starmap(write_sequence, jobs):
+                        if log:
+                            log(f"wrote {path}")
+            else:
+                for job in jobs:
+                    write_sequence(*job, log=log)
+            (work / _MANIFEST).write_text(json.dumps(_manifest(seeds, num_frames), indent=2) + "\n")
+            if root.exists():
+                shutil.rmtree(root)
+            work.rename(root)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     return root

@@ -96,7 +96,11 @@ def main() -> int:
                     help="real KITTI samples, for the invalid / occluded fractions of a real frame")
     ap.add_argument("--dataset", default="", help="also print the class frequencies of a written dataset "
                     "(e.g. data/synthetic), per split of DEFAULT_SPLIT")
+    ap.add_argument("--lidar-noise", type=float, default=None,
+                    help=f"LiDAR range noise in metres (default {syn.LIDAR_RANGE_NOISE})")
     args = ap.parse_args()
+    if args.lidar_noise is not None:
+        syn.LIDAR_RANGE_NOISE = args.lidar_noise
 
     if args.dataset:
         class_frequencies(Path(args.dataset))

@@ -29,12 +29,57 @@ def node_command(weights: Path, camera_from_grid: np.ndarray, device: str) -> li
     from .bag.kitti_to_bag import CAMERA_PAIRS
 
     cams = CAMERA_PAIRS["color"]
-    T = ",".join(f"{v:.9g}" for v in camera_from_grid.reshape(-1))
+    T = ",".join(repr(float(v)) for v in camera_from_grid.reshape(-1))  # all doubles for rcl
     return [sys.executable, "-m", "cigocc_ros.ros.node", "--ros-args",
             "-r", f"left/image:={cams.image_topic('left')}",
             "-r", f"left/camera_info:={cams.info_topic('left')}",
             "-p", "use_sim_time:=true", "-p", f"weights:={weights}", "-p", f"device:={device}",
             "-p", f"camera_from_grid:=[{T}]", "-p", "publish_markers:=false"]
+
+
+def wait_until_listening(node: subprocess.Popen, log_path: Path, timeout: float) -> None:
+    """Block until the node logs that it listens (weights loaded, warmed up); raise with the
+    log's tail if it exits or takes longer than `timeout`."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if "listening on" in log_path.read_text(errors="replace"):
+            return
+        if node.poll() is not None:
+            break
+        time.sleep(0.2)
+    tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
+    state = f"exited with {node.returncode}" if node.poll() is not None else f"not ready after {timeout:.0f} s"
+    raise RuntimeError(f"cigocc_node {state}; its log ({log_path}):\n{tail}")
+
+
+def watch_node(node: subprocess.Popen) -> None:
+    """Interrupt the replay (SIGINT to this process) if the node dies during it."""
+    import threading
+
+    def watch() -> None:
+        node.wait()
+        if not getattr(watch_node, "done", False):
+            print(f"error: cigocc_node exited with {node.returncode} during the replay")
+            os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def demo_sequence(out: Path, sequence: str, frames: int):
+    """The held-out synthetic sequence: the default dataset's copy when it is complete, else
+    only that sequence (its default seed), written once under `out`/data."""
+    from .data import semantic_kitti as sk
+    from .data.synthetic import DEFAULT_SEEDS, dataset_complete, default_root, write_sequence
+
+    if dataset_complete(default_root()):
+        return sk.SequencePaths(default_root(), sequence)
+    root = out / "data"
+    paths = sk.SequencePaths(root, sequence)
+    done = root / f"{sequence}.complete"
+    if not (done.is_file() and done.read_text() == f"{DEFAULT_SEEDS[sequence]} {frames}"):
+        write_sequence(root, sequence, DEFAULT_SEEDS[sequence], num_frames=frames)
+        done.write_text(f"{DEFAULT_SEEDS[sequence]} {frames}")
+    return paths
 
 
 def frame_of_stamp(times: np.ndarray, start_time: float, stamp_ns: int) -> int:
@@ -54,11 +99,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from . import viz
     from .bag.evaluate import evaluate
-    from .bag.kitti_to_bag import convert
+    from .bag.kitti_to_bag import CAMERA_PAIRS, convert, read_camera_from_grid
     from .bag.play import PlayOptions
     from .data import semantic_kitti as sk
-    from .data.synthetic import default_dataset
-    from .geometry import camera_from_calib
     from .inference import default_weights
 
     t0 = time.monotonic()
@@ -69,9 +112,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: weights file not found: {weights}")
         return 2
 
-    print("[1/5] synthetic dataset (generated once, then reused)")
-    root = default_dataset()
-    seq = sk.SequencePaths(root, args.sequence)
+    print("[1/5] synthetic sequence (generated once, then reused)")
+    seq = demo_sequence(out, args.sequence, args.frames)
     print(f"      {seq.dir}")
 
     print("[2/5] sequence -> rosbag2 (mcap)")
@@ -81,8 +123,8 @@ def run(args: argparse.Namespace) -> int:
                    overwrite=True, progress=False)
     print(f"      {info['bag']}: {info['frames']} frames, {len(info['topics'])} topics")
 
-    calib = sk.read_calib(seq.calib)
-    cam = camera_from_calib(calib["P2"], calib["Tr"], (376, 1241))
+    cams = CAMERA_PAIRS["color"]
+    camera_from_grid = read_camera_from_grid(bag, cams.frame_id("left"))
     env = dict(os.environ)
     env.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))  # never cross another graph
     os.environ["ROS_DOMAIN_ID"] = env["ROS_DOMAIN_ID"]
@@ -91,22 +133,29 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"[3/5] starting cigocc_node ({weights.name}) on ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}")
     log = open(out / "node.log", "w")
-    node = subprocess.Popen(node_command(weights, cam.T_cam_grid, args.device), env=env,
+    node = subprocess.Popen(node_command(weights, camera_from_grid, args.device), env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
+        try:
+            wait_until_listening(node, out / "node.log", args.timeout)
+        except RuntimeError as e:
+            print(f"error: {e}")
+            return 1
+        watch_node(node)
         print("[4/5] replaying the bag through the node (paced by its output) and scoring")
-        opts = PlayOptions(pace_topic="/cigocc_node/occupancy", wait_subscribers=120.0,
-                           pace_timeout=120.0)
+        opts = PlayOptions(pace_topic="/cigocc_node/occupancy", wait_subscribers=30.0, pace_timeout=60.0,
+                           topics=(cams.image_topic("left"), cams.info_topic("left")))
         report = evaluate(bag, "/cigocc_node/occupancy", opts, keep_outputs=args.renders)
     finally:
+        watch_node.done = True
         node.send_signal(signal.SIGINT)
         try:
             node.wait(timeout=20)
         except subprocess.TimeoutExpired:
             node.kill()
         log.close()
-    if node.returncode not in (0, -signal.SIGINT, 130) and report.frames_scored == 0:
-        print(f"error: the node exited with {node.returncode}; see {out / 'node.log'}")
+    if report.interrupted:
+        print(f"error: the replay was interrupted; the node's log: {out / 'node.log'}")
         return 1
 
     print("[5/5] renderings")

@@ -341,22 +341,32 @@ class CigoccNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args)
-    node = None
+    executor = SingleThreadedExecutor()
     try:
         node = CigoccNode()
-    except (WeightsError, ValueError) as e:
+    except Exception as e:
+        if not rclpy.ok():  # SIGINT / SIGTERM while the model was loading: a normal stop
+            executor.shutdown()
+            return 0
+        if not isinstance(e, (WeightsError, ValueError)):
+            raise
         rclpy.logging.get_logger(NODE_NAME).fatal(f"refusing to start: {e}")
         print(f"{NODE_NAME}: refusing to start: {e}", file=sys.stderr)
+        executor.shutdown()
         rclpy.try_shutdown()
         return 1
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
     try:
+        executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise
+        # else: a callback (the diagnostics timer) ran into the shutdown a signal started
     finally:
         node.destroy_node()
+        executor.shutdown()
         rclpy.try_shutdown()
     return 0
 

@@ -99,14 +99,17 @@ def start_node(log: Path, params: dict, ns: str = "", env: dict | None = None) -
                             cwd=REPO)
 
 
-def stop_node(proc: subprocess.Popen) -> None:
+def stop_node(proc: subprocess.Popen) -> int | None:
+    """SIGTERM (as ros2 launch sends on Ctrl-C), SIGKILL after 10 s; the exit status."""
     if proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(10)
+            return proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+            return None
+    return proc.returncode
 
 
 def rss_mb(pid: int) -> float:
@@ -294,7 +297,8 @@ def mono(checkpoint, context, tmp_path_factory):
         yield f, proc, log
     finally:
         f.close()
-        stop_node(proc)
+        rc = stop_node(proc)
+    assert rc == 0, f"SIGTERM: node exited with {rc}:\n{log.read_text()[-2000:]}"
 
 
 def test_mono_outputs_have_right_stamps_frames_and_sizes(mono):

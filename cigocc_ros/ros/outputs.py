@@ -109,6 +109,14 @@ class OutputBuilder:
         cx, cy = (self.origin[i] + (np.arange(self.size[i]) + 0.5) * self.voxel for i in range(2))
         self._column_range = np.hypot(cx[:, None], cy[None, :])
 
+    def _in_range(self, max_range: float) -> np.ndarray:
+        """(X*Y*Z,) bool: voxel within `max_range` of the grid origin; cached per range value
+        (it is a run-time parameter, but changes rarely)."""
+        if getattr(self, "_range_key", None) != max_range:
+            self._range_mask = np.repeat((self._column_range <= max_range).ravel(), self.size[2])
+            self._range_key = max_range
+        return self._range_mask
+
     def _check(self, labels: np.ndarray) -> None:
         if labels.shape != self.size or labels.dtype != np.uint8:
             raise ValueError(
@@ -148,7 +156,7 @@ class OutputBuilder:
         """PointCloud2 of the occupied voxel centres, grid frame, one 16-byte point each."""
         occ = occ or self.occupied(labels)
         idx = occ.idx
-        pts = self._table[idx]  # (N, 4) float32, a copy
+        pts = np.take(self._table, idx, axis=0)  # (N, 4) float32, a copy
         raw = pts.view(np.uint8)  # (N, 16)
         raw[:, 12] = occ.labels
         raw[:, 13] = 0 if confidence is None else confidence.ravel()[idx]
@@ -185,11 +193,13 @@ class OutputBuilder:
             occ = occ or self.occupied(labels)
             idx, lab = occ.idx, occ.labels
             if np.isfinite(max_range):
-                keep = self._column_range.ravel()[idx // self.size[2]] <= max_range
+                keep = self._in_range(max_range)[idx]
                 idx, lab = idx[keep], lab[keep]
             order = np.argsort(lab, kind="stable")  # radix sort on uint8: groups voxels by class
             idx, lab = idx[order], lab[order]
-            points = self._table[idx, :3].astype(np.float64)
+            rows = np.take(self._table, idx, axis=0)  # whole 16-byte rows: numpy's fast gather
+            points = np.empty((len(idx), 3), np.float64)
+            points[:] = rows[:, :3]
         else:
             sub = labels[::d, ::d, ::d]
             cx = self.origin[0] + (np.arange(sub.shape[0]) * d + d / 2) * self.voxel

@@ -22,7 +22,7 @@ from cigocc_msgs.msg import SemanticOccupancy
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Header
 
-from ..classes import ClassTable
+from ..classes import IGNORE_LABEL, ClassTable
 from ..config import GridConfig
 from ..geometry import voxel_centers
 from .marker_cdr import ADD, CUBE_LIST, DELETEALL, MarkerSpec, serialize_marker_array
@@ -191,14 +191,14 @@ class OutputBuilder:
         d = max(1, int(decimation))
         if d == 1:
             occ = occ or self.occupied(labels)
-            idx, lab = occ.idx, occ.labels
-            if np.isfinite(max_range):
-                keep = self._in_range(max_range)[idx]
-                idx, lab = idx[keep], lab[keep]
-            order = np.argsort(lab, kind="stable")  # radix sort on uint8: groups voxels by class
-            idx, lab = idx[order], lab[order]
-            rows = np.take(self._table, idx, axis=0)  # whole 16-byte rows: numpy's fast gather
-            points = np.empty((len(idx), 3), np.float64)
+            key = occ.labels
+            if np.isfinite(max_range):  # out of range -> key 255, sorted last and cut off
+                key = np.where(self._in_range(max_range)[occ.idx], key, np.uint8(IGNORE_LABEL))
+            counts = np.bincount(key, minlength=256)
+            counts[IGNORE_LABEL] = 0
+            order = np.argsort(key, kind="stable")[: counts.sum()]  # radix sort on uint8: by class
+            rows = np.take(self._table, np.take(occ.idx, order), axis=0)  # 16-byte rows: fast gather
+            points = np.empty((len(order), 3), np.float64)
             points[:] = rows[:, :3]
         else:
             sub = labels[::d, ::d, ::d]
@@ -212,7 +212,7 @@ class OutputBuilder:
             idx, lab = idx[order], lab[order]
             ix, iy, iz = np.unravel_index(idx, sub.shape)
             points = np.stack([cx[ix], cy[iy], cz[iz]], axis=1)
-        counts = np.bincount(lab, minlength=256)
+            counts = np.bincount(lab, minlength=256)
         starts = np.concatenate([[0], np.cumsum(counts)])
         T = np.asarray(T_cam_grid, dtype=np.float64)
         pose = tuple(float(v) for v in T[:3, 3]) + rotation_to_quaternion(T[:3, :3])

@@ -47,18 +47,7 @@ def evaluate_model(model: nn.Module, dataset, cfg: ExperimentConfig, device: tor
             seq, frame = dataset.frame_info(i)
             write_prediction(Path(submission_dir) / "sequences" / seq / "predictions" / f"{frame}.label", pred_np)
     model.train(was_training)
-    return summarize(metric)
-
-
-def summarize(metric) -> dict:
-    """SSCMetric -> JSON-able dict in percent: iou, precision, recall, miou, per_class{name: iou}."""
-    from .classes import load_class_table
-
-    r = metric.compute()
-    names = load_class_table().names
-    out = {k: 100.0 * r[k] for k in ("iou", "precision", "recall", "miou")}
-    out["per_class"] = {names[i]: 100.0 * float(r["iou_per_class"][i]) for i in range(1, len(names))}
-    return out
+    return metric.summary()
 
 
 def evaluate_predictions(pred_root: str | Path, dataset) -> dict:
@@ -75,7 +64,7 @@ def evaluate_predictions(pred_root: str | Path, dataset) -> dict:
         if not path.is_file():
             raise FileNotFoundError(f"no prediction for sequence {seq} frame {frame}: {path}")
         metric.add(remap_labels(read_voxel_labels(path, size)), dataset[i]["target"].numpy())
-    return summarize(metric)
+    return metric.summary()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -94,6 +83,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from .config import load_experiment
     from .data.dataset import SemanticKittiDataset
+    from .metrics import format_table
     from .model.checkpoint import load_checkpoint
     from .train import dataset_root, resolve_device
 
@@ -116,19 +106,6 @@ def run(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"source": str(args.checkpoint or args.predictions), "data": root,
                                "split": args.split, "frames": len(dataset), **metrics}, indent=2))
-    print(format_table(metrics))
+    print(format_table(metrics, "CIGOcc"))
     print(f"metrics written to {out}")
     return 0
-
-
-def format_table(m: dict, method: str = "CIGOcc") -> str:
-    """The papers' table (percent): precision, recall, IoU, mIoU, then the 19 classes."""
-    from .metrics import PAPER_ORDER
-
-    cols = ["Method", "Prec.", "Rec.", "IoU", "mIoU", *PAPER_ORDER]
-    vals = [method, *(f"{m[k]:.2f}" for k in ("precision", "recall", "iou", "miou"))]
-    vals += [f"{m['per_class'][c]:.2f}" for c in PAPER_ORDER]
-    widths = [max(len(c), len(v)) for c, v in zip(cols, vals, strict=True)]
-    line = lambda xs: "| " + " | ".join(x.rjust(w) for x, w in zip(xs, widths, strict=True)) + " |"
-    rule = "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|"
-    return "\n".join([line(cols), rule, line(vals)])

@@ -73,21 +73,32 @@ class SSCMetric:
             "iou_per_class": iou_per_class,
         }
 
-    def table(self, method: str = "CIGOcc (ours)") -> str:
-        """The papers' results table (percent): IoU, mIoU, then the 19 classes in paper order."""
+    def summary(self) -> dict:
+        """JSON-able figures in percent: iou, precision, recall, miou, per_class {name: IoU}."""
         r = self.compute()
         names = load_class_table().names
-        per = {names[i]: r["iou_per_class"][i] for i in range(1, self.num_classes)}
-        cols = ["Method", "Prec.", "Rec.", "IoU", "mIoU", *PAPER_ORDER]
-        vals = [method, *(f"{100 * r[k]:.2f}" for k in ("precision", "recall", "iou", "miou"))]
-        vals += [f"{100 * per[c]:.2f}" for c in PAPER_ORDER]
-        widths = [max(len(c), len(v)) for c, v in zip(cols, vals, strict=True)]
+        out = {k: 100.0 * r[k] for k in ("iou", "precision", "recall", "miou")}
+        out["per_class"] = {names[i]: 100.0 * float(r["iou_per_class"][i]) for i in range(1, self.num_classes)}
+        return out
 
-        def line(xs: list[str]) -> str:
-            return "| " + " | ".join(x.rjust(w) for x, w in zip(xs, widths, strict=True)) + " |"
+    def table(self, method: str = "CIGOcc (ours)") -> str:
+        """The papers' results table (percent): IoU, mIoU, then the 19 classes in paper order."""
+        return format_table(self.summary(), method)
 
-        rule = "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|"
-        return "\n".join([line(cols), rule, line(vals)])
+
+def format_table(summary: dict, method: str = "CIGOcc (ours)") -> str:
+    """The papers' table from SSCMetric.summary() (percent): precision, recall, IoU, mIoU, then
+    the 19 classes in the papers' order."""
+    cols = ["Method", "Prec.", "Rec.", "IoU", "mIoU", *PAPER_ORDER]
+    vals = [method, *(f"{summary[k]:.2f}" for k in ("precision", "recall", "iou", "miou"))]
+    vals += [f"{summary['per_class'][c]:.2f}" for c in PAPER_ORDER]
+    widths = [max(len(c), len(v)) for c, v in zip(cols, vals, strict=True)]
+
+    def line(xs: list[str]) -> str:
+        return "| " + " | ".join(x.rjust(w) for x, w in zip(xs, widths, strict=True)) + " |"
+
+    rule = "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|"
+    return "\n".join([line(cols), rule, line(vals)])
 
 
 def _as_numpy(x) -> np.ndarray:

@@ -309,8 +309,13 @@ def dataset_root(cfg: ExperimentConfig, data_arg: str) -> tuple[ExperimentConfig
 
     from .data.synthetic import DEFAULT_SPLIT, default_dataset
 
-    root = data_arg or cfg.data.root
+    if data_arg:
+        return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=data_arg)), data_arg
+    root = cfg.data.root
     if root:
+        if not Path(root).is_dir():
+            # A checkpoint stores the data.root of the machine it was trained on.
+            raise FileNotFoundError(f"data.root {root} does not exist here: pass --data <folder with sequences/>")
         return cfg, root
     root = str(default_dataset())
     data = dataclasses.replace(cfg.data, root=root, train_sequences=DEFAULT_SPLIT["train"],

@@ -36,8 +36,15 @@ def main() -> int:
     shutil.copyfile(ckpt, dst)
 
     metrics_path = REPO / "weights" / "cigocc_lite.val.metrics.json"
+    from cigocc_ros.data.synthetic import FORMAT_VERSION, default_dataset
+
+    held_out = default_dataset()
     subprocess.run([sys.executable, "-m", "cigocc_ros.cli", "eval", str(dst), "--split", "val",
-                    "--out", str(metrics_path)], check=True)
+                    "--data", str(held_out), "--out", str(metrics_path)], check=True)
+    try:
+        trained_format = json.loads((Path(cfg.data.root) / "synthetic.json").read_text())["format"]
+    except (OSError, ValueError, KeyError):
+        trained_format = "unknown"
     m = json.loads(metrics_path.read_text())
     log = Path(args.log or f"{run}.log").read_text(errors="replace")
     found = re.findall(r"trained (\d+) steps in ([\d.]+) s", log)
@@ -45,7 +52,7 @@ def main() -> int:
     history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()] \
         if (run / "metrics.jsonl").is_file() else []
 
-    per_class = " | ".join(f"{k} {v:.1f}" for k, v in m["per_class"].items())
+    per_class = ", ".join(f"{k} {v:.1f}" for k, v in m["per_class"].items())
     card = f"""# Shipped weights: `{SHIPPED_WEIGHTS}`
 
 The `lite` CIGOcc model (config stored inside the file; `cigocc_ros.model.checkpoint`), the
@@ -53,13 +60,13 @@ default of `cigocc_node`, `cigocc infer` and `cigocc demo`.
 
 | | |
 |---|---|
-| data | the default synthetic SemanticKITTI dataset (`cigocc synth --default`; train sequences {', '.join(cfg.data.train_sequences)}, 10 labelled frames each; docs/synthetic.md) |
+| data | the default synthetic SemanticKITTI dataset (`cigocc synth --default`; train sequences {', '.join(cfg.data.train_sequences)}, 10 labelled frames each; docs/synthetic.md), generator format {trained_format} |
 | steps | {steps} (batch {cfg.train.batch_size}, AdamW lr {cfg.train.lr:g}, {cfg.train.schedule}, seed {cfg.train.seed}) |
 | loss | {', '.join(f'{k} {v:g}' for k, v in cfg.loss.__dict__.items())} |
 | time | {seconds / 60:.1f} min on {args.machine} |
-| held-out metrics | sequence {', '.join(cfg.data.val_sequences)} (10 labelled frames), official metric: **IoU {m['iou']:.2f}, mIoU {m['miou']:.2f}** (precision {m['precision']:.2f}, recall {m['recall']:.2f}) |
+| held-out metrics | sequence {', '.join(cfg.data.val_sequences)} of generator format {FORMAT_VERSION} (10 labelled frames), official metric: **IoU {m['iou']:.2f}, mIoU {m['miou']:.2f}** (precision {m['precision']:.2f}, recall {m['recall']:.2f}) |
 | per-class IoU | {per_class} |
-| validation during training | {'; '.join(f"step {h['step']}: IoU {h['iou']:.2f} mIoU {h['miou']:.2f}" for h in history) or 'none'} |
+| validation during training (format {trained_format}) | {'; '.join(f"step {h['step']}: IoU {h['iou']:.2f} mIoU {h['miou']:.2f}" for h in history) or 'none'} |
 
 Reproduce (from a fresh clone, after `make setup`):
 

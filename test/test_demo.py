@@ -16,10 +16,11 @@ import pytest
 
 from cigocc_ros.inference import default_weights
 
-# Measured with the shipped weights on the first 10 frames of held-out sequence 08
-# (docs/benchmarks.md); the thresholds leave a margin under those figures.
-MIN_IOU = 25.0
-MIN_MIOU = 5.0
+# The shipped weights score IoU 28.74, mIoU 4.86 on these two labelled frames (the first 10
+# frames of held-out sequence 08; `cigocc demo --frames 10`); an untrained model scores about
+# IoU 6, mIoU 0.4. The thresholds leave a margin under the shipped figures.
+MIN_IOU = 22.0
+MIN_MIOU = 3.5
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

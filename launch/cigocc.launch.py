@@ -8,14 +8,13 @@ Topics default to the names `cigocc kitti-to-bag` and kitti2bag write
 left_image/left_info/right_image/right_info arguments. Every node parameter not set here comes
 from the `config` file (config/cigocc.yaml by default). docs/node.md describes all of it.
 """
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
-
-from launch import LaunchDescription
 
 
 def generate_launch_description():

@@ -80,10 +80,8 @@ def test_bgr16():
     assert np.array_equal(out, (rgb16 >> 8).astype(np.uint8))
 
 
-def test_real_kitti_grayscale_frame():
-    path = KITTI / "sequences" / "00" / "image_0" / "000000.png"
-    if not path.exists():
-        pytest.skip(f"KITTI samples not found at {path}")
+def test_real_kitti_grayscale_frame(kitti_samples):
+    path = kitti_samples / "sequences" / "00" / "image_0" / "000000.png"
     gray = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     assert gray.ndim == 2 and gray.shape == (376, 1241)
     out = image_to_rgb(make_msg(gray, "mono8"), use_cv_bridge=False)

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 
 
-def node_command(weights: Path, camera_from_grid: np.ndarray, device: str) -> list[str]:
-    """The node's command line for the bag's colour cameras (docs/bags.md topic names)."""
+def node_command(weights: Path, camera_from_grid: np.ndarray, device: str, camera: str = "color") -> list[str]:
+    """The node's command line for a kitti-to-bag bag's left `camera` ("color" | "gray")."""
     from .bag.kitti_to_bag import CAMERA_PAIRS
 
-    cams = CAMERA_PAIRS["color"]
+    cams = CAMERA_PAIRS[camera]
     T = ",".join(repr(float(v)) for v in camera_from_grid.reshape(-1))  # all doubles for rcl
     return [sys.executable, "-m", "cigocc_ros.ros.node", "--ros-args",
             "-r", f"left/image:={cams.image_topic('left')}",

@@ -43,23 +43,17 @@ def test_main_job_scores_the_shipped_weights(tmp_path, ros_env):
 def test_real_grayscale_kitti_replays_through_the_node(tmp_path, ros_env, kitti_samples):
     from cigocc_ros.bag.kitti_to_bag import CAMERA_PAIRS, convert, read_camera_from_grid
     from cigocc_ros.bag.play import BagPlayer, PlayOptions, RosSession
-    from cigocc_ros.demo import node_command
+    from cigocc_ros.demo import node_command, wait_until_listening
 
     bag = tmp_path / "kitti00"
     info = convert(kitti_samples / "sequences" / "00", bag, camera="gray", progress=False)
     cams = CAMERA_PAIRS["gray"]
-    cmd = node_command(default_weights(), read_camera_from_grid(bag, cams.frame_id("left")), "cpu")
-    cmd[cmd.index(f"left/image:={CAMERA_PAIRS['color'].image_topic('left')}")] = f"left/image:={cams.image_topic('left')}"
-    cmd[cmd.index(f"left/camera_info:={CAMERA_PAIRS['color'].info_topic('left')}")] = \
-        f"left/camera_info:={cams.info_topic('left')}"
+    cmd = node_command(default_weights(), read_camera_from_grid(bag, cams.frame_id("left")), "cpu", "gray")
     log = tmp_path / "node.log"
     with open(log, "w") as f:
         node = subprocess.Popen(cmd, env=ros_env, stdout=f, stderr=subprocess.STDOUT)
     try:
-        end = time.monotonic() + 300
-        while "listening on" not in log.read_text() and node.poll() is None and time.monotonic() < end:
-            time.sleep(0.2)
-        assert node.poll() is None, log.read_text()[-3000:]
+        wait_until_listening(node, log, 300)
         outputs = []
         opts = PlayOptions(pace_topic="/cigocc_node/occupancy", pace_timeout=120.0, wait_subscribers=30.0,
                            topics=(cams.image_topic("left"), cams.info_topic("left")))

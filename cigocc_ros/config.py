@@ -79,15 +79,26 @@ class ModelConfig:
     # Segmentation branch width (features fused into the lift with the class probabilities).
     seg_channels: int = 32
     # Weight of an external metric depth map's soft one-hot in the lift distribution where it
-    # has a value (1 - this weight stays on the predicted distribution).
+    # has a value (1 - this weight stays on the predicted distribution): "fixed" uses
+    # external_depth_weight everywhere; "learned" predicts it per feature cell (a sigmoid gate
+    # on the image features and both distributions, starting at external_depth_weight).
     external_depth_weight: float = 0.5
+    external_depth_blend: str = "fixed"
     # 3D UNet block: "dense" (3x3x3 convs) or "separable" (depthwise 3x3x3 + pointwise, for CPU).
     unet_block: str = "dense"
     # Stage 2 attends at most this many proposed voxels per sample (top scores; fixed shapes).
     max_queries: int = 16384
-    # A coarse voxel is proposed when its lifted depth mass (or stage-1 occupancy without the
-    # depth branch) exceeds this value.
+    # Stage-2 proposal score of a coarse voxel: "mass" = its lifted depth mass (grows with the
+    # number of rays through it, so it favours near voxels), "density" = that mass divided by
+    # the number of frustum points in the voxel (the mean probability that the surface lies
+    # there, distance-neutral), "occupancy" = stage 1's 1 - p(empty). Without the depth branch
+    # the score is always "occupancy". A voxel is proposed when its score exceeds the threshold.
+    proposal_score: str = "mass"
     proposal_threshold: float = 0.1
+    # Occupancy head output: "trilinear" = logits on the coarse volume, trilinearly upsampled
+    # to the grid; "columns" = each coarse voxel predicts its coarse_downsample sub-layers in
+    # z (the grid's full height resolution), upsampled in x and y only.
+    head: str = "trilinear"
     # Hidden width of the feed-forward block after each attention layer, in units of unet_channels.
     ffn_ratio: int = 2
 
@@ -123,6 +134,9 @@ class DataConfig:
     # that on reading (docs/conventions.md).
     legacy_voxel_shift: bool = False
     teacher_masks: str = "teacher_masks"  # sub-folder of each sequence written by make-masks
+    # Training only: probability of dropping a sample's stereo depth (data.stereo), so one set
+    # of weights learns both the mono and the stereo input.
+    stereo_drop: float = 0.0
     flip_prob: float = 0.5
     color_jitter: float = 0.2
     num_workers: int = 2

@@ -5,8 +5,9 @@ frame to the model's input size (geometry.crop_or_pad: bottom crop / pad, K upda
 network under torch.inference_mode (bf16 autocast on CUDA) and returns labels and confidence
 as (X, Y, Z) uint8 arrays in the grid frame (x forward, y left, z up).
 
-Labels are the argmax of the network's full-grid logits, i.e. of the head's coarse logits
-trilinearly upsampled (align_corners=False). On CPU that upsampling of every class to the full
+Labels are the argmax of the network's full-grid logits, i.e. of the head's native logits
+(coarse, or coarse in x, y and full in z for the "columns" head) trilinearly upsampled
+(align_corners=False). On CPU that upsampling of every class to the full
 grid is the single most expensive step, so `upsampled_argmax` computes the same argmax while
 interpolating only where the coarse argmax changes between neighbours: where all 8 coarse
 corners of a fine voxel agree on a class, that class is also the argmax of any convex
@@ -48,58 +49,72 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-def _corner_weights(scale: int, device: torch.device) -> Tensor:
-    """(8, scale**3) trilinear weights of the 8 corners of a dual cell (corner order a, b, c in
-    {0, 1}, c fastest) for its scale**3 fine voxels (x-major), align_corners=False."""
-    f = (torch.arange(scale, dtype=torch.float32, device=device) + 0.5) / scale  # (s,)
-    w1 = torch.stack([1 - f, f])  # (2, s): weight of corner 0 / 1 along one axis
-    w = w1[:, None, None, :, None, None] * w1[None, :, None, None, :, None] * w1[None, None, :, None, None, :]
-    return w.reshape(8, scale ** 3)
+def _axis_weights(scale: int, device: torch.device) -> Tensor:
+    """(corners, scale) trilinear weights along one axis, align_corners=False: 2 corners for
+    an even scale (the fine voxels of a dual cell), 1 for scale 1 (the voxel itself)."""
+    if scale == 1:
+        return torch.ones(1, 1, device=device)
+    f = (torch.arange(scale, dtype=torch.float32, device=device) + 0.5) / scale
+    return torch.stack([1 - f, f])
 
 
-def upsampled_argmax(logits: Tensor, scale: int) -> Tensor:
-    """argmax over classes of F.interpolate(logits, scale_factor=scale, mode="trilinear",
+def _corner_weights(scales: tuple[int, int, int], device: torch.device) -> Tensor:
+    """(corners, sx*sy*sz) weights of a dual cell's corners (x-major, z fastest) for its fine
+    voxels (x-major)."""
+    wx, wy, wz = (_axis_weights(s, device) for s in scales)
+    w = wx[:, None, None, :, None, None] * wy[None, :, None, None, :, None] * wz[None, None, :, None, None, :]
+    return w.reshape(w.shape[0] * w.shape[1] * w.shape[2], -1)
+
+
+def upsampled_argmax(logits: Tensor, scale: int | tuple[int, int, int]) -> Tensor:
+    """argmax over classes of F.interpolate(logits, size=(x*sx, y*sy, z*sz), mode="trilinear",
     align_corners=False), without building the upsampled logits where it is not needed.
 
-    logits (B, n_cls <= 256, x, y, z) -> (B, x*scale, y*scale, z*scale) uint8. For an even `scale`
-    each fine voxel lies in the "dual cell" spanned by 8 neighbouring coarse centres (edges
-    replicated, which is what align_corners=False does there); cells whose corners agree take
+    logits (B, n_cls <= 256, x, y, z), `scale` one factor or one per axis -> (B, x*sx, y*sy,
+    z*sz) uint8. Along an axis of even scale each fine voxel lies in the "dual cell" spanned by
+    two neighbouring coarse centres (edges replicated, which is what align_corners=False does
+    there); along an axis of scale 1 it is its coarse voxel. Cells whose corners agree take
     that class, the others are interpolated exactly.
     """
     B, n_cls, x, y, z = logits.shape
+    scales = (scale,) * 3 if isinstance(scale, int) else tuple(int(s) for s in scale)
     if n_cls > 256:
         raise ValueError(f"upsampled_argmax: {n_cls} classes do not fit uint8 labels")
-    if scale == 1:
+    if scales == (1, 1, 1):
         return logits.argmax(1).to(torch.uint8)
-    if scale % 2 or logits.device.type != "cpu":
+    if any(s % 2 and s != 1 for s in scales) or logits.device.type != "cpu":
         # GPUs upsample everything faster than they gather; odd scales lack the dual-cell layout.
-        up = F.interpolate(logits.float(), scale_factor=scale, mode="trilinear", align_corners=False)
+        up = F.interpolate(logits.float(), size=(x * scales[0], y * scales[1], z * scales[2]),
+                           mode="trilinear", align_corners=False)
         return up.argmax(1).to(torch.uint8)
-    s, h = scale, scale // 2
-    weights = _corner_weights(s, logits.device)
+    px, py, pz = (int(s > 1) for s in scales)  # replicate padding / extra dual cell per axis
+    cx, cy, cz = x + px, y + py, z + pz  # dual cells per axis
+    Py, Pz = y + 2 * py, z + 2 * pz  # padded sizes (strides of the flat index)
+    n_fine = scales[0] * scales[1] * scales[2]
+    weights = _corner_weights(scales, logits.device)
+    corner_offsets = [(a, c, e) for a in range(px + 1) for c in range(py + 1) for e in range(pz + 1)]
+    offs = torch.tensor([(a * Py + c) * Pz + e for a, c, e in corner_offsets], device=logits.device)
     out = []
     for b in range(B):
-        pad = F.pad(logits[b:b + 1].float(), (1, 1, 1, 1, 1, 1), mode="replicate")[0]  # (n, x+2, y+2, z+2)
+        pad = F.pad(logits[b:b + 1].float(), (pz, pz, py, py, px, px), mode="replicate")[0]
         arg = pad.max(0).indices.to(torch.uint8)  # uint8 blocks: 8x less memory traffic than int64
-        corners = torch.stack([arg[a:a + x + 1, c:c + y + 1, e:e + z + 1]
-                               for a in (0, 1) for c in (0, 1) for e in (0, 1)])  # (8, x+1, y+1, z+1)
+        corners = torch.stack([arg[a:a + cx, c:c + cy, e:e + cz] for a, c, e in corner_offsets])
         agree = (corners == corners[:1]).all(0)
-        blocks = corners[0].unsqueeze(-1).expand(-1, -1, -1, s ** 3).clone()  # (x+1, y+1, z+1, s^3)
-        cells = (~agree).flatten().nonzero().squeeze(1)  # flat (x+1, y+1, z+1) index of each cell
+        blocks = corners[0].unsqueeze(-1).expand(-1, -1, -1, n_fine).clone()  # (cx, cy, cz, n_fine)
+        cells = (~agree).flatten().nonzero().squeeze(1)  # flat (cx, cy, cz) index of each cell
         if cells.numel():
             # Channels-last rows and a flat gather: the class axis stays contiguous for argmax.
             rows = pad.permute(1, 2, 3, 0).reshape(-1, n_cls)
-            ci, rem = cells // ((y + 1) * (z + 1)), cells % ((y + 1) * (z + 1))
-            cj, ck = rem // (z + 1), rem % (z + 1)
-            base = (ci * (y + 2) + cj) * (z + 2) + ck  # corner (0, 0, 0) in the padded volume
-            offs = torch.tensor([(a * (y + 2) + c) * (z + 2) + e for a in (0, 1) for c in (0, 1) for e in (0, 1)],
-                                device=logits.device)
-            vals = rows[base.unsqueeze(1) + offs]  # (M, 8, n_cls)
-            fine_logits = torch.matmul(weights.t(), vals)  # (M, s^3, n_cls), contiguous
-            blocks.view(-1, s ** 3)[cells] = fine_logits.max(-1).indices.to(torch.uint8)
-        fine = blocks.view(x + 1, y + 1, z + 1, s, s, s).permute(0, 3, 1, 4, 2, 5)
-        fine = fine.reshape((x + 1) * s, (y + 1) * s, (z + 1) * s)
-        out.append(fine[h:h + x * s, h:h + y * s, h:h + z * s])
+            ci, rem = cells // (cy * cz), cells % (cy * cz)
+            cj, ck = rem // cz, rem % cz
+            base = (ci * Py + cj) * Pz + ck  # corner (0, 0, 0) in the padded volume
+            vals = rows[base.unsqueeze(1) + offs]  # (M, corners, n_cls)
+            fine_logits = torch.matmul(weights.t(), vals)  # (M, n_fine, n_cls), contiguous
+            blocks.view(-1, n_fine)[cells] = fine_logits.max(-1).indices.to(torch.uint8)
+        sx, sy, sz = scales
+        fine = blocks.view(cx, cy, cz, sx, sy, sz).permute(0, 3, 1, 4, 2, 5).reshape(cx * sx, cy * sy, cz * sz)
+        hx, hy, hz = sx // 2 * px, sy // 2 * py, sz // 2 * pz
+        out.append(fine[hx:hx + x * sx, hy:hy + y * sy, hz:hz + z * sz])
     return torch.stack(out)
 
 
@@ -120,8 +135,6 @@ class Predictor:
         self._host_depth = torch.empty((1, 1, H, W), dtype=torch.float32, pin_memory=pin)
         self._host_KT = torch.empty(25, dtype=torch.float32, pin_memory=pin)  # K (9) | T (16)
         self._img = torch.empty((1, 3, H, W), dtype=torch.float32, device=self.device)
-        coarse = getattr(model, "geom", None)
-        self._scale = self.grid_size[0] // coarse.coarse[0] if coarse is not None else 1
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto") -> Predictor:
@@ -163,11 +176,12 @@ class Predictor:
             batch["depth"] = self._host_depth.to(self.device, non_blocking=nb)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             out = self.model(batch, inference=True)
-        coarse = out["ssc_logits_coarse"].float()
-        labels = upsampled_argmax(coarse, self._scale)[0]  # uint8
+        coarse = out["ssc_logits_coarse"].float()  # the head's native resolution
+        scale = tuple(g // c for g, c in zip(self.grid_size, coarse.shape[-3:], strict=True))
+        labels = upsampled_argmax(coarse, scale)[0]  # uint8
         conf = coarse.softmax(1).amax(1, keepdim=True)
-        if self._scale > 1:
-            conf = F.interpolate(conf, scale_factor=self._scale, mode="trilinear", align_corners=False)
+        if scale != (1, 1, 1):
+            conf = F.interpolate(conf, size=self.grid_size, mode="trilinear", align_corners=False)
         conf = (conf[0, 0] * 255.0).round_().clamp_(0, 255)
         both = torch.stack([labels, conf.to(torch.uint8)]).cpu().numpy()
         return Prediction(both[0], both[1], (time.perf_counter() - t0) * 1000.0)

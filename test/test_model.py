@@ -162,7 +162,10 @@ def test_mixed_precision_forward_matches_fp32():
     """The CUDA path runs under bf16 autocast; CPU autocast exercises the same dtype handling
     (fp32 geometry, lift sums and sampling coordinates inside a bf16 network)."""
     torch.manual_seed(0)
-    cfg = tiny_config("lite")
+    # An untrained depth branch gives almost uniform distributions, so the density scores of
+    # the proposals are near ties and bf16 rounding reorders their top-k: that is selection,
+    # not dtype handling, and the mass score (far from ties) keeps this test about the latter.
+    cfg = tiny_config("lite", "model.proposal_score=mass")
     model = build_model(cfg).eval()
     batch = make_batch(cfg, 1, depth=True)
     # oneDNN's bf16 conv3d (torch 2.14.1, CPU only) can return NaN once earlier training steps

@@ -13,14 +13,16 @@ from cigocc_ros.model.checkpoint import save_checkpoint
 from cigocc_ros.model.cigocc import build_model
 
 
-@pytest.mark.parametrize("scale", [2, 4])
+@pytest.mark.parametrize("scale", [2, 4, (4, 4, 1), (2, 1, 2)])
 def test_upsampled_argmax_is_the_argmax_of_trilinear_upsampling(scale):
-    g = torch.Generator().manual_seed(scale)
+    sx, sy, sz = (scale,) * 3 if isinstance(scale, int) else scale
+    g = torch.Generator().manual_seed(sx * 9 + sy * 3 + sz)
     # Smooth fields (like a head's output) and pure noise (every cell disagrees).
     smooth = F.interpolate(torch.randn(2, 6, 3, 3, 2, generator=g) * 3, size=(9, 7, 4), mode="trilinear")
     noise = torch.randn(1, 5, 4, 3, 5, generator=g)
     for logits in (smooth, noise):
-        ref = F.interpolate(logits, scale_factor=scale, mode="trilinear", align_corners=False).argmax(1)
+        x, y, z = logits.shape[-3:]
+        ref = F.interpolate(logits, size=(x * sx, y * sy, z * sz), mode="trilinear", align_corners=False).argmax(1)
         assert torch.equal(upsampled_argmax(logits, scale), ref.to(torch.uint8))
 
 

@@ -21,7 +21,7 @@ from ..config import ExperimentConfig
 from ..geometry import voxel_centers
 from .backbone import ImageEncoder, conv_bn_relu
 from .cross_attention import CrossAttentionStack
-from .depth import DepthHead, blend_external
+from .depth import DepthHead, ExternalDepthGate, external_one_hot
 from .head import OccupancyHead
 from .layers import VoxelPositionEmbedding
 from .lift import DepthLift
@@ -49,6 +49,10 @@ class VolumeGeometry:
                               cfg.grid.voxel_size * ds)
 
 
+BLENDS = ("fixed", "learned")
+PROPOSAL_SCORES = ("mass", "density", "occupancy")
+
+
 def project_to_image(points: Tensor, K: Tensor, T_cam_grid: Tensor) -> tuple[Tensor, Tensor]:
     """Grid-frame points (N, 3) -> pixel (B, N, 2) and camera depth (B, N), in fp32."""
     cam = points.unsqueeze(0) @ T_cam_grid[:, :3, :3].transpose(1, 2) + T_cam_grid[:, None, :3, 3]
@@ -63,7 +67,8 @@ class CIGOcc(nn.Module):
 
     Returns "ssc_logits" (B, n_cls, X, Y, Z), "aux_logits" (B, n_cls, X/2, Y/2, Z/2), and, when
     the branches exist, "seg_logits" (B, n_cls, h, w) and "depth_logits" (B, D, h, w) at the
-    fusion stride; "proposal" (B, X', Y', Z') is the 0/1 mask of voxels that cross-attended.
+    fusion stride, and with an external depth map its blend weight "depth_weight" (B, 1, h, w);
+    "proposal" (B, X', Y', Z') is the 0/1 mask of voxels that cross-attended.
     """
 
     def __init__(self, cfg: ExperimentConfig):
@@ -80,6 +85,12 @@ class CIGOcc(nn.Module):
         self.seg_head = SegmentationHead(E, S, n_cls) if m.use_segmentation else None
         seg_out = (S + n_cls) if m.use_segmentation else 0
         self.depth_head = DepthHead(E + (S if m.use_segmentation else 0), E, m.depth_bins) if m.use_depth else None
+        if m.external_depth_blend not in BLENDS:
+            raise ValueError(f"model.external_depth_blend must be one of {BLENDS}, got {m.external_depth_blend!r}")
+        if m.proposal_score not in PROPOSAL_SCORES:
+            raise ValueError(f"model.proposal_score must be one of {PROPOSAL_SCORES}, got {m.proposal_score!r}")
+        self.depth_gate = (ExternalDepthGate(E, m.depth_bins, m.external_depth_weight)
+                           if m.use_depth and m.external_depth_blend == "learned" else None)
         self.context = conv_bn_relu(E + seg_out, C, k=1)
         self.lift = DepthLift(geom.coarse, geom.coarse_voxel, cfg.grid.origin, m.depth_min, m.depth_max,
                               m.depth_bins, m.feat_stride)
@@ -95,7 +106,7 @@ class CIGOcc(nn.Module):
         self.self_attn = nn.ModuleList(
             DeformableSelfAttention3D(geom.coarse, C, m.self_attn_heads, m.self_attn_points, m.ffn_ratio * C)
             for _ in range(m.self_attn_layers))
-        self.head = OccupancyHead(C, n_cls, geom.full)
+        self.head = OccupancyHead(C, n_cls, geom.full, m.head, m.coarse_downsample)
         centres = voxel_centers(geom.coarse, geom.coarse_voxel, cfg.grid.origin).reshape(-1, 3)
         self.register_buffer("voxel_xyz", torch.from_numpy(centres), persistent=False)
 
@@ -117,14 +128,19 @@ class CIGOcc(nn.Module):
             out["depth_logits"] = depth_logits
             prob = depth_logits.float().softmax(1)
             if depth is not None:
-                prob = blend_external(prob, depth, m.depth_min, m.depth_max, m.external_depth_weight)
+                onehot, valid = external_one_hot(depth.to(prob.dtype), prob.shape[-2:], m.depth_min, m.depth_max,
+                                                 m.depth_bins)
+                w = (self.depth_gate(f, prob, onehot) if self.depth_gate is not None
+                     else m.external_depth_weight) * valid
+                out["depth_weight"] = w
+                prob = prob * (1 - w) + onehot * w
             out["depth_prob"] = prob
         out["context"] = self.context(torch.cat(parts, 1))
         return out
 
     def forward(self, batch: dict, inference: bool = False) -> dict[str, Tensor]:
         """`inference=True` skips what only training needs: the outputs are then just
-        "ssc_logits_coarse" (B, n_cls, X', Y', Z') at the head's resolution (the Predictor
+        "ssc_logits_coarse" (B, n_cls, X', Y', Z' * z_sub) at the head's native resolution (the Predictor
         upsamples its argmax exactly, see inference.py) and "proposal"."""
         img, K, T = batch["img"], batch["K"].float(), batch["T_cam_grid"].float()
         m = self.cfg.model
@@ -134,10 +150,11 @@ class CIGOcc(nn.Module):
         h, w = context.shape[-2:]
         prob = br.get("depth_prob")
         lift_prob = prob if prob is not None else context.new_full((B, m.depth_bins, h, w), 1.0 / m.depth_bins)
-        vol, mass = self.lift(context, lift_prob, K, T)
+        density = prob is not None and m.proposal_score == "density"
+        vol, mass, *count = self.lift(context, lift_prob, K, T, count=density)
         f_raw = self.unet(torch.cat([vol / (mass + 1), torch.log1p(mass)], 1).to(context.dtype))
         aux = self.aux_head(f_raw)
-        out = {k: br[k] for k in ("seg_logits", "depth_logits") if k in br and not inference}
+        out = {k: br[k] for k in ("seg_logits", "depth_logits", "depth_weight") if k in br and not inference}
         if not inference:
             out["aux_logits"] = (aux if tuple(aux.shape[-3:]) == self.geom.aux else
                                  F.interpolate(aux, size=self.geom.aux, mode="trilinear", align_corners=False))
@@ -151,10 +168,12 @@ class CIGOcc(nn.Module):
             H_img, W_img = img.shape[-2:]
             visible = ((z > m.depth_min * 0.5) & (uv[..., 0] > -0.5) & (uv[..., 0] < W_img - 0.5)
                        & (uv[..., 1] > -0.5) & (uv[..., 1] < H_img - 0.5))
-            if self.depth_head is not None:
-                score = mass.flatten(1)
-            else:  # no depth evidence: propose what stage 1 already finds occupied
+            if prob is None or m.proposal_score == "occupancy":  # what stage 1 finds occupied
                 score = 1 - aux.float().softmax(1)[:, 0].flatten(1)
+            elif density:  # mean surface probability of the frustum points in the voxel
+                score = (mass / count[0].clamp_min(1)).flatten(1)
+            else:
+                score = mass.flatten(1)
             score = torch.where(visible, score, torch.zeros_like(score))
         n_q = min(m.max_queries, N)
         top, idx = score.topk(n_q, dim=1)

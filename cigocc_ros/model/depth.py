@@ -4,9 +4,12 @@ Bins: `depth_bins` equal bins over [depth_min, depth_max) metres, bin i centred 
 depth_min + (i + 0.5) * step. An external map (stereo, or another node's; 0 = no value) is
 averaged over each feature cell, turned into a soft one-hot over the bins (linear between the
 two nearest centres, so its expectation is the measured depth) and blended with the predicted
-distribution where it has a value: p = (1 - w) * softmax(logits) + w * onehot.
+distribution where it has a value: p = (1 - w) * softmax(logits) + w * onehot, w fixed
+(model.external_depth_weight) or predicted per cell by ExternalDepthGate.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -76,9 +79,41 @@ def soft_one_hot(depth: Tensor, depth_min: float, depth_max: float, bins: int) -
     return out * in_range, in_range
 
 
-def blend_external(prob: Tensor, depth: Tensor, depth_min: float, depth_max: float, weight: float) -> Tensor:
-    """Blend predicted bin probabilities (B, D, h, w) with an external map (B, 1, H, W)."""
-    cell, has = cell_mean_depth(depth.to(prob.dtype), prob.shape[-2:])
-    onehot, in_range = soft_one_hot(cell, depth_min, depth_max, prob.shape[1])
-    w = weight * (has & in_range).to(prob.dtype)
+def external_one_hot(depth: Tensor, size: tuple[int, int], depth_min: float, depth_max: float,
+                     bins: int) -> tuple[Tensor, Tensor]:
+    """External map (B, 1, H, W) -> (soft one-hot (B, D, h, w), has-a-value mask (B, 1, h, w) as
+    0/1 floats) on the (h, w) feature cells."""
+    cell, has = cell_mean_depth(depth, size)
+    onehot, in_range = soft_one_hot(cell, depth_min, depth_max, bins)
+    return onehot, (has & in_range).to(depth.dtype)
+
+
+def blend_external(prob: Tensor, depth: Tensor, depth_min: float, depth_max: float,
+                   weight: float | Tensor) -> Tensor:
+    """Blend predicted bin probabilities (B, D, h, w) with an external map (B, 1, H, W):
+    p = (1 - w) p + w onehot where the map has a value; `weight` is a float or (B, 1, h, w)."""
+    onehot, valid = external_one_hot(depth.to(prob.dtype), prob.shape[-2:], depth_min, depth_max, prob.shape[1])
+    w = weight * valid
     return prob * (1 - w) + onehot * w
+
+
+class ExternalDepthGate(nn.Module):
+    """The learned blend weight of the external depth: (B, E, h, w) image features, predicted
+    (B, D, h, w) and external (B, D, h, w) distributions -> w (B, 1, h, w) in (0, 1).
+
+    Input: the features, both distributions and their agreement sum_d p(d) onehot(d) (how
+    likely the predicted distribution finds the measured depth). Zero weights and a bias of
+    logit(`init`) make a new gate the fixed blend; training moves it per cell (trust stereo
+    where it agrees with the image, less on textureless or occluded cells)."""
+
+    def __init__(self, channels: int, bins: int, init: float):
+        super().__init__()
+        self.conv = nn.Conv2d(channels + 2 * bins + 1, 1, 1)
+        nn.init.zeros_(self.conv.weight)
+        init = min(max(init, 1e-3), 1 - 1e-3)
+        nn.init.constant_(self.conv.bias, math.log(init / (1 - init)))
+
+    def forward(self, feats: Tensor, prob: Tensor, onehot: Tensor) -> Tensor:
+        agree = (prob * onehot).sum(1, keepdim=True)
+        x = torch.cat([feats.to(prob.dtype), prob, onehot, agree], 1)
+        return torch.sigmoid(self.conv(x.to(self.conv.weight.dtype)).float())

@@ -60,7 +60,10 @@ class DepthLift(nn.Module):
         flat = ((b * X + ix) * Y + iy) * Z + iz
         return torch.where(inside, flat, torch.full_like(flat, B * X * Y * Z))
 
-    def forward(self, context: Tensor, prob: Tensor, K: Tensor, T_cam_grid: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, context: Tensor, prob: Tensor, K: Tensor, T_cam_grid: Tensor,
+                count: bool = False) -> tuple[Tensor, ...]:
+        """-> (features (B, C, X, Y, Z), mass (B, 1, X, Y, Z)), plus with `count` the number of
+        frustum points in each voxel (B, 1, X, Y, Z): many near the camera, few far away."""
         B, C, h, w = context.shape
         X, Y, Z = self.volume_size
         index = self.voxel_index(K, T_cam_grid, (h, w))
@@ -72,4 +75,9 @@ class DepthLift(nn.Module):
             out = torch.zeros(B * X * Y * Z + 1, C + 1, device=context.device, dtype=torch.float32)
             out.index_add_(0, index.reshape(-1), vals.reshape(-1, C + 1))
         vol = out[:-1].view(B, X, Y, Z, C + 1).permute(0, 4, 1, 2, 3)
-        return vol[:, :C], vol[:, C:]
+        if not count:
+            return vol[:, :C], vol[:, C:]
+        flat = index.reshape(-1)
+        n = torch.zeros(B * X * Y * Z + 1, device=context.device, dtype=torch.float32)
+        n.index_add_(0, flat, torch.ones_like(flat, dtype=torch.float32))
+        return vol[:, :C], vol[:, C:], n[:-1].view(B, 1, X, Y, Z)

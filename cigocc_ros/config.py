@@ -95,10 +95,10 @@ class ModelConfig:
     # the score is always "occupancy". A voxel is proposed when its score exceeds the threshold.
     proposal_score: str = "mass"
     proposal_threshold: float = 0.1
-    # Occupancy head output: "trilinear" = logits on the coarse volume, trilinearly upsampled
-    # to the grid; "columns" = each coarse voxel predicts its coarse_downsample sub-layers in
-    # z (the grid's full height resolution), upsampled in x and y only.
-    head: str = "trilinear"
+    # Occupancy head: each coarse voxel predicts the logits of (sx, sy, sz) sub-voxels (a
+    # sub-pixel convolution), then trilinear upsampling takes them to the grid. (1, 1, 1) =
+    # coarse logits upsampled; lite's (2, 2, 4) resolves z fully and x, y at 1:2.
+    head_subdivide: tuple[int, int, int] = (1, 1, 1)
     # Hidden width of the feed-forward block after each attention layer, in units of unet_channels.
     ffn_ratio: int = 2
 
@@ -115,7 +115,9 @@ class LossConfig:
     depth: float = 1.0
     # The main SSC losses (ssc_ce, sem_scal, geo_scal) are computed at grid / ssc_scale:
     # 1 = full resolution (the paper); 2 = against the 1:2 target, 8x fewer voxels, which makes
-    # CPU training affordable. Evaluation and inference always use the full grid.
+    # CPU training affordable. Never coarser than the head's own resolution per axis
+    # (model.head_subdivide; config.ssc_train_factors): lite with 2 trains at the head's output.
+    # Evaluation and inference always use the full grid.
     ssc_scale: int = 1
 
 
@@ -201,6 +203,28 @@ class NodeConfig:
     input_stall_timeout: float = 2.0  # seconds without a paired frame -> WARN
     max_latency: float = 2.0  # seconds; latency p95 (image stamp -> outputs) above it -> WARN
     log_throttle: float = 5.0  # seconds between repeats of one kind of bad-input warning
+
+
+def head_factors(cfg: ExperimentConfig) -> tuple[int, int, int]:
+    """Per-axis factor grid / the occupancy head's native resolution."""
+    ds = cfg.model.coarse_downsample
+    return tuple(max(ds // k, 1) for k in cfg.model.head_subdivide)
+
+
+def ssc_train_factors(cfg: ExperimentConfig) -> tuple[int, int, int]:
+    """Per-axis factor (grid / training logits) of the main SSC losses: loss.ssc_scale, but
+    never coarser than the head's own resolution (head_factors)."""
+    s = cfg.loss.ssc_scale
+    return tuple(min(s, f) for f in head_factors(cfg))
+
+
+def target_key(factors: tuple[int, int, int]) -> str:
+    """Batch key of the SSC labels downsampled by `factors`: "target" (1, 1, 1), "target_2"
+    (2, 2, 2), "target_4x4x1" (4, 4, 1)."""
+    fx, fy, fz = factors
+    if fx == fy == fz:
+        return "target" if fx == 1 else f"target_{fx}"
+    return f"target_{fx}x{fy}x{fz}"
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ from cigocc_ros.config import ExperimentConfig, load_experiment
 
 # A 32x32x8 grid of 1.6 m voxels spans the SemanticKITTI volume; 64x192 images.
 TINY = ["model.image_size=[64, 192]", "grid.size=[32, 32, 8]", "grid.voxel_size=1.6",
-        "model.coarse_downsample=2", "model.max_queries=64", "model.depth_bins=28"]
+        "model.coarse_downsample=2", "model.max_queries=64", "model.depth_bins=28",
+        "model.head_subdivide=[1, 2, 2]"]  # anisotropic: native grid / (2, 1, 1)
 
 
 def tiny_config(name: str = "lite", *extra: str) -> ExperimentConfig:

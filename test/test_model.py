@@ -180,15 +180,23 @@ def test_mixed_precision_forward_matches_fp32():
 
 
 def test_training_at_half_resolution_with_ssc_scale():
-    """loss.ssc_scale=2: in training the head's logits (and the main SSC losses) are at grid/2;
-    evaluation and inference keep the full grid."""
+    """loss.ssc_scale=2: in training the head's logits (and the main SSC losses) are at grid/2,
+    never coarser than the head's own resolution; evaluation and inference keep the full grid."""
+    from cigocc_ros.config import ssc_train_factors, target_key
+    from cigocc_ros.data.semantic_kitti import downsample_labels
+
     torch.manual_seed(0)
-    cfg = tiny_config("lite", "loss.ssc_scale=2")
-    model = build_model(cfg)
-    batch = make_batch(cfg, 1, targets=True)
-    X, Y, Z = cfg.grid.size
-    out = model.train()(batch)
-    assert out["ssc_logits"].shape[-3:] == (X // 2, Y // 2, Z // 2)
-    assert torch.isfinite(compute_losses(out, batch, cfg)["total"])
-    with torch.no_grad():
-        assert model.eval()(batch)["ssc_logits"].shape[-3:] == (X, Y, Z)
+    for subdivide, factors in (("[1, 1, 1]", (2, 2, 2)), ("[1, 2, 2]", (2, 1, 1))):
+        cfg = tiny_config("lite", "loss.ssc_scale=2", f"model.head_subdivide={subdivide}")
+        assert ssc_train_factors(cfg) == factors
+        model = build_model(cfg)
+        batch = make_batch(cfg, 1, targets=True)
+        key = target_key(factors)
+        batch[key] = torch.from_numpy(downsample_labels(batch["target"][0].numpy(), factors).astype(np.int64))[None]
+        X, Y, Z = cfg.grid.size
+        out = model.train()(batch)
+        assert out["ssc_logits"].shape[-3:] == (X // factors[0], Y // factors[1], Z // factors[2])
+        losses = compute_losses(out, batch, cfg)
+        assert torch.isfinite(losses["total"]) and "ssc_ce" in losses
+        with torch.no_grad():
+            assert model.eval()(batch)["ssc_logits"].shape[-3:] == (X, Y, Z)

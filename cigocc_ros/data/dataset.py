@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..classes import IGNORE_LABEL
-from ..config import ConfigError, ExperimentConfig
+from ..config import ConfigError, ExperimentConfig, ssc_train_factors, target_key
 from ..geometry import camera_from_calib, crop_or_pad, flip_horizontal, project, stereo_baseline
 from ..stereo import StereoDepth
 from . import semantic_kitti as sk
@@ -72,8 +72,10 @@ class SemanticKittiDataset(Dataset):
     (listed in `missing_sequences`); a split with no frame at all is an error.
     Items are dicts of tensors (data contract, without the batch dimension):
     img (3, H, W), K (3, 3), T_cam_grid (4, 4), index (); when available target (X, Y, Z) and
-    target_2 (X/2, Y/2, Z/2) int64 (and target_d at d = model.coarse_downsample if not 2),
-    depth_target (H, W) float32, teacher (H, W) int64, depth (1, H, W) float32.
+    target_2 (X/2, Y/2, Z/2) int64 (and target_d at d = model.coarse_downsample if not 2, and
+    the main losses' training resolution, config.target_key(config.ssc_train_factors(cfg))),
+    depth_target (H, W) float32, teacher (H, W) int64, depth (1, H, W) float32 (data.stereo;
+    in training absent from a data.stereo_drop share of the samples).
     """
 
     def __init__(self, cfg: ExperimentConfig, split: str = "train", augment: bool | None = None,
@@ -96,8 +98,11 @@ class SemanticKittiDataset(Dataset):
             raise ConfigError("data.flip_prob > 0 mirrors the grid's y axis: grid.origin y must be "
                               f"-size_y * voxel_size / 2, got {g.origin[1]}")
         self.camera_index = 2 if cfg.data.camera == "left" else 3
-        # The contract's target_2, plus the stage-1 volume's scale when the model uses another.
-        self.target_scales = sorted({2, cfg.model.coarse_downsample} - {1})
+        # The contract's target_2, plus the stage-1 volume's scale when the model uses another
+        # and the main losses' training resolution (config.ssc_train_factors).
+        ds = cfg.model.coarse_downsample
+        factors = {(2, 2, 2), (ds, ds, ds), ssc_train_factors(cfg)} - {(1, 1, 1)}
+        self.target_keys = {target_key(f): f for f in sorted(factors)}
         sequences = {"train": cfg.data.train_sequences, "val": cfg.data.val_sequences,
                      "test": cfg.data.test_sequences}[split]
         self.missing_sequences: list[str] = []
@@ -157,8 +162,8 @@ class SemanticKittiDataset(Dataset):
                 vox.invalid = None if vox.invalid is None else sk.undo_legacy_shift(vox.invalid)
             target = sk.remap_labels(vox.labels, vox.invalid)
             arrays["target"] = target
-            for ds in self.target_scales:
-                arrays[f"target_{ds}"] = sk.downsample_labels(target, ds)
+            for key, factors in self.target_keys.items():
+                arrays[key] = sk.downsample_labels(target, factors)
         scan_path = paths.scan(frame)
         if data.depth_targets and scan_path.is_file():
             arrays["depth_target"] = lidar_depth_map(sk.read_scan(scan_path), K, T, out_size)
@@ -170,7 +175,10 @@ class SemanticKittiDataset(Dataset):
             teacher = crop_or_pad(mask, cam.K, out_size)[0]
             teacher[~in_image] = IGNORE_LABEL
             arrays["teacher"] = teacher
-        if data.stereo:
+        # Training drops the stereo depth of some samples (data.stereo_drop) so that one set of
+        # weights serves the mono and the stereo input; drawn from the per-sample seed.
+        drop = self.augment and data.stereo_drop > 0 and float(torch.rand(1)) < data.stereo_drop
+        if data.stereo and not drop:
             right = sk.read_image(paths.image(frame, 3))
             arrays["depth"] = crop_or_pad(self._stereo_for(seq, cam.K[0, 0])(image, right), cam.K, out_size)[0]
 
@@ -190,7 +198,7 @@ class SemanticKittiDataset(Dataset):
             "T_cam_grid": torch.from_numpy(T.astype(np.float32)),
             "index": torch.tensor(index, dtype=torch.int64),
         }
-        for key in ("target", *(f"target_{ds}" for ds in self.target_scales), "teacher"):
+        for key in ("target", *self.target_keys, "teacher"):
             if key in arrays:
                 item[key] = torch.from_numpy(np.ascontiguousarray(arrays[key]).astype(np.int64))
         if "depth_target" in arrays:

@@ -376,24 +376,25 @@ def remap_labels(raw: np.ndarray, invalid: np.ndarray | None = None) -> np.ndarr
     return out
 
 
-def downsample_labels(labels: np.ndarray, factor: int) -> np.ndarray:
-    """The benchmark's majority downsampling of (X, Y, Z) labels 0..19 / 255 by `factor`.
+def downsample_labels(labels: np.ndarray, factor: int | tuple[int, int, int]) -> np.ndarray:
+    """The benchmark's majority downsampling of (X, Y, Z) labels 0..19 / 255 by `factor` (one
+    for all axes, or one per axis).
 
-    Per block of factor^3 voxels: if empty (0) plus ignored (255) voxels are more than 95 %
+    Per block of fx*fy*fz voxels: if empty (0) plus ignored (255) voxels are more than 95 %
     of the block, the block is 0 when empty voxels outnumber ignored ones, else 255;
     otherwise it is the most frequent class among 1..19 (the smaller id on a tie).
-    Returns (X/f, Y/f, Z/f) uint8.
+    Returns (X/fx, Y/fy, Z/fz) uint8.
     """
     lab = np.asarray(labels)
-    if factor == 1:
+    fx, fy, fz = (factor,) * 3 if isinstance(factor, int) else tuple(factor)
+    n = fx * fy * fz
+    if n == 1:
         return lab.astype(np.uint8)
     X, Y, Z = lab.shape
-    if X % factor or Y % factor or Z % factor:
-        raise ValueError(f"grid {lab.shape} is not divisible by {factor}")
-    x, y, z = X // factor, Y // factor, Z // factor
-    blocks = (
-        lab.reshape(x, factor, y, factor, z, factor).transpose(0, 2, 4, 1, 3, 5).reshape(-1, factor**3)
-    )
+    if X % fx or Y % fy or Z % fz:
+        raise ValueError(f"grid {lab.shape} is not divisible by {(fx, fy, fz)}")
+    x, y, z = X // fx, Y // fy, Z // fz
+    blocks = lab.reshape(x, fx, y, fy, z, fz).transpose(0, 2, 4, 1, 3, 5).reshape(-1, n)
     # Class 255 counts in bin 20 so one bincount gives every block's histogram.
     compact = np.where(blocks == IGNORE_LABEL, 20, blocks).astype(np.int64)
     nb = blocks.shape[0]
@@ -401,7 +402,7 @@ def downsample_labels(labels: np.ndarray, factor: int) -> np.ndarray:
         (np.arange(nb, dtype=np.int64)[:, None] * 21 + compact).reshape(-1), minlength=nb * 21
     ).reshape(nb, 21)
     n_empty, n_ignore = hist[:, 0], hist[:, 20]
-    mostly_empty = (n_empty + n_ignore) > 0.95 * factor**3
+    mostly_empty = (n_empty + n_ignore) > 0.95 * n
     majority = 1 + np.argmax(hist[:, 1:20], axis=1)
     out = np.where(mostly_empty, np.where(n_empty > n_ignore, 0, IGNORE_LABEL), majority)
     return out.astype(np.uint8).reshape(x, y, z)

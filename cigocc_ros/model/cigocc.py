@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import ExperimentConfig
+from ..config import ExperimentConfig, ssc_train_factors
 from ..geometry import voxel_centers
 from .backbone import ImageEncoder, conv_bn_relu
 from .cross_attention import CrossAttentionStack
@@ -106,7 +106,10 @@ class CIGOcc(nn.Module):
         self.self_attn = nn.ModuleList(
             DeformableSelfAttention3D(geom.coarse, C, m.self_attn_heads, m.self_attn_points, m.ffn_ratio * C)
             for _ in range(m.self_attn_layers))
-        self.head = OccupancyHead(C, n_cls, geom.full, m.head, m.coarse_downsample)
+        if any(k < 1 or m.coarse_downsample % k for k in m.head_subdivide):
+            raise ValueError(f"model.head_subdivide={tuple(m.head_subdivide)} must divide "
+                             f"model.coarse_downsample={m.coarse_downsample} on every axis")
+        self.head = OccupancyHead(C, n_cls, geom.full, m.head_subdivide)
         centres = voxel_centers(geom.coarse, geom.coarse_voxel, cfg.grid.origin).reshape(-1, 3)
         self.register_buffer("voxel_xyz", torch.from_numpy(centres), persistent=False)
 
@@ -140,7 +143,7 @@ class CIGOcc(nn.Module):
 
     def forward(self, batch: dict, inference: bool = False) -> dict[str, Tensor]:
         """`inference=True` skips what only training needs: the outputs are then just
-        "ssc_logits_coarse" (B, n_cls, X', Y', Z' * z_sub) at the head's native resolution (the Predictor
+        "ssc_logits_coarse" (B, n_cls, X' sx, Y' sy, Z' sz) at the head's native resolution (model.head_subdivide) (the Predictor
         upsamples its argmax exactly, see inference.py) and "proposal"."""
         img, K, T = batch["img"], batch["K"].float(), batch["T_cam_grid"].float()
         m = self.cfg.model
@@ -164,10 +167,7 @@ class CIGOcc(nn.Module):
         N = f_raw[0, 0].numel()
         pos = self.pos_embed().to(f_raw.dtype)
         with torch.autocast(img.device.type, enabled=False):
-            uv, z = project_to_image(self.voxel_xyz, K, T)  # (B, N, 2), (B, N)
-            H_img, W_img = img.shape[-2:]
-            visible = ((z > m.depth_min * 0.5) & (uv[..., 0] > -0.5) & (uv[..., 0] < W_img - 0.5)
-                       & (uv[..., 1] > -0.5) & (uv[..., 1] < H_img - 0.5))
+            uv, z, visible = self.in_view(K, T, tuple(img.shape[-2:]))
             if prob is None or m.proposal_score == "occupancy":  # what stage 1 finds occupied
                 score = 1 - aux.float().softmax(1)[:, 0].flatten(1)
             elif density:  # mean surface probability of the frustum points in the voxel
@@ -198,13 +198,22 @@ class CIGOcc(nn.Module):
         if inference:
             out["ssc_logits_coarse"] = self.head(x, upsample=False)
         else:
-            # Training with loss.ssc_scale > 1 supervises at grid / ssc_scale (CPU training).
-            scale = self.cfg.loss.ssc_scale if self.training else 1
-            out["ssc_logits"] = self.head(x, tuple(n // scale for n in self.geom.full))
+            # Training with loss.ssc_scale > 1 supervises at a lower resolution (CPU training).
+            f = ssc_train_factors(self.cfg) if self.training else (1, 1, 1)
+            out["ssc_logits"] = self.head(x, tuple(n // k for n, k in zip(self.geom.full, f, strict=True)))
         full_prop = torch.zeros(B, N, dtype=f_raw.dtype, device=f_raw.device)
         full_prop.scatter_(1, idx, proposed.to(f_raw.dtype))
         out["proposal"] = full_prop.view(B, *self.geom.coarse)
         return out
+
+    def in_view(self, K: Tensor, T: Tensor, image_size: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor]:
+        """Coarse voxel centres -> pixel (B, N, 2), camera depth (B, N) and whether the centre
+        is in the image and in front of the camera (B, N) bool; N = X'Y'Z' in flat order."""
+        uv, z = project_to_image(self.voxel_xyz, K.float(), T.float())
+        H, W = image_size
+        visible = ((z > self.cfg.model.depth_min * 0.5) & (uv[..., 0] > -0.5) & (uv[..., 0] < W - 0.5)
+                   & (uv[..., 1] > -0.5) & (uv[..., 1] < H - 0.5))
+        return uv, z, visible
 
     def _references(self, uv: Tensor, z: Tensor, feats: list[Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Voxel projections -> per-level normalised (x, y) (B, Nq, L, 2), normalised depth

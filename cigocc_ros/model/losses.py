@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..classes import IGNORE_LABEL, class_weights
-from ..config import ExperimentConfig
+from ..config import ExperimentConfig, target_key
 from .depth import cells_of
 
 _EPS = 1e-6
@@ -109,7 +109,8 @@ def compute_losses(outputs: dict[str, Tensor], batch: dict[str, Tensor], cfg: Ex
     logits = outputs["ssc_logits"]
     weights = torch.from_numpy(class_weights()).to(logits.device)
     terms: dict[str, Tensor] = {}
-    key = "target" if tuple(logits.shape[-3:]) == tuple(cfg.grid.size) else f"target_{lc.ssc_scale}"
+    grid = tuple(cfg.grid.size)
+    key = target_key(tuple(g // max(n, 1) for g, n in zip(grid, logits.shape[-3:], strict=True)))
     if key in batch:
         target = batch[key].long()
         if tuple(target.shape[-3:]) != tuple(logits.shape[-3:]):

@@ -1,0 +1,117 @@
+"""Recall of stage 2's proposals by distance: of the coarse voxels that are occupied and in
+view, which share did the model propose (cross-attend to the image), under 15 m, 15-30 m and
+beyond 30 m (horizontal distance of the voxel centre from the grid frame's origin)?
+
+A coarse voxel is occupied when any grid voxel inside it has a class (1-19); it is in view
+when its centre projects into the input image in front of the camera (the model's own test,
+CIGOcc.in_view). Proposed = the model's "proposal" output (top max_queries scores above
+model.proposal_threshold). `--score` re-runs the same weights with other proposal scores
+(model.proposal_score does not shape any tensor).
+
+    scripts/in-env.sh python bench/proposal_recall.py                      # shipped weights, held-out frames
+    scripts/in-env.sh python bench/proposal_recall.py runs/x/last.safetensors --score mass density occupancy
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+BANDS = ((0.0, 15.0), (15.0, 30.0), (30.0, float("inf")))
+
+
+def band_name(lo: float, hi: float) -> str:
+    return f"> {lo:g} m" if hi == float("inf") else f"{lo:g}-{hi:g} m"
+
+
+def coarse_occupied(target: torch.Tensor, ds: int) -> torch.Tensor:
+    """(X, Y, Z) labels (0 empty, 1-19, 255 ignored) -> (X/ds, Y/ds, Z/ds) bool: any class inside."""
+    occ = ((target > 0) & (target < 255)).float()[None, None]
+    return torch.nn.functional.max_pool3d(occ, ds)[0, 0] > 0
+
+
+@torch.inference_mode()
+def recall_by_band(model, dataset, scores: list[str], frames: int | None = None) -> dict:
+    """{score: {band: {"occupied": n, "proposed": n, "recall": r}, "proposals": mean per frame}}."""
+    from cigocc_ros.data.dataset import collate
+
+    model.eval()
+    ds = model.cfg.model.coarse_downsample
+    dist = model.voxel_xyz[:, :2].norm(dim=1)  # (N,) horizontal distance of coarse centres
+    base_cfg = model.cfg
+    totals = {s: {"hit": np.zeros(len(BANDS)), "occ": np.zeros(len(BANDS)), "prop": 0.0} for s in scores}
+    n = len(dataset) if frames is None else min(frames, len(dataset))
+    for i in range(n):
+        sample = dataset[i]
+        batch = collate([sample])
+        occ = coarse_occupied(sample["target"], ds).flatten()
+        _, _, visible = model.in_view(batch["K"], batch["T_cam_grid"], tuple(batch["img"].shape[-2:]))
+        want = occ & visible[0]
+        for s in scores:
+            model.cfg = dataclasses.replace(base_cfg, model=dataclasses.replace(base_cfg.model, proposal_score=s))
+            prop = model(batch, inference=True)["proposal"][0].flatten() > 0
+            t = totals[s]
+            t["prop"] += float(prop.sum()) / n
+            for b, (lo, hi) in enumerate(BANDS):
+                in_band = want & (dist >= lo) & (dist < hi)
+                t["occ"][b] += float(in_band.sum())
+                t["hit"][b] += float((in_band & prop).sum())
+    model.cfg = base_cfg
+    out = {}
+    for s, t in totals.items():
+        out[s] = {band_name(*BANDS[b]): {"occupied": int(t["occ"][b]), "proposed": int(t["hit"][b]),
+                                         "recall": round(t["hit"][b] / max(t["occ"][b], 1), 3)}
+                  for b in range(len(BANDS))}
+        out[s]["proposals_per_frame"] = round(t["prop"], 1)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("weights", nargs="?", default="", help="checkpoint (default: the shipped weights)")
+    ap.add_argument("--data", default="", help="dataset root (default: the default synthetic dataset)")
+    ap.add_argument("--split", default="val", choices=["train", "val", "test"])
+    ap.add_argument("--frames", type=int, default=None, help="first N frames of the split (default: all)")
+    ap.add_argument("--score", nargs="+", default=None, help="proposal scores to compare "
+                    "(default: the checkpoint's model.proposal_score)")
+    ap.add_argument("--stereo", action="store_true", help="feed the stereo depth (data.stereo)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="", help="also write the result as JSON here")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from cigocc_ros.data.dataset import SemanticKittiDataset
+    from cigocc_ros.inference import default_weights
+    from cigocc_ros.model.checkpoint import load_checkpoint
+    from cigocc_ros.train import dataset_root
+
+    weights = args.weights or str(default_weights())
+    model, _ = load_checkpoint(weights)
+    cfg, root = dataset_root(model.cfg, args.data)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, stereo=args.stereo))
+    dataset = SemanticKittiDataset(cfg, args.split, augment=False)
+    scores = args.score or [model.cfg.model.proposal_score]
+    res = recall_by_band(model, dataset, scores, args.frames)
+    frames = len(dataset) if args.frames is None else min(args.frames, len(dataset))
+    print(f"# {weights} on {root} {args.split} ({frames} frames, {'stereo' if args.stereo else 'mono'}), "
+          f"max_queries {model.cfg.model.max_queries}, threshold {model.cfg.model.proposal_threshold}")
+    print("| score | " + " | ".join(f"recall {band_name(*b)} (occupied in view)" for b in BANDS) + " | proposals / frame |")
+    print("|---|" + "---:|" * (len(BANDS) + 1))
+    for s, r in res.items():
+        cells = [f"{r[band_name(*b)]['recall']:.2f} ({r[band_name(*b)]['occupied']})" for b in BANDS]
+        print(f"| {s} | " + " | ".join(cells) + f" | {r['proposals_per_frame']:.0f} |")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"weights": weights, "data": root, "split": args.split,
+                                              "frames": frames, "stereo": args.stereo, "results": res}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

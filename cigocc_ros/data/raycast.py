@@ -1,4 +1,4 @@
-"""Vectorised ray casting against the analytic solids of a synthetic scene and its ground plane.
+"""Vectorised ray casting against the analytic solids of a synthetic scene and its ground.
 
 Rays come in 2D bundles that share one origin: a camera's pixels (H, W) or a spinning LiDAR's
 (beams, azimuth steps). A cheap broad phase bounds every solid in the bundle's own 2D index
@@ -6,13 +6,19 @@ space (projected bounding box for a pinhole camera, elevation / azimuth interval
 each solid is intersected only with the rays of its block; the loop runs over solids, the rays
 of a block are one numpy expression. All coordinates are in the scene's map frame.
 
-Hit ids: >= 0 a solid's index, GROUND (-2) the ground plane, SKY (-1) nothing.
+The ground is the scene's height field: a piecewise-planar terrain (met exactly, piece by
+piece along each ray) raised by the roads' crowns and kerbs (`Scene.ground_offset`, a few
+centimetres to 0.2 m), which a short fixed-point iteration folds in: intersect the terrain
+lifted by the offset found at the previous hit. Rays grazing a kerb's face end on the surface
+at either side of it (within the kerb's height).
+
+Hit ids: >= 0 a solid's index, GROUND (-2) the ground, SKY (-1) nothing.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .synthetic_scene import BOX, CYLINDER, ELLIPSOID, GROUND_Z, Primitives
+from .synthetic_scene import BOX, CYLINDER, ELLIPSOID, Primitives, Scene, Terrain
 
 SKY, GROUND = -1, -2
 _EPS = 1e-6
@@ -70,11 +76,15 @@ def intersect(prims: Primitives, i: int, origin: np.ndarray, dirs: np.ndarray) -
     raise ValueError(f"unknown solid kind {kind} at index {i}")
 
 
-def surface_normals(prims: Primitives, ids: np.ndarray, points: np.ndarray) -> np.ndarray:
+def surface_normals(prims: Primitives, ids: np.ndarray, points: np.ndarray,
+                    terrain: Terrain | None = None) -> np.ndarray:
     """Outward unit normals (N, 3), map frame, at hit points (N, 3) of solids ids (N,) (>= 0);
-    the ground's normal (0, 0, 1) where ids == GROUND."""
+    where ids == GROUND the terrain's normal (or (0, 0, 1) without a terrain)."""
     n = np.zeros_like(points)
     n[:, 2] = 1.0
+    g = ids < 0
+    if terrain is not None and g.any():
+        n[g] = terrain.normal(points[g, :2])
     m = ids >= 0
     if not m.any():
         return n
@@ -107,12 +117,111 @@ def surface_normals(prims: Primitives, ids: np.ndarray, points: np.ndarray) -> n
     return n
 
 
-def ground_hits(origin: np.ndarray, dirs: np.ndarray, max_t: float) -> np.ndarray:
-    """t (...) where rays meet the ground plane z = GROUND_Z (inf if never or beyond max_t)."""
-    dz = dirs[..., 2]
+def terrain_hits(terrain: Terrain, origin: np.ndarray, dirs: np.ndarray, max_t: float,
+                 lift: np.ndarray | float = 0.0) -> np.ndarray:
+    """t (M,) where rays origin (3,) + t * dirs (M, 3) first meet the terrain raised by `lift`
+    (scalar or (M,)), inf if not within max_t. Exact: each ray walks the profile's pieces from
+    the one under the origin, in the direction it moves along the axis, solving a line-plane
+    equation per piece; rays leave the walk when they hit, pass max_t, or climb above the
+    highest ground."""
+    U, Z = terrain.u, terrain.z
+    M = len(dirs)
+    lift = np.broadcast_to(np.asarray(lift, np.float64), (M,))
+    ou = float(origin[:2] @ terrain.axis)
+    du = dirs[:, :2] @ terrain.axis
+    dz = dirs[:, 2]
+    step = np.where(du > 1e-12, 1, np.where(du < -1e-12, -1, 0))
+    n = len(U) - 1  # pieces 0..n-1 between knots; -1 and n: the flat ends
+    # Highest ground from piece k on, walking up (ahead[k + 1]) or down (behind[k + 1]) the axis.
+    ahead = np.concatenate([[Z.max()], np.maximum.accumulate(Z[::-1])[::-1], [Z[-1]]])
+    behind = np.concatenate([[Z[0]], np.maximum.accumulate(Z), [Z.max()]])
+    # Highest knot of each run of B pieces (knots j..j+B): a ray wholly above it skips the run.
+    B = 8
+    win = np.lib.stride_tricks.sliding_window_view(Z, B + 1).max(1) if n >= B else np.zeros(0)
+    k0 = int(np.clip(np.searchsorted(U, ou, side="right") - 1, -1, n))
+    out = np.full(M, np.inf)
+    idx = np.arange(M)
+    t_in = np.zeros(M)
+    k = np.full(M, k0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        t = (GROUND_Z - origin[2]) / dz
-    return np.where((dz < -1e-9) & (t > 0) & (t <= max_t), t, np.inf)
+        while idx.size:
+            kk, st, d_u, d_z, lf = k, step[idx], du[idx], dz[idx], lift[idx]
+            if len(win):
+                j = np.where(st > 0, kk, kk - B + 1)
+                jc = np.clip(j, 0, n - B)
+                t_b = (U[np.where(st > 0, np.clip(kk + B, 0, n), jc)] - ou) / d_u
+                ti = t_in[idx]
+                z_low = origin[2] + np.minimum(d_z * ti, d_z * t_b)
+                skip = (st != 0) & (j >= 0) & (j <= n - B) & (t_b < max_t) & (z_low > win[jc] + lf)
+                if skip.any():
+                    t_in[idx[skip]] = t_b[skip]
+                    kk = kk + st * B * skip
+            kc = np.clip(kk, 0, n - 1)
+            inner = (kk >= 0) & (kk < n)
+            b = np.where(inner, (Z[kc + 1] - Z[kc]) / (U[kc + 1] - U[kc]), 0.0)
+            z_at = np.where(kk < 0, Z[0], np.where(kk >= n, Z[n], Z[kc]))
+            u_at = np.where(inner, U[kc], 0.0)
+            # f(t) = ray height - ground height = f0 + r t on this piece.
+            f0 = origin[2] - (z_at + lf + b * (ou - u_at))
+            r = d_z - b * d_u
+            bound = np.where(st > 0, np.where(kk + 1 <= n, U[np.minimum(kk + 1, n)], np.inf),
+                             np.where(kk >= 0, U[np.maximum(kk, 0)], -np.inf))
+            t_out = np.where(st != 0, (bound - ou) / d_u, np.inf)
+            t_out = np.where(np.isfinite(bound), t_out, np.inf)
+            ti = t_in[idx]
+            root = np.where(f0 + r * ti <= 0, ti, -f0 / r)  # entering below: hit at the entry
+            hit = (root >= ti) & (root <= t_out) & ((r < 0) | (f0 + r * ti <= 0)) & (root <= max_t)
+            out[idx[hit]] = root[hit]
+            z_out = origin[2] + d_z * np.minimum(t_out, max_t)
+            # Climbing and above all ground still ahead of it: the ray never comes down.
+            top = np.where(st > 0, ahead[np.clip(kk + 2, 0, n + 2)], behind[np.clip(kk + 1, 0, n + 2)]) + lf
+            gone = hit | (t_out >= max_t) | ((d_z >= 0) & (z_out > top))
+            keep = ~gone
+            t_in[idx[keep]] = t_out[keep]
+            idx = idx[keep]
+            k = kk[keep] + st[keep]
+    return out
+
+
+def ground_hits(scene: Scene, origin: np.ndarray, dirs: np.ndarray, max_t: float, passes: int = 2,
+                bisections: int = 10) -> np.ndarray:
+    """t (...) where rays origin (3,) + t * dirs (..., 3) meet the scene's ground (terrain plus
+    crown / kerb offsets; module docstring), inf if never or beyond max_t."""
+    shape = dirs.shape[:-1]
+    D = dirs.reshape(-1, 3)
+    lift = np.zeros(len(D))
+    t = terrain_hits(scene.terrain, origin, D, max_t)
+    todo = np.flatnonzero(np.isfinite(t))
+    for _ in range(passes):
+        off = scene.ground_offset(origin[:2] + t[todo, None] * D[todo, :2])
+        changed = np.abs(off - lift[todo]) > 1e-3
+        todo = todo[changed]
+        lift[todo] = off[changed]
+        if not todo.size:
+            break
+        t[todo] = terrain_hits(scene.terrain, origin, D[todo], max_t, lift[todo])
+        todo = todo[np.isfinite(t[todo])]
+    if todo.size:
+        # Hits that still disagree with the band under them cross a step (a kerb): the hits
+        # on the two heights bracket its face; bisect on "below the ground" to find it.
+        off = scene.ground_offset(origin[:2] + t[todo, None] * D[todo, :2])
+        bad = np.abs(off - lift[todo]) > 1e-3
+        todo, off = todo[bad], off[bad]
+        t2 = terrain_hits(scene.terrain, origin, D[todo], max_t, off)
+        lo, hi = np.minimum(t[todo], t2), np.maximum(t[todo], t2)
+        Dt = D[todo]
+
+        def below(tt: np.ndarray) -> np.ndarray:
+            p = origin + np.where(np.isfinite(tt), tt, 0.0)[:, None] * Dt
+            return p[:, 2] <= scene.ground_height(p[:, :2]) + 1e-9
+
+        ok = np.isfinite(hi) & ~below(lo) & below(hi)
+        for _ in range(bisections):
+            mid = 0.5 * (lo + hi)
+            b = below(mid)
+            hi, lo = np.where(b, mid, hi), np.where(b, lo, mid)
+        t[todo[ok]] = hi[ok]
+    return t.reshape(shape)
 
 
 def camera_blocks(prims: Primitives, T_cam_map: np.ndarray, K: np.ndarray, size: tuple[int, int],
@@ -171,8 +280,15 @@ def lidar_blocks(prims: Primitives, T_velo_map: np.ndarray, elevations: np.ndarr
         e_hi = np.arctan2(ztop, np.where(ztop > 0, dmin, dmax))
         e_lo = np.arctan2(zbot, np.where(zbot < 0, dmin, dmax))
     step = (elevations[0] - elevations[-1]) / max(len(elevations) - 1, 1)
-    r0 = np.clip(np.floor((elevations[0] - e_hi) / step) - 1, 0, len(elevations)).astype(np.int64)
-    r1 = np.clip(np.ceil((elevations[0] - e_lo) / step) + 2, 0, len(elevations)).astype(np.int64)
+    # The bounds above are for a level sensor with the velodyne's yaw. A pitched / rolled one
+    # (tilt = angle between its z and the map's) sees each direction's elevation moved by at
+    # most the tilt and its azimuth by at most about tilt * tan(|elevation| + tilt): widen.
+    tilt = float(np.arccos(np.clip(T_map_velo[2, 2], -1.0, 1.0)))
+    e_max = float(np.max(np.abs(elevations)))
+    pad_rows = int(np.ceil(tilt / step))
+    pad_cols = int(np.ceil(1.5 * tilt * np.tan(min(e_max + tilt, 1.4)) / (2 * np.pi / n_azimuth)))
+    r0 = np.clip(np.floor((elevations[0] - e_hi) / step) - 1 - pad_rows, 0, len(elevations)).astype(np.int64)
+    r1 = np.clip(np.ceil((elevations[0] - e_lo) / step) + 2 + pad_rows, 0, len(elevations)).astype(np.int64)
     # Azimuth interval from the footprint's corners, relative to the direction of its centre.
     corners = prims.corners()[:, ::2, :2]  # (N, 4, 2): the 4 distinct xy corners
     az = np.arctan2(corners[..., 1] - o[1], corners[..., 0] - o[0]) - sensor_yaw
@@ -181,8 +297,8 @@ def lidar_blocks(prims: Primitives, T_velo_map: np.ndarray, elevations: np.ndarr
     lo = azc + relaz.min(1)
     hi = azc + relaz.max(1)
     dstep = 2 * np.pi / n_azimuth
-    c0 = np.floor((lo + np.pi) / dstep).astype(np.int64) - 1
-    c1 = np.ceil((hi + np.pi) / dstep).astype(np.int64) + 2
+    c0 = np.floor((lo + np.pi) / dstep).astype(np.int64) - 1 - pad_cols
+    c1 = np.ceil((hi + np.pi) / dstep).astype(np.int64) + 2 + pad_cols
     inside = dmin <= 0.0
     near = (dmin < max_range) & (r1 > r0)
     out: list[tuple[int, slice, slice]] = []
@@ -202,13 +318,15 @@ def lidar_blocks(prims: Primitives, T_velo_map: np.ndarray, elevations: np.ndarr
     return out
 
 
-def cast(prims: Primitives, origin: np.ndarray, dirs: np.ndarray, blocks: list[tuple[int, slice, slice]],
+def cast(scene: Scene, origin: np.ndarray, dirs: np.ndarray, blocks: list[tuple[int, slice, slice]],
          max_t: float) -> tuple[np.ndarray, np.ndarray]:
-    """First hits of the ray bundle origin (3,) + t * dirs (H, W, 3) (unit dirs, map frame).
+    """First hits of the ray bundle origin (3,) + t * dirs (H, W, 3) (unit dirs, map frame)
+    in the scene's ground and solids.
 
     Returns t (H, W) float64 (inf = sky) and hit ids (H, W) int32 (solid index, GROUND, SKY).
     """
-    t = ground_hits(origin, dirs, max_t)
+    prims = scene.prims
+    t = ground_hits(scene, origin, dirs, max_t)
     ids = np.where(np.isfinite(t), GROUND, SKY).astype(np.int32)
     for i, rs, cs in blocks:
         d = dirs[rs, cs]

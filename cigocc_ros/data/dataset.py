@@ -151,7 +151,7 @@ class SemanticKittiDataset(Dataset):
         seq, frame = self.samples[index]
         paths = sk.SequencePaths(self.root, seq)
         calib = self._calib[seq]
-        data, grid = self.cfg.data, self.cfg.grid
+        data = self.cfg.data
         out_size = tuple(self.cfg.model.image_size)
 
         image = sk.read_image(paths.image(frame, self.camera_index))

@@ -21,6 +21,7 @@ import numpy as np
 from .synthetic_scene import BOX, CYLINDER, ELLIPSOID, Primitives, Scene, Terrain
 
 SKY, GROUND = -1, -2
+NEAR = 90.0  # metres: ground hits nearer than this get the roads' crowns and kerbs
 _EPS = 1e-6
 _EDGES = np.array([(a, b) for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1])
 
@@ -123,7 +124,7 @@ def terrain_hits(terrain: Terrain, origin: np.ndarray, dirs: np.ndarray, max_t: 
     (scalar or (M,)), inf if not within max_t. Exact: each ray walks the profile's pieces from
     the one under the origin, in the direction it moves along the axis, solving a line-plane
     equation per piece; rays leave the walk when they hit, pass max_t, or climb above the
-    highest ground."""
+    highest ground still ahead of them."""
     U, Z = terrain.u, terrain.z
     M = len(dirs)
     lift = np.broadcast_to(np.asarray(lift, np.float64), (M,))
@@ -131,67 +132,57 @@ def terrain_hits(terrain: Terrain, origin: np.ndarray, dirs: np.ndarray, max_t: 
     du = dirs[:, :2] @ terrain.axis
     dz = dirs[:, 2]
     step = np.where(du > 1e-12, 1, np.where(du < -1e-12, -1, 0))
-    n = len(U) - 1  # pieces 0..n-1 between knots; -1 and n: the flat ends
-    # Highest ground from piece k on, walking up (ahead[k + 1]) or down (behind[k + 1]) the axis.
-    ahead = np.concatenate([[Z.max()], np.maximum.accumulate(Z[::-1])[::-1], [Z[-1]]])
-    behind = np.concatenate([[Z[0]], np.maximum.accumulate(Z), [Z.max()]])
-    # Highest knot of each run of B pieces (knots j..j+B): a ray wholly above it skips the run.
-    B = 8
-    win = np.lib.stride_tricks.sliding_window_view(Z, B + 1).max(1) if n >= B else np.zeros(0)
-    k0 = int(np.clip(np.searchsorted(U, ou, side="right") - 1, -1, n))
+    n = len(U) - 1
+    # Pieces are numbered 0..n+1: piece p spans u in [E[p], E[p + 1]] with E = (-inf, U, inf)
+    # and height A[p] + Bs[p] * u (the two outer pieces level at the end knots' heights).
+    E = np.concatenate([[-np.inf], U, [np.inf]])
+    Bs = np.concatenate([[0.0], np.diff(Z) / np.diff(U), [0.0]])
+    A = np.concatenate([[Z[0]], Z[:-1] - Bs[1:-1] * U[:-1], [Z[-1]]])
+    # Highest ground from piece p on when walking up (ahead) or down (behind) the axis.
+    ahead = np.concatenate([np.maximum.accumulate(Z[::-1])[::-1], [Z[-1]]])  # knots p-1.. -> ahead[p]
+    ahead = np.concatenate([[Z.max()], ahead])
+    behind = np.concatenate([[Z[0]], np.maximum.accumulate(Z), [Z.max()]])  # knots ..p -> behind[p]
+    p0 = int(np.searchsorted(U, ou, side="right"))  # 0..n+1
     out = np.full(M, np.inf)
-    idx = np.arange(M)
+    idx = np.flatnonzero(np.ones(M, dtype=bool))
     t_in = np.zeros(M)
-    k = np.full(M, k0)
+    p = np.full(M, p0)
+    # Per ray: f(t) = ray height - ground height = (oz - lift - A - Bs ou) + (dz - Bs du) t.
+    oz = origin[2] - lift
     with np.errstate(divide="ignore", invalid="ignore"):
         while idx.size:
-            kk, st, d_u, d_z, lf = k, step[idx], du[idx], dz[idx], lift[idx]
-            if len(win):
-                j = np.where(st > 0, kk, kk - B + 1)
-                jc = np.clip(j, 0, n - B)
-                t_b = (U[np.where(st > 0, np.clip(kk + B, 0, n), jc)] - ou) / d_u
-                ti = t_in[idx]
-                z_low = origin[2] + np.minimum(d_z * ti, d_z * t_b)
-                skip = (st != 0) & (j >= 0) & (j <= n - B) & (t_b < max_t) & (z_low > win[jc] + lf)
-                if skip.any():
-                    t_in[idx[skip]] = t_b[skip]
-                    kk = kk + st * B * skip
-            kc = np.clip(kk, 0, n - 1)
-            inner = (kk >= 0) & (kk < n)
-            b = np.where(inner, (Z[kc + 1] - Z[kc]) / (U[kc + 1] - U[kc]), 0.0)
-            z_at = np.where(kk < 0, Z[0], np.where(kk >= n, Z[n], Z[kc]))
-            u_at = np.where(inner, U[kc], 0.0)
-            # f(t) = ray height - ground height = f0 + r t on this piece.
-            f0 = origin[2] - (z_at + lf + b * (ou - u_at))
-            r = d_z - b * d_u
-            bound = np.where(st > 0, np.where(kk + 1 <= n, U[np.minimum(kk + 1, n)], np.inf),
-                             np.where(kk >= 0, U[np.maximum(kk, 0)], -np.inf))
-            t_out = np.where(st != 0, (bound - ou) / d_u, np.inf)
-            t_out = np.where(np.isfinite(bound), t_out, np.inf)
+            st = step[idx]
+            b = Bs[p]
+            f0 = oz[idx] - A[p] - b * ou
+            r = dz[idx] - b * du[idx]
             ti = t_in[idx]
-            root = np.where(f0 + r * ti <= 0, ti, -f0 / r)  # entering below: hit at the entry
-            hit = (root >= ti) & (root <= t_out) & ((r < 0) | (f0 + r * ti <= 0)) & (root <= max_t)
+            t_out = (E[p + (st > 0)] - ou) / du[idx]  # +-inf at the outer pieces' far ends
+            t_out[st == 0] = np.inf
+            f_in = f0 + r * ti
+            root = np.where(f_in <= 0, ti, -f0 / r)  # already below on entry: hit at the entry
+            hit = (root <= t_out) & (root <= max_t) & ((r < 0) | (f_in <= 0)) & (root >= ti)
             out[idx[hit]] = root[hit]
-            z_out = origin[2] + d_z * np.minimum(t_out, max_t)
             # Climbing and above all ground still ahead of it: the ray never comes down.
-            top = np.where(st > 0, ahead[np.clip(kk + 2, 0, n + 2)], behind[np.clip(kk + 1, 0, n + 2)]) + lf
-            gone = hit | (t_out >= max_t) | ((d_z >= 0) & (z_out > top))
-            keep = ~gone
-            t_in[idx[keep]] = t_out[keep]
+            top = np.where(st > 0, ahead[np.minimum(p + 1, n + 1)], behind[p])
+            climbing_clear = (r >= 0) & (dz[idx] >= 0) & (oz[idx] + dz[idx] * np.minimum(t_out, max_t) > top)
+            keep = ~(hit | (t_out >= max_t) | climbing_clear)
             idx = idx[keep]
-            k = kk[keep] + st[keep]
+            t_in[idx] = t_out[keep]
+            p = p[keep] + st[keep]
     return out
 
 
 def ground_hits(scene: Scene, origin: np.ndarray, dirs: np.ndarray, max_t: float, passes: int = 2,
-                bisections: int = 10) -> np.ndarray:
+                bisections: int = 8) -> np.ndarray:
     """t (...) where rays origin (3,) + t * dirs (..., 3) meet the scene's ground (terrain plus
     crown / kerb offsets; module docstring), inf if never or beyond max_t."""
     shape = dirs.shape[:-1]
     D = dirs.reshape(-1, 3)
     lift = np.zeros(len(D))
     t = terrain_hits(scene.terrain, origin, D, max_t)
-    todo = np.flatnonzero(np.isfinite(t))
+    # Crowns and kerbs matter only where the voxel grid and the LiDAR reach: beyond NEAR
+    # metres the ground is the bare terrain (a camera pixel there covers > 0.1 m anyway).
+    todo = np.flatnonzero(t <= NEAR)
     for _ in range(passes):
         off = scene.ground_offset(origin[:2] + t[todo, None] * D[todo, :2])
         changed = np.abs(off - lift[todo]) > 1e-3

@@ -232,7 +232,7 @@ def _hash01(x: np.ndarray, seed: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # Terrain: the ground's height without the roads' crowns and kerbs
 # --------------------------------------------------------------------------------------------
-TERRAIN_STEP = 4.0  # metres between the profile's knots
+TERRAIN_STEP = 8.0  # metres between the profile's knots (the hills bend by < 3 cm between them)
 MAX_GRADE = 0.12  # steepest slope of the terrain (12 %)
 
 

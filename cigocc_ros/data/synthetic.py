@@ -3,7 +3,8 @@
 
 Per frame (10 Hz along the ego trajectory), by ray casting the scene's analytic solids
 (`raycast`, never the voxel grid):
-- a rectified stereo pair at KITTI geometry (376 x 1241, P2 / P3 with a 0.54 m baseline) with
+- a rectified stereo pair with one of KITTI odometry's three real calibrations (1241 x 376,
+  1242 x 375 or 1226 x 370 images, P0-P3 and Tr as published; chosen by the seed) with
   per-class colours, world-anchored texture noise, Lambert shading, fog and a sky gradient;
 - the left image's metric depth (camera z) and class ids (the teacher masks);
 - a 64-beam spinning LiDAR scan (velodyne frame) with per-point labels and instance ids.
@@ -36,7 +37,7 @@ from .synthetic_scene import (
     CYLINDER,
     ELLIPSOID,
     FENCE,
-    GROUND_Z,
+    LIDAR_HEIGHT,
     OTHER_GROUND,
     OTHER_VEHICLE,
     PARKING,
@@ -52,10 +53,6 @@ from .synthetic_scene import (
     make_scene,
 )
 
-IMAGE_SIZE = (376, 1241)  # (H, W) of KITTI odometry's colour images
-FOCAL, CX, CY = 707.0912, 601.8873, 183.1104  # KITTI-like rectified intrinsics (sequence 08's)
-BASELINE = 0.54  # metres between image_2 and image_3
-CAM2_OFFSET = 0.06  # image_2 sits this far left of cam0, as in KITTI
 RATE_HZ = 10.0
 LABEL_EVERY = 5
 LIDAR_ELEVATIONS_DEG = (2.0, -24.8)  # HDL-64E vertical field of view
@@ -72,7 +69,7 @@ DEFAULT_SEEDS = {"00": 1000, "01": 1001, "02": 1002, "03": 1003, "04": 1004, "05
 DEFAULT_SPLIT = {"train": ("00", "01", "02", "03", "04", "05"), "val": ("08",)}
 DEFAULT_FRAMES = 50
 _MANIFEST = "synthetic.json"
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 
 # Per class: albedo of ground bands, texture amplitudes (low-frequency blotches, grain) and the
 # grain's cells per metre; reflectance of the LiDAR returns.
@@ -106,19 +103,54 @@ _FOG_DISTANCE = 450.0
 # --------------------------------------------------------------------------------------------
 # Calibration
 # --------------------------------------------------------------------------------------------
-def kitti_calibration() -> dict[str, np.ndarray]:
-    """KITTI-like `calib.txt` entries: P0..P3 (3, 4) rectified projections and Tr (3, 4)
-    velodyne -> cam0. Cam0 sits 0.27 m ahead of and 0.08 m below the LiDAR, axes exactly
-    aligned (x right, y down, z forward); image_2 is 0.06 m left of cam0, image_3 0.48 m right."""
-    K = np.array([[FOCAL, 0.0, CX], [0.0, FOCAL, CY], [0.0, 0.0, 1.0]])
+def _row(text: str) -> np.ndarray:
+    return np.array([float(v) for v in text.split()]).reshape(3, 4)
 
-    def P(tx: float) -> np.ndarray:
-        return np.hstack([K, (K @ np.array([tx, 0.0, 0.0]))[:, None]])
 
-    R = np.array([[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])
-    cam0_in_velo = np.array([0.27, 0.0, -0.08])
-    Tr = np.hstack([R, (-R @ cam0_in_velo)[:, None]])
-    return {"P0": P(0.0), "P1": P(-BASELINE), "P2": P(CAM2_OFFSET), "P3": P(CAM2_OFFSET - BASELINE), "Tr": Tr}
+# KITTI odometry's three camera set-ups, as published in its calib.txt files (sequences 00-02,
+# 03 and 04-21; ../shared/kitti_samples has copies): image size (H, W), P0-P3 and Tr.
+KITTI_CALIBRATIONS: tuple[tuple[tuple[int, int], dict[str, np.ndarray]], ...] = (
+    ((376, 1241), {
+        "P0": _row("718.856 0 607.1928 0 0 718.856 185.2157 0 0 0 1 0"),
+        "P1": _row("718.856 0 607.1928 -386.1448 0 718.856 185.2157 0 0 0 1 0"),
+        "P2": _row("718.856 0 607.1928 45.38225 0 718.856 185.2157 -0.1130887 0 0 1 0.003779761"),
+        "P3": _row("718.856 0 607.1928 -337.2877 0 718.856 185.2157 2.369057 0 0 1 0.004915215"),
+        "Tr": _row("4.276802385584e-04 -9.999672484946e-01 -8.084491683471e-03 -1.198459927713e-02 "
+                   "-7.210626507497e-03 8.081198471645e-03 -9.999413164504e-01 -5.403984729748e-02 "
+                   "9.999738645903e-01 4.859485810390e-04 -7.206933692422e-03 -2.921968648686e-01"),
+    }),
+    ((375, 1242), {
+        "P0": _row("721.5377 0 609.5593 0 0 721.5377 172.854 0 0 0 1 0"),
+        "P1": _row("721.5377 0 609.5593 -387.5744 0 721.5377 172.854 0 0 0 1 0"),
+        "P2": _row("721.5377 0 609.5593 44.85728 0 721.5377 172.854 0.2163791 0 0 1 0.002745884"),
+        "P3": _row("721.5377 0 609.5593 -339.5242 0 721.5377 172.854 2.199936 0 0 1 0.002729905"),
+        "Tr": _row("2.347736981471e-04 -9.999441545438e-01 -1.056347781105e-02 -2.796816941295e-03 "
+                   "1.044940741659e-02 1.056535364138e-02 -9.998895741176e-01 -7.510879138296e-02 "
+                   "9.999453885620e-01 1.243653783865e-04 1.045130299567e-02 -2.721327964059e-01"),
+    }),
+    ((370, 1226), {
+        "P0": _row("707.0912 0 601.8873 0 0 707.0912 183.1104 0 0 0 1 0"),
+        "P1": _row("707.0912 0 601.8873 -379.8145 0 707.0912 183.1104 0 0 0 1 0"),
+        "P2": _row("707.0912 0 601.8873 46.88783 0 707.0912 183.1104 0.1178601 0 0 1 0.006203223"),
+        "P3": _row("707.0912 0 601.8873 -333.4597 0 707.0912 183.1104 1.93013 0 0 1 0.003318498"),
+        "Tr": _row("-1.857739385241e-03 -9.999659513510e-01 -8.039975204516e-03 -4.784029760483e-03 "
+                   "-6.481465826011e-03 8.051860151134e-03 -9.999466081774e-01 -7.337429464231e-02 "
+                   "9.999773098287e-01 -1.805528627661e-03 -6.496203536139e-03 -3.339968064433e-01"),
+    }),
+)
+
+
+def calibration_index(seed: int) -> int:
+    """Which of KITTI_CALIBRATIONS a sequence of `seed` uses: seed mod 3, so consecutive seeds
+    (the default dataset's) cycle through all three."""
+    return int(seed) % len(KITTI_CALIBRATIONS)
+
+
+def kitti_calibration(index: int = 0) -> tuple[tuple[int, int], dict[str, np.ndarray]]:
+    """(image size (H, W), `calib.txt` entries P0..P3 (3, 4) and Tr (3, 4) velodyne -> cam0) of
+    KITTI set-up `index` (copies: the caller may modify them)."""
+    size, calib = KITTI_CALIBRATIONS[index]
+    return size, {k: v.copy() for k, v in calib.items()}
 
 
 def _scaled_camera(cam: CameraModel, scale: float) -> CameraModel:
@@ -224,16 +256,20 @@ class _Visibility:
     """Space observed by any ray of a sequence, accumulated in a map-aligned grid of 0.2 m
     cells around the trajectory (looked up at the voxel centres of each labelled frame)."""
 
-    def __init__(self, velo_poses: np.ndarray, grid: GridConfig, margin: float = 62.0):
+    def __init__(self, velo_poses: np.ndarray, grid: GridConfig, terrain, margin: float = 62.0):
         xy = velo_poses[:, :2, 3]
         cell = grid.voxel_size
-        # Cell boundaries on frame 0's voxel lattice; in z they coincide with every frame's
-        # layers (the ego moves on the flat ground without pitch or roll), so the ground
-        # surface's layer is the same cell row everywhere.
+        # Map-aligned cells (frames are pitched and rolled, so no frame's lattice matches them;
+        # a voxel takes the cell of its centre). z spans the ground under the region (terrain
+        # minus the deepest camber) to above any grid's top (4.4 m over a velodyne tilted by up
+        # to ~10 % over 52 m).
+        lo_xy, hi_xy = xy.min(0) - margin, xy.max(0) + margin
+        g = np.stack(np.meshgrid(np.linspace(lo_xy[0], hi_xy[0], 64), np.linspace(lo_xy[1], hi_xy[1], 64)), -1)
+        z = terrain.height(g.reshape(-1, 2))
         base = velo_poses[0, :3, 3] + np.asarray(grid.origin)
-        lo = np.array([*(xy.min(0) - margin), GROUND_Z - 0.6])
+        lo = np.array([*lo_xy, z.min() - 1.0])
         lo = base + cell * np.floor((lo - base) / cell)
-        hi = np.array([*(xy.max(0) + margin), GROUND_Z + 8.0])
+        hi = np.array([*hi_xy, max(z.max() + 8.0, velo_poses[:, 2, 3].max() + 10.0)])
         self.cell = cell
         self.origin = lo
         self.shape = tuple(int(v) for v in np.ceil((hi - lo) / cell))
@@ -260,26 +296,58 @@ class _Visibility:
         return out
 
 
+def ground_voxels(scene: Scene, T_map_velo: np.ndarray, grid: GridConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(X, Y, Z) bool: the voxels of the grid of velodyne pose T_map_velo (4, 4) that the ground
+    surface passes through; (X, Y) uint8: the ground class at each grid column's centre.
+
+    Per column of the (pitched, rolled) grid: the point where its axis meets the terrain's
+    height, then the ground height (terrain + crown / kerb) at that point and at the column's
+    four corners there. A voxel holds ground when its vertical extent in the map (centre z +-
+    half * (|R20| + |R21| + |R22|)) overlaps the span of those five heights, so a slope or a
+    kerb's step inside a column marks every layer it crosses."""
+    size = tuple(grid.size)
+    vs, half = grid.voxel_size, grid.voxel_size / 2.0
+    R, t = T_map_velo[:3, :3], T_map_velo[:3, 3]
+    ox, oy, oz = grid.origin
+    cx = ox + (np.arange(size[0]) + 0.5) * vs
+    cy = oy + (np.arange(size[1]) + 0.5) * vs
+    X, Y = np.meshgrid(cx, cy, indexing="ij")
+    col = np.stack([X, Y, np.zeros_like(X)], -1).reshape(-1, 3)  # velodyne, z = 0
+    # Map z along a column axis is linear in the velodyne z: z_map = a + R22 * z.
+    a = col @ R[2] + t[2]
+    xy0 = col @ R[:2].T + t[:2]
+    # z where the axis meets the terrain: two fixed-point steps (the axis is near vertical).
+    zv = np.full(len(col), -float(LIDAR_HEIGHT))
+    for _ in range(2):
+        xy = xy0 + zv[:, None] * R[:2, 2]
+        zv = (scene.terrain.height(xy) - a) / R[2, 2]
+    centre = xy0 + zv[:, None] * R[:2, 2]
+    corners = [centre + (sx * half) * R[:2, 0] + (sy * half) * R[:2, 1] for sx in (-1, 1) for sy in (-1, 1)]
+    lab, _, off = scene.ground_surface(centre, with_paint=False, with_offset=True)
+    h = [scene.terrain.height(centre) + off] + [scene.ground_height(c) for c in corners]
+    h_lo, h_hi = np.min(h, axis=0), np.max(h, axis=0)
+    zc = oz + (np.arange(size[2]) + 0.5) * vs
+    z_map = a[:, None] + R[2, 2] * zc[None]  # (columns, Z) voxel centres' map z
+    reach = half * (abs(R[2, 0]) + abs(R[2, 1]) + abs(R[2, 2]))
+    surface = (z_map - reach <= h_hi[:, None]) & (z_map + reach >= h_lo[:, None])
+    return surface.reshape(size), lab.reshape(size[:2])
+
+
 def voxel_labels(scene: Scene, T_map_velo: np.ndarray, grid: GridConfig) -> np.ndarray:
     """(X, Y, Z) uint8 labels of the grid of a velodyne pose T_map_velo (4, 4).
 
     A voxel takes the class of every solid that overlaps its cube (exact for boxes and vertical
     cylinders, whose yaw the test handles by separating axes; an ellipsoid inflated by the
     cube's half diagonal), later solids (higher class priority) overwriting earlier ones; the
-    ground plane labels the voxels its surface passes through with the ground class at the
-    column's centre."""
+    ground labels the voxels its surface passes through (`ground_voxels`) with the ground class
+    at the column's centre."""
     size = tuple(grid.size)
     half = grid.voxel_size / 2.0
     centres = voxel_centers(size, grid.voxel_size, grid.origin).astype(np.float64)
     R, t = T_map_velo[:3, :3], T_map_velo[:3, 3]
     labels = np.zeros(size, dtype=np.uint8)
-    # Ground: the layer(s) whose cube contains the plane, in map z.
-    zc = centres[0, 0, :, 2] + t[2]
-    layers = np.flatnonzero(np.abs(zc - GROUND_Z) <= half)
-    if layers.size:
-        col_xy = centres[:, :, 0, :] @ R.T + t
-        ground = scene.ground_labels(col_xy[..., :2].reshape(-1, 2)).reshape(size[:2])
-        labels[:, :, layers] = ground[:, :, None]
+    surface, ground = ground_voxels(scene, T_map_velo, grid)
+    labels[surface] = np.broadcast_to(ground[:, :, None], size)[surface]
     prims = scene.prims
     # Index bounds of each solid's bounding box in this grid.
     corners = (prims.corners() - t) @ R  # map -> velodyne
@@ -287,34 +355,37 @@ def voxel_labels(scene: Scene, T_map_velo: np.ndarray, grid: GridConfig) -> np.n
     hi = np.ceil((corners.max(1) - np.asarray(grid.origin)) / grid.voxel_size + 0.5).astype(np.int64)
     lo = np.clip(lo, 0, size)
     hi = np.clip(hi, 0, size)
-    frame_yaw = np.arctan2(R[1, 0], R[0, 0])
+    # The frame is pitched and rolled: the test runs in map axes, where a voxel's cube is
+    # bounded by the box of half sizes `reach` (exact for a level frame).
+    reach = half * np.abs(R).sum(1)
     for i in np.flatnonzero(np.all(hi > lo, axis=1)):
         sl = tuple(slice(lo[i, a], hi[i, a]) for a in range(3))
-        c = centres[sl]  # velodyne frame
-        d = (c - ((prims.center[i] - t) @ R))  # offsets from the solid's centre, grid axes
-        occ = _overlap(prims, i, d, prims.yaw[i] - frame_yaw, half)
+        d = centres[sl] @ R.T + (t - prims.center[i])  # offsets from the solid's centre, map axes
+        occ = _overlap(prims, i, d, prims.yaw[i], reach)
         labels[sl][occ] = prims.label[i]
     return labels
 
 
-def _overlap(prims: Primitives, i: int, d: np.ndarray, alpha: float, half: float) -> np.ndarray:
-    """Does the cube of half size `half` at offsets d (..., 3) (grid axes) from solid i's centre
-    overlap solid i? alpha is the solid's yaw relative to the grid."""
+def _overlap(prims: Primitives, i: int, d: np.ndarray, alpha: float, reach: np.ndarray) -> np.ndarray:
+    """Does the map-axis box of half sizes reach (3,) at offsets d (..., 3) (map axes) from
+    solid i's centre overlap solid i? alpha is the solid's yaw in the map."""
     h = prims.half[i]
+    rx, ry, rz = reach
+    half = float(np.max(reach))
     ca, sa = abs(np.cos(alpha)), abs(np.sin(alpha))
-    z_ok = np.abs(d[..., 2]) <= h[2] + half
+    z_ok = np.abs(d[..., 2]) <= h[2] + rz
     kind = prims.kind[i]
     if kind == BOX:
         u = np.cos(alpha) * d[..., 0] + np.sin(alpha) * d[..., 1]
         v = -np.sin(alpha) * d[..., 0] + np.cos(alpha) * d[..., 1]
         return (z_ok
-                & (np.abs(d[..., 0]) <= half + h[0] * ca + h[1] * sa)
-                & (np.abs(d[..., 1]) <= half + h[0] * sa + h[1] * ca)
-                & (np.abs(u) <= h[0] + half * (ca + sa))
-                & (np.abs(v) <= h[1] + half * (ca + sa)))
+                & (np.abs(d[..., 0]) <= rx + h[0] * ca + h[1] * sa)
+                & (np.abs(d[..., 1]) <= ry + h[0] * sa + h[1] * ca)
+                & (np.abs(u) <= h[0] + rx * ca + ry * sa)
+                & (np.abs(v) <= h[1] + rx * sa + ry * ca))
     if kind == CYLINDER:
-        gx = np.maximum(np.abs(d[..., 0]) - half, 0.0)
-        gy = np.maximum(np.abs(d[..., 1]) - half, 0.0)
+        gx = np.maximum(np.abs(d[..., 0]) - rx, 0.0)
+        gy = np.maximum(np.abs(d[..., 1]) - ry, 0.0)
         return z_ok & (gx * gx + gy * gy <= h[0] * h[0])
     if kind == ELLIPSOID:
         u = np.cos(alpha) * d[..., 0] + np.sin(alpha) * d[..., 1]
@@ -341,8 +412,9 @@ class SyntheticSequence:
         self.num_frames = int(num_frames)
         self.grid = grid or GridConfig()
         self.scene = make_scene(self.seed, self.num_frames, RATE_HZ)
-        self.calib = kitti_calibration()
-        self.cameras = tuple(_scaled_camera(camera_from_calib(self.calib[k], self.calib["Tr"], IMAGE_SIZE),
+        self.calibration_index = calibration_index(self.seed)
+        self.image_size, self.calib = kitti_calibration(self.calibration_index)
+        self.cameras = tuple(_scaled_camera(camera_from_calib(self.calib[k], self.calib["Tr"], self.image_size),
                                             image_scale) for k in ("P2", "P3"))
         self._cam_dirs = [self._camera_rays(c) for c in self.cameras]
         el = np.deg2rad(np.linspace(*LIDAR_ELEVATIONS_DEG, LIDAR_BEAMS))
@@ -350,7 +422,7 @@ class SyntheticSequence:
         self._lidar_el = el
         self._lidar_dirs = np.stack([np.cos(el)[:, None] * np.cos(az)[None], np.cos(el)[:, None] * np.sin(az)[None],
                                      np.broadcast_to(np.sin(el)[:, None], (len(el), len(az)))], -1)
-        self._visibility = _Visibility(self.scene.velo_poses, self.grid)
+        self._visibility = _Visibility(self.scene.velo_poses, self.grid, self.scene.terrain)
         self._observed = np.zeros(self.num_frames, dtype=bool)
         self._scan_grids: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._raw = load_class_table().learning_map_inv
@@ -421,7 +493,7 @@ class SyntheticSequence:
         origin = T_map_cam[:3, 3]
         dirs = rays[0] @ T_map_cam[:3, :3].T
         blocks = camera_blocks(prims, np.linalg.inv(T_map_cam), cam.K, cam.image_size)
-        t, ids = cast(prims, origin, dirs, blocks, max_t=1000.0)
+        t, ids = cast(scene, origin, dirs, blocks, max_t=1000.0)
         H, W = t.shape
         hit = ids != SKY
         P = origin + t[hit][:, None] * dirs[hit]
@@ -461,22 +533,24 @@ class SyntheticSequence:
         lo = _value_noise(P, 0.7, seed) - 0.5
         grain = _cell_noise(P, tex[:, 2], seed + 1) - 0.5
         albedo *= (1.0 + tex[:, 0] * lo * 2.0 + tex[:, 1] * grain)[:, None]
-        normals = surface_normals(prims, ids, P.astype(np.float64)).astype(np.float32)
+        normals = surface_normals(prims, ids, P.astype(np.float64), self.scene.terrain).astype(np.float32)
         pat = np.where(solid, prims.pattern[np.maximum(ids, 0)], 0)
         vertical = np.abs(normals[:, 2]) < 0.5
-        # Facade coordinates: along the wall and height above the ground.
+        # Facade coordinates: along the wall and height above the solid's bottom (a bus's
+        # bottom is 0.35 m above the road, so its window band sits 0.35 m lower here).
         u = P[:, 0] * -normals[:, 1] + P[:, 1] * normals[:, 0]
-        h = P[:, 2] - GROUND_Z
         m = (pat == PAT_WINDOWS) & vertical
         if m.any():
             Ii = ids[m]
-            top = (prims.center[Ii, 2] + prims.half[Ii, 2] - GROUND_Z).astype(np.float32)
+            bottom = prims.center[Ii, 2] - prims.half[Ii, 2]
+            h = (P[m, 2] - bottom).astype(np.float32)
+            top = (2.0 * prims.half[Ii, 2]).astype(np.float32)
             ph = (_hash(Ii, Ii * 3, Ii * 7, seed) * 1.4 + 2.6).astype(np.float32)
             bus = prims.label[Ii] == OTHER_VEHICLE
             fu = np.mod(u[m] / np.where(bus, 1.6, ph), 1.0)
-            fv = np.mod(h[m] / 3.0, 1.0)
-            win = np.where(bus, (h[m] > 1.3) & (h[m] < 2.6) & (fu > 0.06),
-                           (fu > 0.28) & (fu < 0.72) & (fv > 0.3) & (fv < 0.78) & (h[m] > 0.8) & (h[m] < top - 0.5))
+            fv = np.mod(h / 3.0, 1.0)
+            win = np.where(bus, (h > 0.95) & (h < 2.25) & (fu > 0.06),
+                           (fu > 0.28) & (fu < 0.72) & (fv > 0.3) & (fv < 0.78) & (h > 0.8) & (h < top - 0.5))
             glass = np.array([0.13, 0.16, 0.21], np.float32) + 0.12 * _value_noise(P[m], 0.3, seed + 5)[:, None]
             albedo[m] = np.where(win[:, None], glass, albedo[m])
         m = (pat == PAT_SLATS) & vertical
@@ -496,7 +570,7 @@ class SyntheticSequence:
         origin = T_map_velo[:3, 3]
         dirs = self._lidar_dirs @ T_map_velo[:3, :3].T
         blocks = lidar_blocks(prims, np.linalg.inv(T_map_velo), self._lidar_el, dirs.shape[1], LIDAR_MAX_RANGE)
-        t, ids = cast(prims, origin, dirs, blocks, max_t=LIDAR_MAX_RANGE)
+        t, ids = cast(self.scene, origin, dirs, blocks, max_t=LIDAR_MAX_RANGE)
         valid = (ids != SKY) & (t <= LIDAR_MAX_RANGE)
         tv, iv = t[valid], ids[valid]
         ground = iv == GROUND
@@ -542,10 +616,11 @@ class SyntheticSequence:
         centres = voxel_centers(tuple(self.grid.size), self.grid.voxel_size, self.grid.origin).reshape(-1, 3)
         seen = self._visibility.lookup(centres @ T[:3, :3].T + T[:3, 3])
         occupancy, occluded = (np.unpackbits(m).astype(bool).reshape(labels.shape) for m in self._scan_grids[i])
-        # What this frame's scan crossed as free space is observed whatever the coarser
-        # sequence-wide grid says, so invalid voxels are a subset of occluded ones (as in
+        # What this frame's scan crossed as free space, and the voxels its points fell in, are
+        # observed whatever the sequence-wide grid says (its map-aligned cells do not line up
+        # with a pitched frame's voxels), so invalid voxels are a subset of occluded ones (as in
         # SemanticKITTI's files).
-        return VoxelTruth(labels, ~seen.reshape(labels.shape) & occluded, occluded, occupancy)
+        return VoxelTruth(labels, ~seen.reshape(labels.shape) & occluded & ~occupancy, occluded, occupancy)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,16 +1,22 @@
-"""Procedural street scenes for the synthetic SemanticKITTI: roads, ground zones, analytic solids
-and the ego trajectory, all drawn from one seed.
+"""Procedural street scenes for the synthetic SemanticKITTI: terrain, roads, ground zones,
+analytic solids and the ego trajectory, all drawn from one seed.
 
-Frames: everything here lives in the *map* frame, a flat world whose ground is the plane
-z = GROUND_Z and whose x, y, z axes are those of a velodyne frame (z up). The ego's velodyne
-moves at z = 0 (1.73 m above the ground, as in KITTI), so a frame's velodyne pose is a yaw and
-a 2D translation. `Scene.velo_poses` (F, 4, 4) maps velodyne-frame points of frame i into the map.
+Frames: everything here lives in the *map* frame (x, y horizontal, z up). The ground is a
+height field: a `Terrain` profile (hills, a ramp, a grade: piecewise linear along one map
+direction, exact to ray-cast) plus per-band offsets of the roads (a cambered road crown, kerbs
+raising sidewalks, verges and medians). `Scene.ground_height` gives it. The ego's velodyne rides
+GROUND_Z above the road under it (KITTI's 1.73 m, jittered per sequence and per frame), pitched
+and rolled with the road's slope plus a suspension jitter, so a frame's velodyne pose is a full
+3D rotation and translation. `Scene.velo_poses` (F, 4, 4) maps velodyne-frame points of frame i
+into the map.
 
 Solids (`Primitives`) are of three kinds, each with a centre, half sizes and a yaw about z:
   box       — |local| <= half on every axis (buildings, vehicles, fences, sign plates, limbs);
   cylinder  — vertical axis, radius half[0], half height half[2] (poles, trunks);
   ellipsoid — semi-axes half (tree crowns, bushes, heads).
-The ground is not a solid: it is the plane with a class per point given by `Scene.ground_labels`.
+Solids stand on the ground height at their own centre (buildings on the lowest ground under
+their footprint). The ground is not a solid: it is the height field with a class per point
+given by `Scene.ground_labels`.
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ ROAD, PARKING, SIDEWALK, OTHER_GROUND = 9, 10, 11, 12
 BUILDING, FENCE, VEGETATION, TRUNK, TERRAIN, POLE, TRAFFIC_SIGN = 13, 14, 15, 16, 17, 18, 19
 
 BOX, CYLINDER, ELLIPSOID = 0, 1, 2
-GROUND_Z = -1.73  # the ground plane in the map / velodyne frame (KITTI's lidar height)
+GROUND_Z = -1.73  # the ground under the ego's first pose, map frame (KITTI's lidar height)
 LANE_WIDTH = 3.5
 # The layout is planned for at least this many frames, so a shorter sequence of a seed is the
 # start of the longer one (same scene, same poses).
@@ -161,6 +167,8 @@ class Road:
     parking: list[tuple[float, float, int]] = field(default_factory=list)  # (s0, s1, side +1 left / -1 right)
     parking_width: float = 2.5
     verge_seed: int = 0
+    crown: float = 0.0  # cross slope of the carriageway (m/m), falling from the centre to the edges
+    kerb: float = 0.0  # height of the kerb: sidewalks, verges and a median sit this much above the road
 
     @property
     def half_width(self) -> float:
@@ -199,6 +207,18 @@ class Road:
         lab[m] = OTHER_GROUND
         return lab, rank, s, d
 
+    def offsets(self, lab: np.ndarray, d: np.ndarray) -> np.ndarray:
+        """Height (N,) of this road's bands above the terrain at points with band labels lab
+        (N,) from `zones` and lateral offsets d (N,): the carriageway cambered down from its
+        centre (or the median's edge), parking at the carriageway's edge height, everything
+        beyond the kerb (sidewalk, verge, the median island) `kerb` above the terrain."""
+        lane_d = np.clip(np.abs(d) - self.median, 0.0, self.lanes * LANE_WIDTH + 0.3)
+        off = np.full(len(d), self.kerb)
+        road = (lab == ROAD) | (lab == PARKING)
+        off[road] = -self.crown * lane_d[road]
+        off[(lab == OTHER_GROUND) & (np.abs(d) <= self.median)] = self.kerb
+        return off
+
 
 def _hash01(x: np.ndarray, seed: int) -> np.ndarray:
     """Deterministic uniform [0, 1) numbers from integers (vectorised)."""
@@ -207,6 +227,67 @@ def _hash01(x: np.ndarray, seed: int) -> np.ndarray:
     h *= np.uint64(0xBF58476D1CE4E5B9)
     h ^= h >> np.uint64(32)
     return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+# --------------------------------------------------------------------------------------------
+# Terrain: the ground's height without the roads' crowns and kerbs
+# --------------------------------------------------------------------------------------------
+TERRAIN_STEP = 8.0  # metres between the profile's knots (the hills bend by < 3 cm between them)
+MAX_GRADE = 0.12  # steepest slope of the terrain (12 %)
+
+
+@dataclass(frozen=True)
+class Terrain:
+    """Ground height of the map as a piecewise-linear profile along one horizontal direction:
+    z(p) = interp(p . axis, u, z), flat beyond the end knots. Piecewise planar, so a ray meets it
+    exactly (`raycast.terrain_hits`). Hills, a ramp and a grade along `axis`; level across it."""
+
+    axis: np.ndarray  # (2,) unit vector in the map's xy plane
+    u: np.ndarray  # (K,) increasing knot positions along axis, metres
+    z: np.ndarray  # (K,) heights at the knots, map z
+
+    def height(self, xy: np.ndarray) -> np.ndarray:
+        """(N,) terrain height at map points (N, 2)."""
+        return np.interp(np.asarray(xy, np.float64).reshape(-1, 2) @ self.axis, self.u, self.z)
+
+    def slope(self, xy: np.ndarray) -> np.ndarray:
+        """(N,) dz/du of the profile piece under map points (N, 2) (0 beyond the ends)."""
+        q = np.asarray(xy, np.float64).reshape(-1, 2) @ self.axis
+        k = np.searchsorted(self.u, q, side="right") - 1
+        inside = (k >= 0) & (k < len(self.u) - 1)
+        kc = np.clip(k, 0, len(self.u) - 2)
+        b = (self.z[kc + 1] - self.z[kc]) / (self.u[kc + 1] - self.u[kc])
+        return np.where(inside, b, 0.0)
+
+    def normal(self, xy: np.ndarray) -> np.ndarray:
+        """(N, 3) upward unit normals of the terrain at map points (N, 2)."""
+        b = self.slope(xy)
+        n = np.stack([-b * self.axis[0], -b * self.axis[1], np.ones_like(b)], 1)
+        return n / np.linalg.norm(n, axis=1, keepdims=True)
+
+
+def make_terrain(rng: np.random.Generator, u_start: float, u_lo: float, u_hi: float) -> Terrain:
+    """A random profile over [u_lo, u_hi] along a random axis near the map's x: a grade, two
+    hills of 35-180 m wavelength and a ramp (a change of grade over 15-35 m) shortly ahead of
+    u_start, scaled so no slope exceeds MAX_GRADE; GROUND_Z at u_start."""
+    a = rng.uniform(-0.5, 0.5)
+    axis = np.array([np.cos(a), np.sin(a)])
+    u = np.arange(u_lo, u_hi + TERRAIN_STEP, TERRAIN_STEP)
+    q = u - u_start
+    g = rng.uniform(-0.04, 0.04) * q
+    for slope_range, wl_range in (((0.03, 0.07), (90.0, 180.0)), ((0.01, 0.03), (35.0, 70.0))):
+        wl = rng.uniform(*wl_range)
+        amp = rng.uniform(*slope_range) * wl / (2 * np.pi)
+        g += amp * np.sin(2 * np.pi * q / wl + rng.uniform(0, 2 * np.pi))
+    # The ramp: the grade changes by dg over w metres (the integral of a smoothstep).
+    dg, w, r0 = rng.choice([-1.0, 1.0]) * rng.uniform(0.03, 0.06), rng.uniform(15.0, 35.0), rng.uniform(0.0, 60.0)
+    x = np.clip((q - r0) / w, 0.0, 1.0)
+    g += dg * w * (x ** 3 - 0.5 * x ** 4) + dg * np.maximum(q - r0 - w, 0.0)
+    steepest = np.abs(np.diff(g)).max() / TERRAIN_STEP
+    if steepest > MAX_GRADE:
+        g *= MAX_GRADE / steepest
+    z = GROUND_Z + g - np.interp(0.0, q, g)
+    return Terrain(axis, u, z)
 
 
 # --------------------------------------------------------------------------------------------
@@ -314,25 +395,39 @@ class Scene:
     velo_poses: np.ndarray  # (F, 4, 4) velodyne -> map
     sun: np.ndarray  # (3,) unit vector towards the sun, map frame
     palette_shift: np.ndarray  # (3,) per-scene white balance
+    terrain: Terrain
 
     def ground_labels(self, xy: np.ndarray) -> np.ndarray:
         """(N,) uint8 ground class (road, parking, sidewalk, other-ground, terrain) at map-frame
         points (N, 2): the band of highest rank over all roads."""
         return self.ground_surface(xy, with_paint=False)[0]
 
-    def ground_surface(self, xy: np.ndarray, with_paint: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Ground class (N,) uint8 as `ground_labels`, and white paint (N,) float32 in [0, 1]
-        (lane lines, parking bays; zeros without `with_paint`) at map-frame points (N, 2)."""
+    def ground_offset(self, xy: np.ndarray) -> np.ndarray:
+        """(N,) height of the ground above the terrain at map points (N, 2): crown and kerbs of
+        the band shown there (`Road.offsets`)."""
+        return self.ground_surface(xy, with_paint=False, with_offset=True)[2]
+
+    def ground_height(self, xy: np.ndarray) -> np.ndarray:
+        """(N,) map z of the ground surface at map points (N, 2)."""
+        return self.terrain.height(xy) + self.ground_offset(xy)
+
+    def ground_surface(self, xy: np.ndarray, with_paint: bool = True, with_offset: bool = False):
+        """Ground class (N,) uint8 as `ground_labels`, white paint (N,) float32 in [0, 1]
+        (lane lines, parking bays; zeros without `with_paint`) at map-frame points (N, 2), and
+        with `with_offset` a third item, the height above the terrain (N,) (`ground_offset`)."""
         xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
-        best_lab = best_rank = None
+        best_lab = best_rank = best_off = None
         paint = np.zeros(len(xy), dtype=bool)
         for road in self.roads:
             lab, rank, s, d = road.zones(xy)
+            off = road.offsets(lab, d) if with_offset else None
             if best_lab is None:
-                best_lab, best_rank = lab, rank
+                best_lab, best_rank, best_off = lab, rank, off
             else:
                 m = rank > best_rank
                 best_lab[m], best_rank[m] = lab[m], rank[m]
+                if with_offset:
+                    best_off[m] = off[m]
             if not with_paint:
                 continue
             ad = np.abs(d)
@@ -347,6 +442,8 @@ class Scene:
             paint |= m & (lab == ROAD) & (rank >= best_rank)
             paint |= (lab == PARKING) & (np.mod(s, 5.5) < 0.12) & (rank >= best_rank)
         paint &= (best_lab == ROAD) | (best_lab == PARKING)
+        if with_offset:
+            return best_lab, paint.astype(np.float32), best_off
         return best_lab, paint.astype(np.float32)
 
 
@@ -383,6 +480,7 @@ class _Placer:
         self.scene = scene_for_zones
         self.b = _Builder()
         self.corridor = corridor  # (path, s0, s1, d): the ego's swept lane, kept clear
+        self._offsets: dict[tuple[float, float], float] = {}
 
     # -- checks -------------------------------------------------------------------------
     def _samples(self, c, h, yaw, n=4) -> np.ndarray:
@@ -407,20 +505,35 @@ class _Placer:
         self.b.reserve(c, (h[0] + margin, h[1] + margin), yaw)
 
     # -- compounds ------------------------------------------------------------------------
-    def box(self, c2, z0, size, yaw, label, color, pattern=PAT_PLAIN, inst=0, dx=0.0, dy=0.0):
-        """Box of size (l, w, h) whose bottom is z0 above ground, offset (dx, dy) in the object's
-        frame from the object's ground centre c2."""
+    def ground(self, c2, xy=None) -> float:
+        """Map z of the ground under point xy (default c2) of the object standing at c2: the
+        terrain there plus the crown / kerb of the band under c2 (one band per object, so the
+        parts of a car on a kerb's edge stay together)."""
+        key = (float(c2[0]), float(c2[1]))
+        off = self._offsets.get(key)
+        if off is None:
+            off = self._offsets[key] = float(self.scene.ground_offset(np.asarray(key)[None])[0])
+        p = np.asarray(c2 if xy is None else xy, np.float64)[None]
+        return float(self.scene.terrain.height(p)[0]) + off
+
+    def box(self, c2, z0, size, yaw, label, color, pattern=PAT_PLAIN, inst=0, dx=0.0, dy=0.0, base=None):
+        """Box of size (l, w, h) whose bottom is z0 above the ground under its own centre (or
+        above map z `base`), offset (dx, dy) in the object's frame from the object's ground
+        centre c2."""
         off = _rot(yaw, dx, dy)
-        self.b.add(BOX, (c2[0] + off[0], c2[1] + off[1], GROUND_Z + z0 + size[2] / 2),
+        xy = (c2[0] + off[0], c2[1] + off[1])
+        z = self.ground(c2, xy) if base is None else base
+        self.b.add(BOX, (xy[0], xy[1], z + z0 + size[2] / 2),
                    (size[0] / 2, size[1] / 2, size[2] / 2), yaw, label, color, pattern, inst)
 
     def cylinder(self, c2, z0, r, height, label, color, pattern=PAT_PLAIN, inst=0):
-        self.b.add(CYLINDER, (c2[0], c2[1], GROUND_Z + z0 + height / 2), (r, r, height / 2), 0.0,
+        self.b.add(CYLINDER, (c2[0], c2[1], self.ground(c2) + z0 + height / 2), (r, r, height / 2), 0.0,
                    label, color, pattern, inst)
 
     def ellipsoid(self, c2, zc, radii, yaw, label, color, pattern=PAT_PLAIN, inst=0, dx=0.0, dy=0.0):
         off = _rot(yaw, dx, dy)
-        self.b.add(ELLIPSOID, (c2[0] + off[0], c2[1] + off[1], GROUND_Z + zc), radii, yaw, label, color,
+        xy = (c2[0] + off[0], c2[1] + off[1])
+        self.b.add(ELLIPSOID, (xy[0], xy[1], self.ground(c2, xy) + zc), radii, yaw, label, color,
                    pattern, inst)
 
     def car(self, c2, yaw, label=CAR, inst=0) -> None:
@@ -522,10 +635,13 @@ class _Placer:
             self.box(c2, h - side / 2, (0.04, side, side), facing, TRAFFIC_SIGN, col, dx=0.07)
 
     def building(self, c2, yaw, L, D, H) -> None:
+        """A block standing on the lowest ground under its footprint (dug into a slope)."""
         col = _pick(self.rng, _BUILDING_COLORS, 0.03)
-        self.box(c2, 0.0, (L, D, H), yaw, BUILDING, col, PAT_WINDOWS)
+        corners = self._samples(c2, (L / 2, D / 2), yaw, n=2)
+        base = min(self.ground(c2, p) for p in corners)
+        self.box(c2, 0.0, (L, D, H), yaw, BUILDING, col, PAT_WINDOWS, base=base)
         if self.rng.random() < 0.3:  # a rooftop block
-            self.box(c2, H, (L * 0.5, D * 0.5, self.rng.uniform(1.0, 2.5)), yaw, BUILDING, col * 0.9)
+            self.box(c2, H, (L * 0.5, D * 0.5, self.rng.uniform(1.0, 2.5)), yaw, BUILDING, col * 0.9, base=base)
 
 
 def _road_pieces(rng: np.random.Generator) -> list[tuple[float, float]]:
@@ -544,9 +660,13 @@ def make_scene(seed: int, num_frames: int, rate_hz: float = 10.0) -> Scene:
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5C3E]))
     start_back = 60.0  # metres of road behind the first frame (the lidar sees all around)
     pieces = _road_pieces(rng)
+    # Terrain, cambers, kerbs and the ego's jitter come from their own stream, so the layout
+    # draws below are those of the flat generator of the same seed.
+    rng_z = np.random.default_rng(np.random.SeedSequence([int(seed), 0x7E44]))
     main = Road(RoadPath((-start_back, 0.0), 0.0, pieces),
                 lanes=int(rng.choice([1, 1, 2])), median=float(rng.choice([0.0, 0.0, 1.0])),
-                sidewalk=float(rng.uniform(2.0, 4.0)), verge_seed=int(rng.integers(1 << 30)))
+                sidewalk=float(rng.uniform(2.0, 4.0)), verge_seed=int(rng.integers(1 << 30)),
+                crown=float(rng_z.uniform(0.01, 0.03)), kerb=float(rng_z.uniform(0.1, 0.2)))
     speed = float(rng.uniform(5.0, 9.0))
     s_ego0 = start_back
     s_ego1 = s_ego0 + speed * (max(num_frames, LAYOUT_FRAMES) - 1) / rate_hz
@@ -580,31 +700,68 @@ def make_scene(seed: int, num_frames: int, rate_hz: float = 10.0) -> Scene:
         start = pj[0] - back * np.array([np.cos(a), np.sin(a)])
         road = Road(RoadPath((float(start[0]), float(start[1])), float(a), [(back + 80.0, 0.0)]),
                     lanes=1, median=0.0, sidewalk=float(rng.uniform(1.8, 3.5)),
-                    verge_seed=int(rng.integers(1 << 30)))
+                    verge_seed=int(rng.integers(1 << 30)),
+                    crown=float(rng_z.uniform(0.01, 0.03)), kerb=float(rng_z.uniform(0.1, 0.2)))
         for side in (-1, 1):
             if rng.random() < 0.4:
                 road.parking.append((back + 15.0, back + 60.0, side))
         roads.append(road)
 
-    # Ego poses: right lane of the main road, constant speed along the centreline.
-    t = np.arange(num_frames) / rate_hz
-    s = s_ego0 + speed * t
-    c, h = main.path.pose(s)
-    xy = c + d_ego * np.stack([-np.sin(h), np.cos(h)], 1)
-    poses = np.tile(np.eye(4), (num_frames, 1, 1))
-    poses[:, 0, 0], poses[:, 0, 1] = np.cos(h), -np.sin(h)
-    poses[:, 1, 0], poses[:, 1, 1] = np.sin(h), np.cos(h)
-    poses[:, :2, 3] = xy
-
     sun_az, sun_el = rng.uniform(-np.pi, np.pi), rng.uniform(0.5, 1.1)
     sun = np.array([np.cos(sun_el) * np.cos(sun_az), np.cos(sun_el) * np.sin(sun_az), np.sin(sun_el)])
-    scene = Scene(int(seed), roads, None, poses, sun, rng.normal(0, 0.03, 3))  # type: ignore[arg-type]
+    p0, _ = main.path.pose(np.array([s_ego0]))
+    # The profile spans the drive and the scene around it; the ground is level beyond.
+    u_start = float(p0[0, 0])
+    terrain = make_terrain(rng_z, u_start, u_start - 200.0, u_start + (s_ego1 - s_ego0) + 250.0)
+    scene = Scene(int(seed), roads, None, None, sun, rng.normal(0, 0.03, 3), terrain)  # type: ignore[arg-type]
+    scene.velo_poses = _ego_poses(scene, main, rng_z, s_ego0 + speed * np.arange(num_frames) / rate_hz, d_ego,
+                                  np.arange(num_frames) / rate_hz)
 
     placer = _Placer(rng, roads, scene, (main.path, s_ego0 - 8.0, s_ego1 + 8.0, d_ego))
     _populate(placer, roads, s_ego0 - 50.0, s_ego1 + 90.0)
     _ensure_rare(placer, main, s_ego0 + 5.0, s_ego1 + 40.0)
     scene.prims = placer.b.build()
     return scene
+
+
+LIDAR_HEIGHT = -GROUND_Z  # metres of the velodyne above the road (KITTI), before jitter
+
+
+def _ego_poses(scene: Scene, road: Road, rng: np.random.Generator, s: np.ndarray, d: float,
+               t: np.ndarray) -> np.ndarray:
+    """(F, 4, 4) velodyne -> map poses of an ego at arc lengths s (F,) and lateral offset d of
+    `road`, at times t (F,): yaw along the road, pitch and roll with the ground under the
+    wheels (heights 1.4 m ahead / behind and 0.8 m left / right), the velodyne LIDAR_HEIGHT
+    above the ground along the body's up axis; plus a per-sequence mounting offset (height
+    +-0.08 m, pitch +-1 deg) and a suspension sway (height 0.03 m, pitch 0.6 deg, roll 0.4 deg
+    at 0.4-1.5 Hz). Parameters are drawn before any time is used, so a longer sequence starts
+    with the same poses."""
+    dh0, dp0 = rng.uniform(-0.08, 0.08), np.deg2rad(rng.uniform(-1.0, 1.0))
+    amp = np.array([0.03, np.deg2rad(0.6), np.deg2rad(0.4)]) * rng.uniform(0.5, 1.0, 3)
+    freq = rng.uniform(0.4, 1.5, 3)
+    phase = rng.uniform(0, 2 * np.pi, 3)
+    sway = amp[:, None] * np.sin(2 * np.pi * freq[:, None] * t[None] + phase[:, None])  # (3, F)
+    c, h = road.path.pose(s)
+    fwd = np.stack([np.cos(h), np.sin(h)], 1)
+    left = np.stack([-np.sin(h), np.cos(h)], 1)
+    xy = c + d * left
+    z = scene.ground_height(xy)
+    pitch = np.arctan2(scene.ground_height(xy + 1.4 * fwd) - scene.ground_height(xy - 1.4 * fwd), 2.8)
+    roll = np.arctan2(scene.ground_height(xy + 0.8 * left) - scene.ground_height(xy - 0.8 * left), 1.6)
+    pitch = pitch + dp0 + sway[1]
+    roll = roll + sway[2]
+    poses = np.tile(np.eye(4), (len(s), 1, 1))
+    for i in range(len(s)):
+        cy, sy = np.cos(h[i]), np.sin(h[i])
+        cp, sp = np.cos(pitch[i]), np.sin(pitch[i])
+        cr, sr = np.cos(roll[i]), np.sin(roll[i])
+        Rz = np.array([[cy, -sy, 0.0], [sy, cy, 0.0], [0.0, 0.0, 1.0]])
+        Ry = np.array([[cp, 0.0, -sp], [0.0, 1.0, 0.0], [sp, 0.0, cp]])  # nose up for pitch > 0
+        Rx = np.array([[1.0, 0.0, 0.0], [0.0, cr, -sr], [0.0, sr, cr]])  # left side up for roll > 0
+        R = Rz @ Ry @ Rx
+        poses[i, :3, :3] = R
+        poses[i, :3, 3] = (xy[i, 0], xy[i, 1], z[i]) + R[:, 2] * (LIDAR_HEIGHT + dh0 + sway[0, i])
+    return poses
 
 
 def _populate(P: _Placer, roads: list[Road], s_lo: float, s_hi: float) -> None:
@@ -648,13 +805,13 @@ def _populate_side(P: _Placer, road: Road, ri: int, side: int, lo: float, hi: fl
         c, hd = at(s + L / 2, side * (edge(s + L / 2) + rng.uniform(0.4, 1.2)))
         if rng.random() < 0.6:
             if P.fits(c, (L / 2, 0.1), hd, verge, margin=0.1):
-                P.box(c, 0.0, (L, 0.06, rng.uniform(0.9, 2.0)), hd, FENCE,
-                      _pick(rng, np.array([[0.45, 0.4, 0.32], [0.55, 0.56, 0.58], [0.3, 0.3, 0.28]])),
-                      PAT_SLATS)
+                _stepped(P, c, L, (0.06, rng.uniform(0.9, 2.0)), hd, FENCE,
+                         _pick(rng, np.array([[0.45, 0.4, 0.32], [0.55, 0.56, 0.58], [0.3, 0.3, 0.28]])),
+                         PAT_SLATS)
                 P.reserve(c, (L / 2, 0.1), hd, 0.1)
         elif P.fits(c, (L / 2, 0.6), hd, verge, margin=0.1):
-            P.box(c, 0.0, (L, rng.uniform(0.8, 1.4), rng.uniform(0.8, 1.8)), hd, VEGETATION,
-                  np.array([0.18, 0.33, 0.1]) + rng.normal(0, 0.03, 3), PAT_FOLIAGE)
+            _stepped(P, c, L, (rng.uniform(0.8, 1.4), rng.uniform(0.8, 1.8)), hd, VEGETATION,
+                     np.array([0.18, 0.33, 0.1]) + rng.normal(0, 0.03, 3), PAT_FOLIAGE)
             P.reserve(c, (L / 2, 0.6), hd, 0.1)
         s += L + rng.uniform(5, 25)
     # Trees: in sidewalk pits and out on the verge.
@@ -732,6 +889,14 @@ def _populate_side(P: _Placer, road: Road, ri: int, side: int, lo: float, hi: fl
         else:
             _park_two_wheeler(P, road, s, side, motor=rng.random() < 0.4)
         s += rng.uniform(3, 14)
+
+
+def _stepped(P: _Placer, c, L: float, wh: tuple[float, float], yaw: float, label: int, color, pattern) -> None:
+    """A long fence / hedge of length L as pieces of at most 4 m, each on the ground under it,
+    so it follows a slope in steps instead of floating or sinking at one end."""
+    n = int(np.ceil(L / 4.0))
+    for j in range(n):
+        P.box(c, 0.0, (L / n, *wh), yaw, label, color, pattern, dx=-L / 2 + (j + 0.5) * L / n)
 
 
 def _at(road: Road, s: float, d: float) -> tuple[np.ndarray, float]:

@@ -134,6 +134,19 @@ class SemanticKittiDataset(Dataset):
         """(sequence, 6-digit frame) of sample `index`."""
         return self.samples[index]
 
+    def target(self, index: int) -> np.ndarray | None:
+        """(X, Y, Z) uint8 SSC target (labels 0..19, 255 ignored) of sample `index` straight
+        from its voxel files, without image or augmentation; None if it has no labels."""
+        seq, frame = self.samples[index]
+        stem = sk.SequencePaths(self.root, seq).voxel_stem(frame)
+        if not Path(f"{stem}.label").is_file():
+            return None
+        vox = sk.read_voxels(stem, tuple(self.cfg.grid.size))
+        if self.cfg.data.legacy_voxel_shift:
+            vox.labels = sk.undo_legacy_shift(vox.labels)
+            vox.invalid = None if vox.invalid is None else sk.undo_legacy_shift(vox.invalid)
+        return sk.remap_labels(vox.labels, vox.invalid)
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         seq, frame = self.samples[index]
         paths = sk.SequencePaths(self.root, seq)
@@ -149,13 +162,8 @@ class SemanticKittiDataset(Dataset):
         in_image = crop_or_pad(np.ones((H, W), dtype=bool), cam.K, out_size)[0]
         arrays: dict[str, np.ndarray] = {}
 
-        stem = paths.voxel_stem(frame)
-        if Path(f"{stem}.label").is_file():
-            vox = sk.read_voxels(stem, tuple(grid.size))
-            if data.legacy_voxel_shift:
-                vox.labels = sk.undo_legacy_shift(vox.labels)
-                vox.invalid = None if vox.invalid is None else sk.undo_legacy_shift(vox.invalid)
-            target = sk.remap_labels(vox.labels, vox.invalid)
+        target = self.target(index)
+        if target is not None:
             arrays["target"] = target
             for ds in self.target_scales:
                 arrays[f"target_{ds}"] = sk.downsample_labels(target, ds)

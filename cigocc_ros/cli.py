@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("cigocc_ros.demo", "the main job: synthetic data -> bag -> node -> scored occupancy + PNGs"),
     "train": ("cigocc_ros.train", "train CIGOcc (one process, or DDP under torchrun)"),
     "eval": ("cigocc_ros.evaluate", "score a checkpoint on a split with the official SSC metric"),
+    "lidar-report": ("cigocc_ros.real_report", "quality on real frames against their labelled LiDAR scans, beside trivial predictors"),
     "infer": ("cigocc_ros.infer", "predict occupancy for images or a sequence; write labels and PNGs"),
     "make-targets": ("cigocc_ros.make_targets", "voxel targets from labelled LiDAR scans (SemanticKITTI's recipe)"),
     "make-masks": ("cigocc_ros.make_masks", "teacher masks from SAM / Grounded-SAM (optional deps)"),

@@ -298,7 +298,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="", help="dataset root (sequences/XX/...); default: data.root, "
                    "else the default synthetic dataset (generated on first use)")
     p.add_argument("--out", default="runs/train", help="run folder")
+    p.add_argument("--overlay", dest="overlays", action="append", default=[], metavar="YAML",
+                   help="a YAML of config sections merged over --config before --set (e.g. "
+                   "config/real.yaml: the real-frame fine-tune's data and train sections; repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    p.add_argument("--init", default="", metavar="CKPT", help="start from these weights (fine-tune; "
+                   "the checkpoint must fit --config's model section)")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
     p.add_argument("--no-val", action="store_true", help="skip periodic validation")
 
@@ -324,17 +329,21 @@ def dataset_root(cfg: ExperimentConfig, data_arg: str) -> tuple[ExperimentConfig
 
 
 def run(args: argparse.Namespace) -> int:
-    from .data.dataset import SemanticKittiDataset
+    from .data.mixed import training_sets
 
-    cfg = load_experiment(args.config, args.overrides)
+    cfg = load_experiment(args.config, args.overrides, args.overlays)
     cfg, _ = dataset_root(cfg, args.data)
     device = resolve_device(args.device, int(os.environ.get("LOCAL_RANK", "0")))
     info = init_distributed(device)
-    train_set = SemanticKittiDataset(cfg, "train")
-    val_set = None if args.no_val else SemanticKittiDataset(cfg, "val")
+    train_set, val_set = training_sets(cfg, with_val=not args.no_val)
     trainer = Trainer(cfg, args.out, train_set, val_set, device=args.device, dist_info=info)
     if args.resume:
         trainer.resume(args.out)
+    elif args.init:
+        from .model.checkpoint import load_weights
+
+        load_weights(trainer.model, args.init, map_location=trainer.device)
+        trainer.log(f"initialised from {args.init}")
     trainer.fit()
     if info.world > 1:
         dist.destroy_process_group()

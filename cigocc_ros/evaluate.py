@@ -7,6 +7,7 @@ Writes metrics JSON (completion IoU / precision / recall, per-class IoU, mIoU ov
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -78,6 +79,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
     p.add_argument("--out", default="", help="metrics JSON path (default: next to the checkpoint)")
     p.add_argument("--submission", default="", help="also write submission .label files here")
+    p.add_argument("--input", dest="depth_input", default="auto", choices=["auto", "mono", "stereo"],
+                   help="mono: image only; stereo: also the StereoSGBM depth of image_2/image_3 "
+                   "(the node's stereo mode); auto: the checkpoint's data.stereo")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         device = resolve_device(args.device)
         model, _ = load_checkpoint(args.checkpoint, map_location=device)
         cfg, root = dataset_root(model.cfg, args.data)
+        if args.depth_input != "auto":
+            cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, stereo=args.depth_input == "stereo"))
         dataset = SemanticKittiDataset(cfg, args.split, augment=False)
         metrics = evaluate_model(model.to(device), dataset, cfg, device,
                                  submission_dir=args.submission or None, progress=True)
@@ -105,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"source": str(args.checkpoint or args.predictions), "data": root,
-                               "split": args.split, "frames": len(dataset), **metrics}, indent=2))
+                               "split": args.split, "frames": len(dataset),
+                               "input": "stereo" if cfg.data.stereo else "mono", **metrics}, indent=2))
     print(format_table(metrics, "CIGOcc"))
     print(f"metrics written to {out}")
     return 0

@@ -200,3 +200,57 @@ def test_training_at_half_resolution_with_ssc_scale():
         assert torch.isfinite(losses["total"]) and "ssc_ce" in losses
         with torch.no_grad():
             assert model.eval()(batch)["ssc_logits"].shape[-3:] == (X, Y, Z)
+
+
+def test_head_subdivide_places_each_sub_voxel():
+    """Channel ((a sy + b) sz + c) n_cls + k of coarse voxel (i, j, l) is class k's logit of
+    grid-native voxel (i sx + a, j sy + b, l sz + c)."""
+    from cigocc_ros.model.head import OccupancyHead
+
+    sub, n = (2, 1, 3), 4
+    head = OccupancyHead(8, n, (4, 3, 6), sub)
+    head.body = torch.nn.Identity()  # feed the final-layer channels directly
+    x = torch.randn(1, n * 6, 2, 3, 2)
+    out = head.native(x)
+    assert out.shape == (1, n, 4, 3, 6)
+    for a in range(2):
+        for c in range(3):
+            for k in range(n):
+                ch = (a * 3 + c) * n + k
+                torch.testing.assert_close(out[0, k, a::2, :, c::3], x[0, ch])
+    with pytest.raises(ValueError, match="head_subdivide"):
+        build_model(tiny_config("lite", "model.head_subdivide=[3, 1, 1]"))
+
+
+def test_learned_depth_blend_starts_fixed_and_trains():
+    torch.manual_seed(0)
+    cfg = tiny_config("lite", "model.external_depth_blend=learned", "model.external_depth_weight=0.3")
+    model = build_model(cfg).train()
+    batch = make_batch(cfg, 1, targets=True, depth=True)
+    batch["depth"][..., : batch["depth"].shape[-1] // 2] = 0  # no stereo value on the left half
+    out = model(batch)
+    w = out["depth_weight"]
+    has = w > 0
+    assert has.any() and (~has).any()  # cells without a stereo value are untouched
+    torch.testing.assert_close(w[has], torch.full_like(w[has], 0.3))
+    compute_losses(out, batch, cfg)["total"].backward()
+    assert model.depth_gate.conv.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="external_depth_blend"):
+        build_model(tiny_config("lite", "model.external_depth_blend=mean"))
+
+
+def test_lift_counts_frustum_points_and_density_scores():
+    torch.manual_seed(0)
+    cfg = tiny_config("lite", "model.proposal_score=density", "model.proposal_threshold=0")
+    model = build_model(cfg).eval()
+    batch = make_batch(cfg, 1)
+    with torch.no_grad():
+        br = model.image_branches(batch["img"], None)
+        vol, mass, count = model.lift(br["context"], br["depth_prob"], batch["K"], batch["T_cam_grid"], count=True)
+        h, w = br["context"].shape[-2:]
+        index = model.lift.voxel_index(batch["K"], batch["T_cam_grid"], (h, w))
+        assert count.sum() == (index < count.numel()).sum()  # every frustum point inside, once
+        assert (mass <= count + 1e-4).all()  # a point adds at most p = 1 to the mass
+        assert model(batch)["proposal"].sum() > 0
+    with pytest.raises(ValueError, match="proposal_score"):
+        build_model(tiny_config("lite", "model.proposal_score=nearest"))

@@ -8,6 +8,10 @@ voxels of 0.8 m over the same 51.2 x 51.2 x 6.4 m), images at full size. Prints 
 table and writes JSON; docs/ablation.md quotes it.
 
     scripts/in-env.sh python bench/ablation.py --steps 150 --out runs/ablation
+    scripts/in-env.sh python bench/ablation.py --steps 600 --seeds 0 1 2 --out runs/ablation3
+
+With several seeds (train.seed: initial weights, sample order, augmentation) each row is
+reported as mean +- sample standard deviation over the seeds, with the min-max range.
 """
 from __future__ import annotations
 
@@ -53,42 +57,63 @@ def coarse_dataset(src: Path, dst: Path) -> Path:
     return dst
 
 
+def summary(values: list[float]) -> dict:
+    """Mean, sample standard deviation (0 for one value), min and max."""
+    import statistics
+
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "min": min(values), "max": max(values)}
+
+
+def fmt(s: dict) -> str:
+    if s["min"] == s["max"]:
+        return f"{s['mean']:.2f}"
+    return f"{s['mean']:.2f} ± {s['std']:.2f} [{s['min']:.2f}, {s['max']:.2f}]"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--out", default="runs/ablation")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0], help="train.seed of each repeat")
     args = ap.parse_args()
     out = Path(args.out)
     data = coarse_dataset(default_dataset(), out / "data")
     grid = 256 // FACTOR
     common = [f"grid.size=[{grid}, {grid}, {32 // FACTOR}]", f"grid.voxel_size={0.2 * FACTOR}",
-              "model.coarse_downsample=2", "model.max_queries=2048", f"train.steps={args.steps}",
+              "model.coarse_downsample=2", "model.head_subdivide=[2, 2, 2]", "model.max_queries=2048",
+              f"train.steps={args.steps}",
               "train.lr=0.001", f"train.val_every={args.steps}", f"train.ckpt_every={args.steps}",
               "train.log_every=10", f"data.root={data}",
               f"data.train_sequences={json.dumps(list(DEFAULT_SPLIT['train']))}",
               f"data.val_sequences={json.dumps(list(DEFAULT_SPLIT['val']))}"]
     results = {}
     for name in args.variants:
-        run = out / name.replace(" ", "_").replace("/", "")
-        sets = [a for o in common + VARIANTS[name] for a in ("--set", o)]
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "cigocc_ros.cli", "train", "--config", "lite", *sets,
-                        "--out", str(run), "--no-val"], check=True)
-        train_s = time.perf_counter() - t0
-        metrics = run / "val.json"
-        subprocess.run([sys.executable, "-m", "cigocc_ros.cli", "eval", str(run / "last.safetensors"),
-                        "--data", str(data), "--split", "val", "--out", str(metrics)], check=True)
-        m = json.loads(metrics.read_text())
-        results[name] = {"iou": m["iou"], "miou": m["miou"], "train_s": round(train_s, 1),
-                         "overrides": VARIANTS[name]}
-        print(f"{name}: IoU {m['iou']:.2f} mIoU {m['miou']:.2f} ({train_s:.0f} s)", flush=True)
-    (out / "ablation.json").write_text(json.dumps({"steps": args.steps, "factor": FACTOR,
+        runs = []
+        for seed in args.seeds:
+            tag = name.replace(" ", "_").replace("/", "")
+            run = out / (tag if args.seeds == [0] else f"{tag}_seed{seed}")
+            sets = [a for o in [*common, f"train.seed={seed}", *VARIANTS[name]] for a in ("--set", o)]
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "cigocc_ros.cli", "train", "--config", "lite", *sets,
+                            "--out", str(run), "--no-val"], check=True)
+            train_s = time.perf_counter() - t0
+            metrics = run / "val.json"
+            subprocess.run([sys.executable, "-m", "cigocc_ros.cli", "eval", str(run / "last.safetensors"),
+                            "--data", str(data), "--split", "val", "--out", str(metrics)], check=True)
+            m = json.loads(metrics.read_text())
+            runs.append({"seed": seed, "iou": m["iou"], "miou": m["miou"], "train_s": round(train_s, 1)})
+            print(f"{name} seed {seed}: IoU {m['iou']:.2f} mIoU {m['miou']:.2f} ({train_s:.0f} s)", flush=True)
+        results[name] = {"runs": runs, "overrides": VARIANTS[name],
+                         **{k: summary([r[k] for r in runs]) for k in ("iou", "miou")}}
+    (out / "ablation.json").write_text(json.dumps({"steps": args.steps, "factor": FACTOR, "seeds": args.seeds,
                                                    "common_overrides": common[:-3], "results": results},
                                                   indent=2))
-    print("\n| variant | IoU | mIoU | training time |\n|---|---:|---:|---:|")
+    print(f"\n{len(args.seeds)} seed(s) per row: mean +- standard deviation [min, max]")
+    print("| variant | IoU | mIoU |\n|---|---:|---:|")
     for name, r in results.items():
-        print(f"| {name} | {r['iou']:.2f} | {r['miou']:.2f} | {r['train_s']:.0f} s |")
+        print(f"| {name} | {fmt(r['iou'])} | {fmt(r['miou'])} |")
     return 0
 
 

@@ -75,6 +75,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="", help="dataset root; default: the checkpoint's data.root, "
                    "else the default synthetic dataset")
     p.add_argument("--split", default="val", choices=["train", "val", "test"])
+    p.add_argument("--sequences", nargs="+", default=None, help="score these sequences of --data as "
+                   "the split (e.g. the real held-out 07 of a make-targets folder)")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
     p.add_argument("--out", default="", help="metrics JSON path (default: next to the checkpoint)")
     p.add_argument("--submission", default="", help="also write submission .label files here")
@@ -89,8 +91,18 @@ def run(args: argparse.Namespace) -> int:
 
     if bool(args.checkpoint) == bool(args.predictions):
         raise SystemExit("give either a checkpoint or --predictions")
+
+    def with_sequences(cfg):
+        if not args.sequences:
+            return cfg
+        import dataclasses
+
+        key = {"train": "train_sequences", "val": "val_sequences", "test": "test_sequences"}[args.split]
+        return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **{key: tuple(args.sequences)}))
+
     if args.predictions:
         cfg, root = dataset_root(load_experiment(args.config), args.data)
+        cfg = with_sequences(cfg)
         dataset = SemanticKittiDataset(cfg, args.split, augment=False)
         metrics = evaluate_predictions(args.predictions, dataset)
         default_out = Path(args.predictions) / f"{args.split}.metrics.json"
@@ -98,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         device = resolve_device(args.device)
         model, _ = load_checkpoint(args.checkpoint, map_location=device)
         cfg, root = dataset_root(model.cfg, args.data)
+        cfg = with_sequences(cfg)
         dataset = SemanticKittiDataset(cfg, args.split, augment=False)
         metrics = evaluate_model(model.to(device), dataset, cfg, device,
                                  submission_dir=args.submission or None, progress=True)

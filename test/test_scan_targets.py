@@ -117,3 +117,21 @@ def test_command_writes_a_sequence_the_dataset_reads(kitti_samples, tmp_path):
     target = item["target"].numpy()
     assert ((target > 0) & (target < 255)).sum() == (sk.remap_labels(written.labels, written.invalid)
                                                      .astype(np.int64) % 255 > 0).sum()
+
+
+def test_eval_scores_predictions_on_the_written_targets(kitti_samples, tmp_path):
+    """`cigocc eval --sequences` reads a make-targets folder: the targets themselves score 100."""
+    import json
+
+    src = kitti_samples / "sequences" / "10"
+    root = tmp_path / "real"
+    assert cli.main(["make-targets", str(src), "--out", str(root), "--frames", "8"]) == 0
+    vox = sk.read_voxels(root / "sequences" / "10" / "voxels" / "000008")
+    pred = sk.remap_labels(vox.labels)
+    pred[pred == 255] = 0
+    sk.write_prediction(tmp_path / "pred" / "sequences" / "10" / "predictions" / "000008.label", pred)
+    out = tmp_path / "m.json"
+    assert cli.main(["eval", "--predictions", str(tmp_path / "pred"), "--data", str(root), "--split", "val",
+                     "--sequences", "10", "--out", str(out)]) == 0
+    m = json.loads(out.read_text())
+    assert m["frames"] == 1 and m["iou"] == pytest.approx(100.0) and m["miou"] > 0

@@ -140,6 +140,9 @@ class DataConfig:
     real_train_sequences: tuple[str, ...] = ()
     real_val_sequences: tuple[str, ...] = ()  # validation on real frames instead of val_sequences
     real_share: float = 0.5  # share of training samples drawn from real frames
+    # Keep each frame's decoded targets and stereo depth in memory after first use (about
+    # 4.5 MB a frame): training reads every frame many times; the sample loop is in-process.
+    cache: bool = False
     num_workers: int = 2
 
 

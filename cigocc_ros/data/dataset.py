@@ -116,6 +116,7 @@ class SemanticKittiDataset(Dataset):
             raise FileNotFoundError(
                 f"no {split} frames under {self.root}/sequences/ (looked for {', '.join(sequences)})")
         self._stereo: dict[str, StereoDepth] = {}
+        self._cache: dict[tuple, object] = {}
 
     def _frames(self, paths: sk.SequencePaths) -> list[str]:
         labelled = paths.frames("voxels", ".label")
@@ -152,7 +153,7 @@ class SemanticKittiDataset(Dataset):
         seq, frame = self.samples[index]
         paths = sk.SequencePaths(self.root, seq)
         calib = self._calib[seq]
-        data, grid = self.cfg.data, self.cfg.grid
+        data = self.cfg.data
         out_size = tuple(self.cfg.model.image_size)
 
         image = sk.read_image(paths.image(frame, self.camera_index))
@@ -171,8 +172,8 @@ class SemanticKittiDataset(Dataset):
                 raise sk.DataFormatError(f"{mask_path}: teacher mask is {mask.shape}, image is {(H, W)}")
             maps["teacher"] = mask
         if data.stereo and not (rng is not None and data.stereo_drop > 0 and rng.random() < data.stereo_drop):
-            right = sk.read_image(paths.image(frame, 3))
-            maps["depth"] = self._stereo_for(seq, cam.K[0, 0])(image, right)
+            maps["depth"] = self._cached(("stereo", seq, frame), lambda: self._stereo_for(seq, cam.K[0, 0])(
+                image, sk.read_image(paths.image(frame, 3))))
         K_full, shift = cam.K, (0, 0)
         if rng is not None and augment.geometric_enabled(data):
             scale, dr, dc = augment.draw_geometry(data, rng)
@@ -187,16 +188,7 @@ class SemanticKittiDataset(Dataset):
         if "depth" in maps:
             arrays["depth"] = maps["depth"]
 
-        stem = paths.voxel_stem(frame)
-        if Path(f"{stem}.label").is_file():
-            vox = sk.read_voxels(stem, tuple(grid.size))
-            if data.legacy_voxel_shift:
-                vox.labels = sk.undo_legacy_shift(vox.labels)
-                vox.invalid = None if vox.invalid is None else sk.undo_legacy_shift(vox.invalid)
-            target = sk.remap_labels(vox.labels, vox.invalid)
-            arrays["target"] = target
-            for ds in self.target_scales:
-                arrays[f"target_{ds}"] = sk.downsample_labels(target, ds)
+        arrays.update(self._cached(("targets", seq, frame), lambda: self._targets(index)))
         scan_path = paths.scan(frame)
         if data.depth_targets and scan_path.is_file():
             arrays["depth_target"] = lidar_depth_map(sk.read_scan(scan_path), K, T, out_size)
@@ -226,6 +218,22 @@ class SemanticKittiDataset(Dataset):
         if "depth" in arrays:
             item["depth"] = torch.from_numpy(np.ascontiguousarray(arrays["depth"], dtype=np.float32))[None]
         return item
+
+    def _targets(self, index: int) -> dict[str, np.ndarray]:
+        """{target, target_d...} (X, Y, Z) uint8 of sample `index`; {} without labels."""
+        target = self.target(index)
+        if target is None:
+            return {}
+        return {"target": target, **{f"target_{ds}": sk.downsample_labels(target, ds) for ds in self.target_scales}}
+
+    def _cached(self, key: tuple, make):
+        """make() once per key with data.cache (the arrays are never modified in place:
+        augmentation makes new ones), else every time."""
+        if not self.cfg.data.cache:
+            return make()
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
 
     def _stereo_for(self, seq: str, fx: float) -> StereoDepth:
         if seq not in self._stereo:

@@ -119,8 +119,7 @@ def test_free_is_the_road_in_view_and_unknown_outside():
 
 def test_band_limits_move_the_lethal_cells():
     labels, road, sidewalk, cars, crown, *_ = street()
-    in_view = cars["in view"] | cars["in view, no road under it"]
-    # A band from 2.0 m up sees neither the cars (up to 2 m) but the crown (3.25 .. 4.75 m).
+    # A band from 2.0 m up sees not the cars (up to 2 m) but the crown (3.25 .. 4.75 m).
     costs = costs_of(labels, costmap_band_bottom=2.0, costmap_band_top=5.0)
     assert np.array_equal(costs == LETHAL, crown)
     assert np.all(costs[cars["in view, no road under it"]] == UNKNOWN)  # no road under it: not free

@@ -4,7 +4,8 @@
 Topics, frames and the TF tree are documented in docs/bags.md; in short (kitti2bag names for
 odometry sequences, `image_rect` because KITTI odometry images are already rectified):
 
-- /kitti/camera_{color,gray}_{left,right}/image_rect  sensor_msgs/Image (bgr8 / mono8)
+- /kitti/camera_{color,gray}_{left,right}/image_rect  sensor_msgs/Image (bgr8 / mono8), or with
+  `--compressed jpeg|png` .../image_rect/compressed  sensor_msgs/CompressedImage instead
 - /kitti/camera_{color,gray}_{left,right}/camera_info sensor_msgs/CameraInfo
 - /kitti/velo/pointcloud  sensor_msgs/PointCloud2 (x, y, z, intensity [, label]) in `velodyne`
 - /kitti/odom             nav_msgs/Odometry world -> base_link
@@ -23,6 +24,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import yaml
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
@@ -50,6 +52,10 @@ CLOUD_TOPIC = "/kitti/velo/pointcloud"
 OCCUPANCY_GT_TOPIC = "/kitti/occupancy_gt"
 GT_MODEL_ID = "ground-truth"
 CAMERA_FROM_GRID_KEY = "cigocc.camera_from_grid"  # bag metadata: + ".<camera frame>"
+COMPRESSED_SUFFIX = "/compressed"  # image_transport's sub-topic of a compressed image
+# CompressedImage formats: compressed_image_transport's "<encoding>; <codec> compressed <encoding>"
+# (OpenCV writes colour as BGR) and its default JPEG quality / PNG level.
+COMPRESSIONS = {"jpeg": (".jpg", [cv2.IMWRITE_JPEG_QUALITY, 95]), "png": (".png", [cv2.IMWRITE_PNG_COMPRESSION, 3])}
 
 
 @dataclass(frozen=True)
@@ -64,8 +70,9 @@ class CameraPair:
     def frame_id(self, side: str) -> str:
         return f"camera_{self.name}_{side}"
 
-    def image_topic(self, side: str) -> str:
-        return f"/kitti/{self.frame_id(side)}/image_rect"
+    def image_topic(self, side: str, compressed: str = "") -> str:
+        """The image topic; with `compressed` ("jpeg" | "png") its image_transport sub-topic."""
+        return f"/kitti/{self.frame_id(side)}/image_rect" + (COMPRESSED_SUFFIX if compressed else "")
 
     def info_topic(self, side: str) -> str:
         return f"/kitti/{self.frame_id(side)}/camera_info"
@@ -316,6 +323,17 @@ class _Messages:
                                               encoding=encoding, is_bigendian=0, step=data.size // h, data=data)
         return self.ser(msg)
 
+    def compressed_image(self, stamp_ns: int, frame_id: str, image: np.ndarray, encoding: str, codec: str) -> bytes:
+        """CompressedImage of a bgr8 / mono8 `image` as compressed_image_transport writes it."""
+        ext, flags = COMPRESSIONS[codec]
+        ok, buf = cv2.imencode(ext, np.ascontiguousarray(image), flags)
+        if not ok:
+            raise ValueError(f"OpenCV could not {codec}-encode a {image.shape} image")
+        msg = self.T["sensor_msgs/msg/CompressedImage"](header=self.header(stamp_ns, frame_id),
+                                                        format=f"{encoding}; {codec} compressed {encoding}",
+                                                        data=buf.reshape(-1))
+        return self.ser(msg)
+
     def camera_info(self, stamp_ns: int, frame_id: str, size: tuple[int, int], P: np.ndarray) -> bytes:
         roi = self.T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
                                                          do_rectify=False)
@@ -416,10 +434,13 @@ STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 def convert(sequence: str | Path, output: str | Path, storage: str = "mcap", camera: str = "auto",
             first: int = 0, last: int | None = None, velodyne: bool = True, start_time: float = 1.0e9,
             grid: GridConfig | None = None, overwrite: bool = False, progress: bool = True,
-            legacy_voxel_shift: bool = False) -> dict:
-    """Write the bag; returns {"bag": path, "frames": n, "topics": {topic: count}, "duration_s": d}."""
+            legacy_voxel_shift: bool = False, compressed: str = "") -> dict:
+    """Write the bag; returns {"bag": path, "frames": n, "topics": {topic: count}, "duration_s": d}.
+    `compressed` "jpeg" | "png" writes CompressedImage topics instead of raw images."""
     if storage not in STORAGES:
         raise ValueError(f"unknown storage '{storage}' (mcap, sqlite3)")
+    if compressed and compressed not in COMPRESSIONS:
+        raise ValueError(f"unknown compression '{compressed}' ({', '.join(COMPRESSIONS)})")
     grid = grid or GridConfig()
     seq = open_sequence(sequence, camera, first, last, velodyne)
     out = Path(output)
@@ -468,7 +489,8 @@ def convert(sequence: str | Path, output: str | Path, storage: str = "mcap", cam
             infos[pair.name] = {"left": P_l, "right": P_r}
             for side in ("right", "left"):
                 add(pair.info_topic(side), "sensor_msgs/msg/CameraInfo")
-                add(pair.image_topic(side), "sensor_msgs/msg/Image")
+                add(pair.image_topic(side, compressed),
+                    "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image")
 
         t0 = stamps[seq.frames[0]]
         statics = [msgs.transform(t0, BASE_FRAME, VELO_FRAME, np.eye(4))]
@@ -500,7 +522,11 @@ def convert(sequence: str | Path, output: str | Path, storage: str = "mcap", cam
                     write(pair.info_topic(side), t, msgs.camera_info(t, pair.frame_id(side),
                                                                      seq.image_sizes[pair.name],
                                                                      infos[pair.name][side]))
-                    write(pair.image_topic(side), t, msgs.image(t, pair.frame_id(side), image, pair.encoding))
+                    if compressed:
+                        data = msgs.compressed_image(t, pair.frame_id(side), image, pair.encoding, compressed)
+                    else:
+                        data = msgs.image(t, pair.frame_id(side), image, pair.encoding)
+                    write(pair.image_topic(side, compressed), t, data)
     return {"bag": str(out), "storage": storage, "frames": len(seq.frames),
             "cameras": [p.name for p in seq.pairs], "topics": counts,
             "duration_s": (stamps[seq.frames[-1]] - stamps[seq.frames[0]]) / 1e9}
@@ -536,6 +562,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="experiment config (name or YAML) whose grid the ground truth uses; default GridConfig()")
     p.add_argument("--legacy-voxel-shift", action="store_true",
                    help="voxel files released before 2020-08: undo their one-voxel shift (docs/conventions.md)")
+    p.add_argument("--compressed", choices=sorted(COMPRESSIONS), default="",
+                   help="write sensor_msgs/CompressedImage on <image topic>/compressed instead of raw images")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -546,7 +574,7 @@ def run(args: argparse.Namespace) -> int:
         summary = convert(args.sequence, args.output, storage=args.storage, camera=args.camera, first=args.first,
                           last=args.last, velodyne=not args.no_velodyne, start_time=args.start_time, grid=grid,
                           overwrite=args.overwrite, progress=not args.quiet,
-                          legacy_voxel_shift=args.legacy_voxel_shift)
+                          legacy_voxel_shift=args.legacy_voxel_shift, compressed=args.compressed)
     except (OSError, ValueError) as e:
         print(f"kitti-to-bag: error: {e}", file=sys.stderr)
         return 2

@@ -200,3 +200,22 @@ def test_spec_errors_name_the_parameter():
         CostmapSpec.from_node_config(NodeConfig(costmap_band_bottom=3.0, costmap_band_top=2.0), classes)
     with pytest.raises(ValueError, match="both obstacle and drivable"):
         CostmapSpec.from_node_config(NodeConfig(costmap_drivable_classes=("road", "car")), classes)
+
+
+def test_column_bit_helpers():
+    from cigocc_ros.costmap import bit_range, highest_bit, pack_columns
+
+    rng = np.random.default_rng(3)
+    for Z in (1, 16, 32, 40, 64):
+        mask = rng.random((5, 4, Z)) < 0.3
+        mask[0, 0] = False
+        mask[1, 1, -1] = True
+        words = pack_columns(mask)
+        for x, y in np.ndindex(5, 4):
+            want = sum(1 << k for k in range(Z) if mask[x, y, k])
+            assert int(words[x, y]) == want
+            assert int(highest_bit(words)[x, y]) == (want.bit_length() - 1 if want else 0)
+        lo, hi = rng.integers(0, Z + 1, (2, 5, 4))
+        hi = np.maximum(lo, hi)
+        r = bit_range(lo, hi)
+        assert all(int(r[x, y]) == sum(1 << k for k in range(lo[x, y], hi[x, y])) for x, y in np.ndindex(5, 4))

@@ -44,6 +44,7 @@ class _Grid:
     labels: np.ndarray  # (X*Y*Z,) uint8
     size: tuple[int, int, int]
     frame_id: str
+    confidence: np.ndarray | None = None  # (X*Y*Z,) uint8 when the node publishes it
 
 
 def decode_occupancy(raw: bytes) -> _Grid:
@@ -54,7 +55,9 @@ def decode_occupancy(raw: bytes) -> _Grid:
     if labels.size != size[0] * size[1] * size[2]:
         raise ValueError(f"SemanticOccupancy at stamp {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d} has "
                          f"{labels.size} labels for a {size} grid")
-    return _Grid(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec, labels, size, msg.header.frame_id)
+    conf = np.asarray(msg.confidence, dtype=np.uint8)
+    return _Grid(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec, labels, size, msg.header.frame_id,
+                 conf if conf.size == labels.size else None)
 
 
 @dataclass
@@ -74,8 +77,8 @@ class EvalReport:
     pace_timeouts: int = 0
     replay_wall_s: float = 0.0
     interrupted: bool = False
-    # (stamp ns, predicted (X, Y, Z), ground truth (X, Y, Z)) of the first `keep_outputs`
-    # scored frames, for pictures; not part of the JSON report.
+    # (stamp ns, predicted (X, Y, Z), ground truth (X, Y, Z), confidence (X, Y, Z) or None) of
+    # the first `keep_outputs` scored frames, for pictures; not part of the JSON report.
     samples: list = field(default_factory=list)
 
     def to_json(self) -> dict:
@@ -89,7 +92,7 @@ class OccupancyScorer:
     def __init__(self, keep: int = 0) -> None:
         self.metric = SSCMetric()
         self.keep = keep
-        self.samples: list[tuple[int, np.ndarray, np.ndarray]] = []
+        self.samples: list[tuple[int, np.ndarray, np.ndarray, np.ndarray | None]] = []
         self.lock = threading.Lock()
         self.gt: dict[int, _Grid] = {}  # ground truth waiting for its output
         self.early: dict[int, _Grid] = {}  # outputs waiting for their ground truth
@@ -154,7 +157,8 @@ class OccupancyScorer:
         self.metric.add(pred, truth.labels)
         self.scored += 1
         if len(self.samples) < self.keep:
-            self.samples.append((out.stamp, out.labels.reshape(out.size), truth.labels.reshape(truth.size)))
+            conf = None if out.confidence is None else out.confidence.reshape(out.size)
+            self.samples.append((out.stamp, out.labels.reshape(out.size), truth.labels.reshape(truth.size), conf))
         self._scored_stamps.add(out.stamp)
 
     def answered_triggers(self) -> int:

@@ -15,6 +15,7 @@ resolution, trilinearly interpolated (255 = 1.0).
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,8 +178,6 @@ def default_weights() -> Path:
     """The shipped weights: $CIGOCC_WEIGHTS, else weights/ of this checkout, else the installed
     share/cigocc_ros/weights/ (colcon install). Returns the path even when it does not exist,
     so the caller's error names where it looked."""
-    import os
-
     if os.environ.get("CIGOCC_WEIGHTS"):
         return Path(os.environ["CIGOCC_WEIGHTS"])
     local = Path(__file__).resolve().parent.parent / "weights" / SHIPPED_WEIGHTS

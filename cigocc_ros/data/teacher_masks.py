@@ -113,12 +113,12 @@ class SamTeacher:
     def grounded_masks(self, image_rgb: np.ndarray, box_threshold: float = 0.3,
                        text_threshold: float = 0.25) -> tuple[list[np.ndarray], np.ndarray]:
         """Masks and their classes from one Grounding DINO prompt per class."""
+        # Only the optional Grounded-SAM path needs these (groundingdino is not a dependency).
+        import groundingdino.datasets.transforms as T
         import torch
         from PIL import Image
 
         gd, model = self.dino
-        import groundingdino.datasets.transforms as T
-
         tf = T.Compose([T.RandomResize([800], max_size=1333), T.ToTensor(),
                         T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
         img_t, _ = tf(Image.fromarray(image_rgb), None)

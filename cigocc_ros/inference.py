@@ -39,7 +39,6 @@ class Prediction:
     inference_ms: float  # wall time of predict(), preprocessing to the final copy
 
 
-
 def _corner_weights(scale: int, device: torch.device) -> Tensor:
     """(8, scale**3) trilinear weights of the 8 corners of a dual cell (corner order a, b, c in
     {0, 1}, c fastest) for its scale**3 fine voxels (x-major), align_corners=False."""

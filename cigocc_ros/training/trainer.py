@@ -62,7 +62,6 @@ def init_distributed(device: torch.device) -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
-
 # --------------------------------------------------------------------------------------------
 # Deterministic sampling
 # --------------------------------------------------------------------------------------------
@@ -100,7 +99,6 @@ class SeededSamples:
         return self.dataset[index]
 
 
-
 # --------------------------------------------------------------------------------------------
 # Optimisation
 # --------------------------------------------------------------------------------------------
@@ -132,7 +130,6 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: ExperimentConfig) -> torch.o
 
         return torch.optim.lr_scheduler.LambdaLR(opt, factor)
     raise ValueError(f"train.schedule must be onecycle or cosine, got {t.schedule!r}")
-
 
 
 # --------------------------------------------------------------------------------------------

@@ -588,8 +588,8 @@ def test_compressed_bag_replays_through_the_node(checkpoint, context, tmp_path, 
     from tiny_kitti import write_tiny_sequence
 
     from cigocc_ros.bag import kitti_to_bag as k2b
+    from cigocc_ros.bag.demo import wait_until_listening
     from cigocc_ros.bag.play import BagPlayer, PlayOptions, RosSession
-    from cigocc_ros.demo import wait_until_listening
 
     seq = write_tiny_sequence(tmp_path / "seq", frames=4, labelled=(), size=IMAGE)
     bag = tmp_path / "bag"

@@ -17,7 +17,7 @@ from rclpy.exceptions import ParameterUninitializedException
 from rclpy.parameter import Parameter
 
 from ..classes import load_class_table
-from ..config import NodeConfig
+from ..config import DEVICE_HELP, NodeConfig, check_device_name
 from ..costmap import CostmapSpec
 
 TRANSPORTS = ("raw", "compressed")
@@ -33,7 +33,7 @@ class ParamInfo:
 
 PARAMS: dict[str, ParamInfo] = {
     "weights": ParamInfo("Checkpoint file (.safetensors); empty = the shipped weights", read_only=True),
-    "device": ParamInfo("Inference device", read_only=True, choices=("auto", "cuda", "cpu")),
+    "device": ParamInfo(f"Inference device: {DEVICE_HELP}", read_only=True),
     "stereo": ParamInfo("Subscribe to the right camera too and feed stereo depth", read_only=True),
     "sync_slop": ParamInfo("Max spread (s) of the image/info stamps paired into one frame", True, (0.0, 1.0)),
     "sync_queue_size": ParamInfo("Messages per stream kept while waiting for partners", True, (1, 100)),
@@ -167,7 +167,10 @@ def with_changes(cfg: NodeConfig, params: list) -> NodeConfig:
 def validate(cfg: NodeConfig) -> list[str]:
     """Constraints a descriptor cannot express; each error names the parameter."""
     errors = []
-    for name in ("device", "left_transport", "right_transport"):
+    device_error = check_device_name(cfg.device)
+    if device_error:
+        errors.append(device_error)
+    for name in ("left_transport", "right_transport"):
         if getattr(cfg, name) not in PARAMS[name].choices:
             errors.append(f"{name} must be one of {PARAMS[name].choices}, got '{getattr(cfg, name)}'")
     if cfg.camera_from_grid:

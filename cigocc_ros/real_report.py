@@ -1,5 +1,6 @@
-"""`cigocc lidar-report`: quality on real frames against their labelled LiDAR scans, with the two
-trivial predictors beside the model (no voxel labels needed; figures: lidar_metrics.py).
+"""The real-frame report: quality on real frames against their labelled LiDAR scans, with the
+two trivial predictors beside the model (no voxel labels needed; figures: lidar_metrics.py).
+`cigocc lidar-report` (cigocc_ros/cli/lidar_report.py) is the command around it.
 
 For every frame of the given sequence folders that has `image_2`, `velodyne` and `labels`
 (and `image_3` for stereo), scored inside the image:
@@ -8,15 +9,13 @@ For every frame of the given sequence folders that has `image_2`, `velodyne` and
   (controls.stereo_height_rule);
 - the model, mono, and with `--stereo` also stereo (StereoSGBM depth as the external depth
   input, exactly the node's stereo path).
-Writes `<out>/report.json` (per frame and averaged), `<out>/report.md` (the table) and a PNG per
-frame: image | reference (bird's-eye) | prediction | errors (red phantom: predicted occupied
+`write_report` writes `<out>/report.json` (per frame and averaged), `<out>/report.md` (the
+table) and `run_report` a PNG per frame: image | reference (bird's-eye) | prediction | errors (red phantom: predicted occupied
 where the rays saw free space; blue missed; green found).
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,41 +135,12 @@ def run_report(frames: list[RealFrame], predictor=None, stereo: bool = False, gr
     return [reports[n] for n in names if reports[n].frames]
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("sequences", nargs="+", help="sequence folders with image_2, velodyne, labels, calib "
-                   "(e.g. ../shared/kitti_samples/sequences/07)")
-    p.add_argument("--weights", default="", help="checkpoint (.safetensors); default: the shipped weights")
-    p.add_argument("--no-model", action="store_true", help="only the trivial predictors")
-    p.add_argument("--stereo", action="store_true", help="also run the model in stereo mode (image_3)")
-    p.add_argument("--frames", nargs="*", default=None, help="only these frames")
-    p.add_argument("--out", default="outputs/lidar-report", help="folder for report.json, report.md, PNGs")
-    p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
-
-
-def run(args: argparse.Namespace) -> int:
-    from .model.checkpoint import CheckpointError
-
-    try:
-        frames = [f for s in args.sequences for f in real_frames(Path(s), args.frames, need_right=args.stereo)]
-        predictor = None
-        if not args.no_model:
-            from .inference import Predictor, default_weights
-
-            predictor = Predictor.from_checkpoint(args.weights or default_weights(), device=args.device)
-    except (sk.DataFormatError, CheckpointError, ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    grid = predictor.cfg.grid if predictor else GridConfig()
-    reports = run_report(frames, predictor, args.stereo, grid, out)
+def write_report(out: Path, reports: list[LidarReport], frames: list[RealFrame], sources: list[str],
+                 weights: str) -> str:
+    """report.json and report.md in `out`; returns the Markdown table."""
     table = format_reports(reports)
-    weights = str(args.weights or ("" if args.no_model else "shipped"))
-    (out / "report.json").write_text(json.dumps({"weights": weights, "sequences": args.sequences,
+    (out / "report.json").write_text(json.dumps({"weights": weights, "sequences": sources,
                                                  "frames": [f.name for f in frames],
                                                  "reports": [r.summary() for r in reports]}, indent=2))
-    (out / "report.md").write_text(f"{len(frames)} frames of {', '.join(args.sequences)}; weights: {weights}\n\n"
-                                   f"{table}\n")
-    print(table)
-    print(f"report and {len(frames)} PNG(s) in {out}")
-    return 0
+    (out / "report.md").write_text(f"{len(frames)} frames of {', '.join(sources)}; weights: {weights}\n\n{table}\n")
+    return table

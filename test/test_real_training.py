@@ -99,7 +99,7 @@ def test_photometric_augmentation_changes_the_image_within_range():
 
 @pytest.mark.slow
 def test_a_few_training_steps_on_mixed_frames(roots, tmp_path):
-    from cigocc_ros.train import Trainer
+    from cigocc_ros.training.trainer import Trainer
 
     torch.set_num_threads(2)
     cfg = _cfg(roots, *AUGMENT, "data.real_share=0.5")

@@ -8,6 +8,7 @@ consistent. `collate` batches samples whose optional keys differ.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +21,29 @@ from ..geometry import camera_from_calib, crop_or_pad, flip_horizontal, project,
 from ..stereo import StereoDepth
 from . import augment
 from . import semantic_kitti as sk
+from .synthetic import DEFAULT_SPLIT, default_dataset
 
 SPLITS = ("train", "val", "test")
 # Values a batch gets for an optional key that some of its samples lack ("no value").
 COLLATE_FILL = {"depth_target": 0.0, "depth": 0.0, "teacher": IGNORE_LABEL,
                 "target": IGNORE_LABEL, "target_2": IGNORE_LABEL}
+
+
+def dataset_root(cfg: ExperimentConfig, data_arg: str = "") -> tuple[ExperimentConfig, str]:
+    """The dataset folder a command uses, and `cfg` pointing at it: `data_arg` when given, else
+    cfg.data.root, else the default synthetic dataset (generated on first use, with its split)."""
+    if data_arg:
+        return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=data_arg)), data_arg
+    root = cfg.data.root
+    if root:
+        if not Path(root).is_dir():
+            # A checkpoint stores the data.root of the machine it was trained on.
+            raise FileNotFoundError(f"data.root {root} does not exist here: pass --data <folder with sequences/>")
+        return cfg, root
+    root = str(default_dataset())
+    data = dataclasses.replace(cfg.data, root=root, train_sequences=DEFAULT_SPLIT["train"],
+                               val_sequences=DEFAULT_SPLIT["val"])
+    return dataclasses.replace(cfg, data=data), root
 
 
 def lidar_depth_map(points: np.ndarray, K: np.ndarray, T_cam_grid: np.ndarray,
@@ -121,6 +140,7 @@ class SemanticKittiDataset(Dataset):
             raise FileNotFoundError(
                 f"no {split} frames under {self.root}/sequences/ (looked for {', '.join(sequences)})")
         self._stereo: dict[str, StereoDepth] = {}
+        self._cache: dict[tuple, object] = {}
 
     def _frames(self, paths: sk.SequencePaths) -> list[str]:
         labelled = paths.frames("voxels", ".label")
@@ -147,11 +167,7 @@ class SemanticKittiDataset(Dataset):
         stem = sk.SequencePaths(self.root, seq).voxel_stem(frame)
         if not Path(f"{stem}.label").is_file():
             return None
-        vox = sk.read_voxels(stem, tuple(self.cfg.grid.size))
-        if self.cfg.data.legacy_voxel_shift:
-            vox.labels = sk.undo_legacy_shift(vox.labels)
-            vox.invalid = None if vox.invalid is None else sk.undo_legacy_shift(vox.invalid)
-        return sk.remap_labels(vox.labels, vox.invalid)
+        return sk.read_voxel_target(stem, tuple(self.cfg.grid.size), self.cfg.data.legacy_voxel_shift)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         seq, frame = self.samples[index]
@@ -176,8 +192,8 @@ class SemanticKittiDataset(Dataset):
                 raise sk.DataFormatError(f"{mask_path}: teacher mask is {mask.shape}, image is {(H, W)}")
             maps["teacher"] = mask
         if data.stereo and not (rng is not None and data.stereo_drop > 0 and rng.random() < data.stereo_drop):
-            right = sk.read_image(paths.image(frame, 3))
-            maps["depth"] = self._stereo_for(seq, cam.K[0, 0])(image, right)
+            maps["depth"] = self._cached(("stereo", seq, frame), lambda: self._stereo_for(seq, cam.K[0, 0])(
+                image, sk.read_image(paths.image(frame, 3))))
         K_full, shift = cam.K, (0, 0)
         if rng is not None and augment.geometric_enabled(data):
             scale, dr, dc = augment.draw_geometry(data, rng)
@@ -192,11 +208,7 @@ class SemanticKittiDataset(Dataset):
         if "depth" in maps:
             arrays["depth"] = maps["depth"]
 
-        target = self.target(index)
-        if target is not None:
-            arrays["target"] = target
-            for key, factors in self.target_keys.items():
-                arrays[key] = sk.downsample_labels(target, factors)
+        arrays.update(self._cached(("targets", seq, frame), lambda: self._targets(index)))
         scan_path = paths.scan(frame)
         if data.depth_targets and scan_path.is_file():
             arrays["depth_target"] = lidar_depth_map(sk.read_scan(scan_path), K, T, out_size)
@@ -226,6 +238,22 @@ class SemanticKittiDataset(Dataset):
         if "depth" in arrays:
             item["depth"] = torch.from_numpy(np.ascontiguousarray(arrays["depth"], dtype=np.float32))[None]
         return item
+
+    def _targets(self, index: int) -> dict[str, np.ndarray]:
+        """{target, target_d...} (X, Y, Z) uint8 of sample `index`; {} without labels."""
+        target = self.target(index)
+        if target is None:
+            return {}
+        return {"target": target, **{key: sk.downsample_labels(target, f) for key, f in self.target_keys.items()}}
+
+    def _cached(self, key: tuple, make):
+        """make() once per key with data.cache (the arrays are never modified in place:
+        augmentation makes new ones), else every time."""
+        if not self.cfg.data.cache:
+            return make()
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
 
     def _stereo_for(self, seq: str, fx: float) -> StereoDepth:
         if seq not in self._stereo:

@@ -12,28 +12,15 @@ a missing checkpoint) end in one `error:` line and exit code 2.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-import numpy as np
+from tqdm import tqdm
 
-from .geometry import camera_from_calib
-
-
-def sequence_frames(seq: Path, camera: str = "auto") -> tuple[str, list[Path]]:
-    """(P key, image files) of a sequence folder: colour image_2 if present, else image_0."""
-    if camera == "auto":
-        camera = "image_2" if (seq / "image_2").is_dir() else "image_0"
-    files = sorted((seq / camera).glob("*.png"))
-    if not files:
-        raise FileNotFoundError(f"no PNG images in {seq / camera}")
-    return {"image_2": "P2", "image_3": "P3", "image_0": "P0", "image_1": "P1"}[camera], files
-
-
-def render_frame(image_rgb: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """The picture written per frame: image | bird's-eye view | 3D view."""
-    from . import viz
-
-    return viz.panel([image_rgb, viz.bev(labels), viz.view3d(labels)], height=image_rgb.shape[0])
+from .. import viz
+from ..data import semantic_kitti as sk
+from ..inference import Predictor, default_weights, predict_images
+from .args import DEVICE_HELP, device_name
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--right", nargs="+", default=None, help="right image files, one per input image "
                    "(stereo for image-file inputs)")
     p.add_argument("--out", default="outputs/infer", help="output folder")
-    p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
+    p.add_argument("--device", default="auto", type=device_name, help=DEVICE_HELP)
     p.add_argument("--every", type=int, default=1, help="use every n-th frame of a sequence")
     p.add_argument("--no-render", action="store_true", help="write labels only")
 
@@ -61,8 +48,6 @@ class InputError(ValueError):
 def resolve_inputs(args: argparse.Namespace) -> tuple[dict, str, list[Path], list[Path] | None]:
     """(calib, P key of the input camera, image files, right image files or None) from the
     arguments; every user mistake raises InputError / DataFormatError naming the file."""
-    from .data.semantic_kitti import image_size, read_calib
-
     first = Path(args.inputs[0])
     right: list[Path] | None = None
     if first.is_dir():
@@ -70,12 +55,13 @@ def resolve_inputs(args: argparse.Namespace) -> tuple[dict, str, list[Path], lis
             raise InputError("give one sequence folder, or image files with --calib")
         if args.right:
             raise InputError("--right is for image-file inputs; a sequence folder takes --stereo")
+        seq = sk.SequencePaths.at(first)
         try:
-            p_key, files = sequence_frames(first, args.camera)
+            p_key, files = seq.camera_images(args.camera)
         except FileNotFoundError as e:
             raise InputError(str(e)) from None
         files = files[:: max(1, args.every)]
-        calib_path = first / "calib.txt"
+        calib_path = seq.calib
         if args.stereo:
             if p_key not in RIGHT_OF:
                 raise InputError(f"--stereo needs the left camera (image_2 or image_0), not {p_key}")
@@ -90,55 +76,32 @@ def resolve_inputs(args: argparse.Namespace) -> tuple[dict, str, list[Path], lis
             if len(args.right) != len(files):
                 raise InputError(f"{len(files)} image(s) but {len(args.right)} --right image(s)")
             right = [Path(f) for f in args.right]
-    keys = (p_key, "Tr") + ((RIGHT_OF[p_key][0],) if right else ())
-    calib = read_calib(calib_path, required=keys)
+    calib = sk.read_calib(calib_path, required=(p_key, "Tr") + ((RIGHT_OF[p_key][0],) if right else ()))
     for f in files + (right or []):
         if not f.is_file():
             raise InputError(f"image not found: {f}")
     for f, r in zip(files, right or [], strict=False):
-        hw_l, hw_r = image_size(f), image_size(r)
+        hw_l, hw_r = sk.image_size(f), sk.image_size(r)
         if hw_l != hw_r:
             raise InputError(f"{r}: right image is {hw_r[1]}x{hw_r[0]}, left {f} is {hw_l[1]}x{hw_l[0]}")
     return calib, p_key, files, right
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
-    from tqdm import tqdm
-
-    from . import viz
-    from .data.semantic_kitti import DataFormatError, read_image, write_prediction
-    from .geometry import stereo_baseline
-    from .inference import Predictor, default_weights
-    from .model.checkpoint import CheckpointError
-    from .stereo import StereoDepth
+    from ..model.checkpoint import CheckpointError
 
     try:
         calib, p_key, files, right = resolve_inputs(args)
         predictor = Predictor.from_checkpoint(args.weights or default_weights(), device=args.device)
-    except (InputError, DataFormatError, CheckpointError, RuntimeError) as e:
+    except (InputError, sk.DataFormatError, CheckpointError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stereo = None
-    for i, f in enumerate(tqdm(files, desc="infer", dynamic_ncols=True)):
-        try:
-            image = read_image(f)
-            cam = camera_from_calib(calib[p_key], calib["Tr"], image.shape[:2])
-            depth = None
-            if right is not None:
-                image_r = read_image(right[i])
-                if stereo is None:  # the node's stereo path: StereoSGBM, default parameters
-                    stereo = StereoDepth(cam.K[0, 0], stereo_baseline(calib[p_key], calib[RIGHT_OF[p_key][0]]))
-                depth = stereo(image, image_r)
-        except (InputError, DataFormatError, ValueError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        pred = predictor.predict(image, cam.K, cam.T_cam_grid, depth=depth)
-        write_prediction(out / f"{f.stem}.label", pred.labels)
+    frames = predict_images(predictor, files, calib, p_key, right, RIGHT_OF.get(p_key, ("P3",))[0])
+    for f, image, pred in tqdm(frames, total=len(files), desc="infer", dynamic_ncols=True):
+        sk.write_prediction(out / f"{f.stem}.label", pred.labels)
         if not args.no_render:
-            viz.save_png(out / f"{f.stem}.png", render_frame(image, pred.labels))
+            viz.save_png(out / f"{f.stem}.png", viz.prediction_panel(image, pred.labels))
     print(f"wrote {len(files)} frame(s) to {out}" + (" (stereo)" if right is not None else ""))
     return 0

@@ -82,6 +82,33 @@ def demo_sequence(out: Path, sequence: str, frames: int):
     return paths
 
 
+def demo_controls(weights: Path, root: Path, sequence: str, frames: int, device: str) -> dict[str, dict]:
+    """The controls (cigocc_ros/controls.py) on the labelled frames the demo scores (those of
+    `sequence` under `root` before frame `frames`), with the checkpoint's config: shuffled
+    image (the model offline, each frame with another frame's image), flat ground, and the
+    voxel prior of the default dataset's training split when that dataset is complete."""
+    import dataclasses
+
+    from .data.dataset import SemanticKittiDataset
+    from .data.synthetic import DEFAULT_SPLIT, dataset_complete, default_root
+    from .evaluate import default_prior_path, evaluate_controls, training_split
+    from .model.checkpoint import load_checkpoint
+    from .train import resolve_device
+
+    dev = resolve_device(device)
+    model, _ = load_checkpoint(weights, map_location=dev)
+    cfg = model.cfg
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(
+        cfg.data, root=str(root), val_sequences=(sequence,), train_sequences=DEFAULT_SPLIT["train"]))
+    held_out = SemanticKittiDataset(cfg, "val", augment=False)
+    held_out.samples = [s for s in held_out.samples if int(s[1]) < frames]
+    train = prior = None
+    if dataset_complete(default_root()):
+        cfg_train = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=str(default_root())))
+        train, prior = training_split(cfg_train), default_prior_path(cfg_train)
+    return evaluate_controls(held_out, cfg, model.to(dev), dev, train, prior)
+
+
 def frame_of_stamp(times: np.ndarray, start_time: float, stamp_ns: int) -> int:
     return int(np.argmin(np.abs(start_time + times - stamp_ns * 1e-9)))
 
@@ -167,10 +194,13 @@ def run(args: argparse.Namespace) -> int:
                            viz.panel([image, viz.bev(truth), viz.bev(pred), viz.view3d(pred)]))
         print(f"      {png}  (image | ground truth | prediction | 3D prediction)")
 
+    print("      controls on the same labelled frames (offline)")
+    controls = demo_controls(weights, seq.root, args.sequence, args.frames, args.device)
     summary = {"weights": str(weights), "bag": str(bag), "frames_replayed": report.triggers,
                "frames_with_ground_truth": report.frames_expected, "frames_scored": report.frames_scored,
                "outputs_received": report.outputs_received, "latency_ms": report.latency_ms,
                "iou": 100 * report.metrics.get("iou", 0.0), "miou": 100 * report.metrics.get("miou", 0.0),
+               "controls": {k: {"iou": c["iou"], "miou": c["miou"]} for k, c in controls.items()},
                "wall_s": round(time.monotonic() - t0, 1)}
     (out / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
     lat = report.latency_ms
@@ -179,5 +209,7 @@ def run(args: argparse.Namespace) -> int:
     if lat:
         print(f"latency image -> occupancy: median {lat['median']:.0f} ms, p90 {lat['p90']:.0f} ms")
     print(f"IoU {summary['iou']:.2f}   mIoU {summary['miou']:.2f}   ({summary['wall_s']} s in all)")
+    for name, c in controls.items():
+        print(f"  control {name:>15}: IoU {c['iou']:.2f}   mIoU {c['miou']:.2f}")
     print(f"report: {out / 'report.json'}")
     return 0 if report.frames_scored == report.frames_expected and report.frames_expected else 1

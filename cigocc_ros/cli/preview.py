@@ -1,11 +1,14 @@
 """`cigocc preview`: one frame of a synthetic (or any SemanticKITTI) sequence as a picture
-(drawn by cigocc_ros.data.synthetic.preview)."""
+(drawn by cigocc_ros.data.synthetic.preview: `render_preview`, `read_preview`)."""
 from __future__ import annotations
 
 import argparse
 import sys
 
+from .. import viz
 from ..classes import IGNORE_LABEL
+from ..data import semantic_kitti as sk
+from ..data.synthetic.preview import read_preview, render_preview
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,10 +21,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import viz
-    from . import semantic_kitti as sk
-    from .synthetic.preview import read_preview, render_preview
-
     try:
         if args.seed is not None:
             img, labels = render_preview(args.seed, args.frame, args.frames)

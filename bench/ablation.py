@@ -1,6 +1,8 @@
 """The paper's ablation on our synthetic data: the full model against the model without the
 segmentation branch, without teacher-mask distillation, and without the depth branch, each
-trained with the same split, steps, seed and schedule, then scored on the held-out sequence.
+trained with the same split, steps, seed and schedule, then scored on the held-out sequence
+beside the controls `cigocc eval` prints (shuffled image per variant; flat ground and the
+voxel prior of the training frames once).
 
 The 2-core CPU cannot train four full-grid models in a working day, so this runs at a coarser
 grid: the default synthetic dataset's targets downsampled 1:4 by the benchmark's rule (64x64x8
@@ -103,17 +105,28 @@ def main() -> int:
             subprocess.run([sys.executable, "-m", "cigocc_ros.cli", "eval", str(run / "last.safetensors"),
                             "--data", str(data), "--split", "val", "--out", str(metrics)], check=True)
             m = json.loads(metrics.read_text())
-            runs.append({"seed": seed, "iou": m["iou"], "miou": m["miou"], "train_s": round(train_s, 1)})
+            # `cigocc eval` scores the controls on the same frames (cigocc_ros/controls.py).
+            runs.append({"seed": seed, "iou": m["iou"], "miou": m["miou"], "train_s": round(train_s, 1),
+                         "controls": {k: {"iou": c["iou"], "miou": c["miou"]} for k, c in m["controls"].items()}})
             print(f"{name} seed {seed}: IoU {m['iou']:.2f} mIoU {m['miou']:.2f} ({train_s:.0f} s)", flush=True)
+        shuffled = [r["controls"]["shuffled image"] for r in runs if "shuffled image" in r["controls"]]
         results[name] = {"runs": runs, "overrides": VARIANTS[name],
-                         **{k: summary([r[k] for r in runs]) for k in ("iou", "miou")}}
+                         **{k: summary([r[k] for r in runs]) for k in ("iou", "miou")},
+                         **({"shuffled": {k: summary([c[k] for c in shuffled]) for k in ("iou", "miou")}}
+                            if shuffled else {})}
     (out / "ablation.json").write_text(json.dumps({"steps": args.steps, "factor": FACTOR, "seeds": args.seeds,
                                                    "common_overrides": common[:-3], "results": results},
                                                   indent=2))
     print(f"\n{len(args.seeds)} seed(s) per row: mean +- standard deviation [min, max]")
-    print("| variant | IoU | mIoU |\n|---|---:|---:|")
+    print("| variant | IoU | mIoU | shuffled-image IoU | shuffled-image mIoU |\n|---|---:|---:|---:|---:|")
     for name, r in results.items():
-        print(f"| {name} | {fmt(r['iou'])} | {fmt(r['miou'])} |")
+        sh = r.get("shuffled", {})
+        print(f"| {name} | {fmt(r['iou'])} | {fmt(r['miou'])} | {fmt(sh['iou']) if sh else '-'} | "
+              f"{fmt(sh['miou']) if sh else '-'} |")
+    # The image-free controls depend neither on the variant nor on the seed: one row each.
+    for control, c in next(iter(results.values()))["runs"][0]["controls"].items():
+        if control != "shuffled image":
+            print(f"| control: {control} | {c['iou']:.2f} | {c['miou']:.2f} | | |")
     return 0
 
 

@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     from cigocc_ros.data.dataset import SemanticKittiDataset
     from cigocc_ros.inference import default_weights
     from cigocc_ros.model.checkpoint import load_checkpoint
-    from cigocc_ros.train import dataset_root
+    from cigocc_ros.data.dataset import dataset_root
 
     weights = args.weights or str(default_weights())
     model, _ = load_checkpoint(weights)

@@ -15,7 +15,7 @@ from cigocc_ros.classes import IGNORE_LABEL, load_class_table
 from cigocc_ros.config import load_experiment
 from cigocc_ros.data import semantic_kitti as sk
 from cigocc_ros.data import synthetic as syn
-from cigocc_ros.data.synthetic_scene import make_scene
+from cigocc_ros.data.synthetic import make_scene
 from cigocc_ros.geometry import project, stereo_baseline
 
 SEED = 7
@@ -236,8 +236,8 @@ def test_default_dataset_is_reused(tmp_path):
 
 def test_terrain_hits_match_ray_marching():
     """The exact piecewise ray / terrain intersection agrees with a fine march (1 cm steps)."""
-    from cigocc_ros.data.raycast import terrain_hits
-    from cigocc_ros.data.synthetic_scene import make_terrain
+    from cigocc_ros.data.synthetic.raycast import terrain_hits
+    from cigocc_ros.data.synthetic.scene import make_terrain
 
     rng = np.random.default_rng(0)
     terrain = make_terrain(np.random.default_rng(3), 0.0, -100.0, 150.0)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .synthetic_scene import BOX, CYLINDER, ELLIPSOID, Primitives, Scene, Terrain
+from .scene import BOX, CYLINDER, ELLIPSOID, Primitives, Scene, Terrain
 
 SKY, GROUND = -1, -2
 NEAR = 90.0  # metres: ground hits nearer than this get the roads' crowns and kerbs

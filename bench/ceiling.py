@@ -54,8 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     from cigocc_ros.config import head_factors, load_experiment
-    from cigocc_ros.data.dataset import SemanticKittiDataset
-    from cigocc_ros.data.dataset import dataset_root
+    from cigocc_ros.data.dataset import SemanticKittiDataset, dataset_root
 
     rows = {}
     for name in args.config:

@@ -87,10 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="", help="also write the result as JSON here")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from cigocc_ros.data.dataset import SemanticKittiDataset
+    from cigocc_ros.data.dataset import SemanticKittiDataset, dataset_root
     from cigocc_ros.inference import default_weights
     from cigocc_ros.model.checkpoint import load_checkpoint
-    from cigocc_ros.data.dataset import dataset_root
 
     weights = args.weights or str(default_weights())
     model, _ = load_checkpoint(weights)

@@ -1,8 +1,19 @@
-"""Ship a training run's weights: copy its checkpoint to weights/cigocc_lite.safetensors, score
-it on the held-out synthetic sequence with the official metric, and write the card
-weights/README.md (data, steps, time, metrics, the command that reproduces it).
+"""Ship trained weights: copy the last checkpoint of the final run to
+weights/cigocc_lite.safetensors, score it, and write the card weights/README.md.
 
-    scripts/in-env.sh python scripts/ship_weights.py runs/lite_ship --command "<the train command>"
+Scores (every command is written on the card):
+- the held-out synthetic sequence with the official metric, mono with the controls beside it
+  (`cigocc eval`: shuffled image, flat ground, voxel prior of the training frames) and the
+  issue-16 checks, and stereo (`cigocc eval --input stereo`);
+- stage 2's proposal recall by distance on the same frames (bench/proposal_recall.py);
+- the held-out real sequence against its labelled scans, mono and stereo beside the two trivial
+  predictors (`cigocc lidar-report`), for these weights and for the weights they replace.
+
+    scripts/in-env.sh python scripts/ship_weights.py runs/syn runs/mixed \\
+        --command "<command of runs/syn>" --command "<command of runs/mixed>"
+
+Each run folder needs last.safetensors (the last run's is shipped), config.json and its
+console log <run>.log (the "trained N steps in S s" line).
 """
 from __future__ import annotations
 
@@ -18,68 +29,157 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from cigocc_ros.inference import SHIPPED_WEIGHTS  # noqa: E402
+from cigocc_ros.metrics import format_rows  # noqa: E402
 from cigocc_ros.model.checkpoint import read_metadata  # noqa: E402
+
+WEIGHTS = REPO / "weights"
+REAL_VAL = REPO.parent / "shared" / "kitti_samples" / "sequences" / "07"
+
+
+def sh(cmd: list[str], log: list[str]) -> None:
+    """Run a command from the repository root, recording it for the card."""
+    log.append(" ".join(cmd))
+    print("+", log[-1], flush=True)
+    subprocess.run(cmd, check=True, cwd=REPO)
+
+
+def run_summary(run: Path) -> dict:
+    """Data, steps, lr and training time of one run folder."""
+    cfg = json.loads((run / "config.json").read_text())
+    log = Path(f"{run}.log").read_text(errors="replace") if Path(f"{run}.log").is_file() else ""
+    found = re.findall(r"trained (\d+) steps in ([\d.]+) s", log)
+    steps, seconds = (int(found[-1][0]), float(found[-1][1])) if found else (None, None)
+    d = cfg["data"]
+    try:
+        fmt = json.loads((Path(d["root"]) / "synthetic.json").read_text())["format"]
+    except (OSError, ValueError, KeyError):
+        fmt = "?"
+    data = f"{d['root']} (synthetic format {fmt}; train {', '.join(d['train_sequences'])})"
+    if d.get("real_root"):
+        data += (f" + real frames {d['real_root']} (train {', '.join(d['real_train_sequences'])}; "
+                 f"{', '.join(d['real_val_sequences'])} held out), real share {d['real_share']}")
+    extras = [f"stereo input with drop {d.get('stereo_drop', 0)}" if d.get("stereo") else "mono input"]
+    t = cfg["train"]
+    return {"run": str(run), "data": data, "steps": steps, "seconds": seconds, "lr": t["lr"],
+            "schedule": t["schedule"], "seed": t["seed"], "batch": t["batch_size"],
+            "ssc_scale": cfg["loss"]["ssc_scale"], "extras": ", ".join(extras)}
+
+
+def lidar_table(report_json: Path) -> dict:
+    """{predictor: summary} of a lidar-report run."""
+    return {r["name"]: r for r in json.loads(report_json.read_text())["reports"]}
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("run", help="training run folder (last.safetensors, the train log)")
-    ap.add_argument("--log", default="", help="the run's console log (default: <run>.log)")
-    ap.add_argument("--command", required=True, help="the command that produced the run")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", help="training run folders in order (the last one is shipped)")
+    ap.add_argument("--command", action="append", required=True, help="the command of each run, in order")
+    ap.add_argument("--data", required=True, help="synthetic dataset with the held-out sequence (val split)")
+    ap.add_argument("--previous", default="", help="the weights being replaced (scored on the real sequence)")
     ap.add_argument("--machine", default="2-core x86-64 CPU, no GPU (the project's development machine), "
-                    "shared with other work during the run")
+                    "shared with other engineers' work during the runs (load average 8-11)")
     args = ap.parse_args()
-    run = Path(args.run)
-    ckpt = run / "last.safetensors"
-    cfg, extra = read_metadata(ckpt)
-    dst = REPO / "weights" / SHIPPED_WEIGHTS
-    shutil.copyfile(ckpt, dst)
+    if len(args.command) != len(args.runs):
+        raise SystemExit("give one --command per run")
+    runs = [Path(r) for r in args.runs]
+    dst = WEIGHTS / SHIPPED_WEIGHTS
+    if args.previous:
+        prev = WEIGHTS / "previous.safetensors"
+        shutil.copyfile(args.previous, prev)
+    shutil.copyfile(runs[-1] / "last.safetensors", dst)
+    cfg, extra = read_metadata(dst)
+    cmds: list[str] = []
+    py = sys.executable
+    w = str(dst.relative_to(REPO))
+    mono, stereo = WEIGHTS / "cigocc_lite.val.metrics.json", WEIGHTS / "cigocc_lite.val.stereo.metrics.json"
+    sh([py, "-m", "cigocc_ros.cli", "eval", w, "--data", args.data, "--split", "val", "--input", "mono",
+        "--out", str(mono.relative_to(REPO))], cmds)
+    sh([py, "-m", "cigocc_ros.cli", "eval", w, "--data", args.data, "--split", "val", "--input", "stereo",
+        "--no-controls", "--out", str(stereo.relative_to(REPO))], cmds)
+    recall = WEIGHTS / "cigocc_lite.proposals.json"
+    sh([py, "bench/proposal_recall.py", w, "--data", args.data, "--out", str(recall.relative_to(REPO))], cmds)
+    real_md = {}
+    for name, weights in (("shipped", w), *((("previous", "weights/previous.safetensors"),) if args.previous else ())):
+        out = REPO / "outputs" / f"real-report-{name}"
+        sh([py, "-m", "cigocc_ros.cli", "lidar-report", str(REAL_VAL), "--stereo", "--weights", weights,
+            "--out", str(out.relative_to(REPO))], cmds)
+        shutil.copyfile(out / "report.json", WEIGHTS / f"cigocc_lite.real-report{'' if name == 'shipped' else '.previous'}.json")
+        real_md[name] = (out / "report.md").read_text()
+    if args.previous:
+        (WEIGHTS / "previous.safetensors").unlink()
 
-    metrics_path = REPO / "weights" / "cigocc_lite.val.metrics.json"
-    from cigocc_ros.data.synthetic import FORMAT_VERSION, default_dataset
+    m = json.loads(mono.read_text())
+    s = json.loads(stereo.read_text())
+    from cigocc_ros.controls import control_checks
 
-    held_out = default_dataset()
-    subprocess.run([sys.executable, "-m", "cigocc_ros.cli", "eval", str(dst), "--split", "val",
-                    "--data", str(held_out), "--out", str(metrics_path)], check=True)
-    try:
-        trained_format = json.loads((Path(cfg.data.root) / "synthetic.json").read_text())["format"]
-    except (OSError, ValueError, KeyError):
-        trained_format = "unknown"
-    m = json.loads(metrics_path.read_text())
-    log = Path(args.log or f"{run}.log").read_text(errors="replace")
-    found = re.findall(r"trained (\d+) steps in ([\d.]+) s", log)
-    steps, seconds = (int(found[-1][0]), float(found[-1][1])) if found else (extra.get("step", 0), float("nan"))
-    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()] \
-        if (run / "metrics.jsonl").is_file() else []
-
-    per_class = ", ".join(f"{k} {v:.1f}" for k, v in m["per_class"].items())
+    rows = format_rows([("CIGOcc (mono)", m), ("CIGOcc (stereo)", s), *m["controls"].items()])
+    checks = control_checks(m, m["controls"])
+    checks.append(f"stereo mIoU {s['miou']:.2f} / IoU {s['iou']:.2f} vs mono {m['miou']:.2f} / {m['iou']:.2f}: "
+                  f"{'stereo better' if s['miou'] > m['miou'] and s['iou'] > m['iou'] else 'stereo NOT better on both'}")
+    rec = json.loads(recall.read_text())["results"]
+    score = cfg.model.proposal_score
+    rec_rows = "\n".join(f"| {band} | {v['recall']:.2f} | {v['occupied']} |" for band, v in rec[score].items()
+                         if isinstance(v, dict))
+    far = [v["recall"] for band, v in rec[score].items() if isinstance(v, dict) and band.startswith(">")][0]
+    phases = [run_summary(r) for r in runs]
+    phase_rows = "\n".join(
+        f"| {i + 1} | {p['data']}; {p['extras']} | {p['steps']} (batch {p['batch']}, AdamW lr {p['lr']:g}, "
+        f"{p['schedule']}, seed {p['seed']}, ssc_scale {p['ssc_scale']}) | "
+        f"{(p['seconds'] or float('nan')) / 60:.0f} min |" for i, p in enumerate(phases))
     card = f"""# Shipped weights: `{SHIPPED_WEIGHTS}`
 
 The `lite` CIGOcc model (config stored inside the file; `cigocc_ros.model.checkpoint`), the
-default of `cigocc_node`, `cigocc infer` and `cigocc demo`.
+default of `cigocc_node`, `cigocc infer` and `cigocc demo`: the sub-voxel head (2x2x4),
+stage-1 occupancy proposals and the learned stereo blend (docs/architecture.md). One set of
+weights serves mono and stereo input.
 
-| | |
-|---|---|
-| data | the default synthetic SemanticKITTI dataset (`cigocc synth --default`; train sequences {', '.join(cfg.data.train_sequences)}, 10 labelled frames each; docs/synthetic.md), generator format {trained_format} |
-| steps | {steps} (batch {cfg.train.batch_size}, AdamW lr {cfg.train.lr:g}, {cfg.train.schedule}, seed {cfg.train.seed}) |
-| loss | {', '.join(f'{k} {v:g}' for k, v in cfg.loss.__dict__.items())} |
-| time | {seconds / 60:.1f} min on {args.machine} |
-| held-out metrics | sequence {', '.join(cfg.data.val_sequences)} of generator format {FORMAT_VERSION} (10 labelled frames), official metric: **IoU {m['iou']:.2f}, mIoU {m['miou']:.2f}** (precision {m['precision']:.2f}, recall {m['recall']:.2f}) |
-| per-class IoU | {per_class} |
-| validation during training (format {trained_format}) | {'; '.join(f"step {h['step']}: IoU {h['iou']:.2f} mIoU {h['miou']:.2f}" for h in history) or 'none'} |
+## Training ({args.machine})
 
-Reproduce (from a fresh clone, after `make setup`):
+| phase | data | steps | time |
+|---|---|---|---|
+{phase_rows}
+
+Each phase starts from the previous one's last weights (`--init`). Commands:
 
 ```bash
-{args.command}
-scripts/in-env.sh python scripts/ship_weights.py {run} --command "..."
+{chr(10).join(args.command)}
 ```
 
-These weights are a working default for the demo and the tests, trained in a CPU budget on
-synthetic streets; they are not a SemanticKITTI model. For real roads train the `full` config on
-SemanticKITTI on a GPU (docs/training.md).
+## Held-out synthetic sequence ({', '.join(cfg.data.val_sequences) or '08'} of `{args.data}`, {m['frames']} labelled frames)
+
+Official metric; the controls on the same frames below the model (`cigocc eval`):
+
+{rows}
+
+{chr(10).join('- ' + c for c in checks)}
+
+Stage-2 proposal recall of occupied in-view coarse voxels (`{score}` score,
+bench/proposal_recall.py, same frames, mono):
+
+| distance | recall | occupied in view |
+|---|---:|---:|
+{rec_rows}
+
+Far-range target (>= 0.5 beyond 30 m): {'met' if far >= 0.5 else 'MISSED'} ({far:.2f}).
+
+## Held-out real sequence 07 (5 frames of ../shared/kitti_samples, never trained on)
+
+Against the labelled LiDAR scans (`cigocc lidar-report`, docs/real-frames.md), in percent:
+
+{real_md['shipped']}
+{('The weights these replace, same command:' + chr(10) + chr(10) + real_md['previous']) if 'previous' in real_md else ''}
+
+## Commands that produced the figures
+
+```bash
+{chr(10).join('scripts/in-env.sh ' + c.replace(py, 'python') for c in cmds)}
+```
+
+These weights are trained in a CPU budget (minutes, not the paper's 25k GPU steps); they are
+a working default for the demo, the tests and the node, not a SemanticKITTI model. For real
+roads train the `full` config on SemanticKITTI on a GPU (docs/training.md).
 """
-    (REPO / "weights" / "README.md").write_text(card)
+    (WEIGHTS / "README.md").write_text(card)
     print(card)
     return 0
 

@@ -119,6 +119,16 @@ def sequence_controls(checkpoint: str | Path, root: str | Path, sequence: str, b
     return evaluate_controls(held_out, cfg, model.to(dev), dev, train, prior)
 
 
+def with_split_sequences(cfg: ExperimentConfig, split: str, sequences: tuple[str, ...] | list[str] | None
+                         ) -> ExperimentConfig:
+    """cfg whose `split` reads `sequences` instead (e.g. the real held-out 07 of a make-targets
+    folder); unchanged when sequences is empty."""
+    if not sequences:
+        return cfg
+    key = {"train": "train_sequences", "val": "val_sequences", "test": "test_sequences"}[split]
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **{key: tuple(sequences)}))
+
+
 @dataclass
 class EvalResult:
     metrics: dict  # SSCMetric.summary()
@@ -129,13 +139,15 @@ class EvalResult:
 
 def evaluate_checkpoint(checkpoint: str | Path, split: str = "val", data: str = "", device: str = "auto",
                         submission_dir: str | Path | None = None, progress: bool = True,
-                        controls: bool = True) -> EvalResult:
+                        sequences: tuple[str, ...] | None = None, controls: bool = True) -> EvalResult:
     """Score a checkpoint on `split` of `data` (default: its data.root, else the default
-    synthetic dataset), and with `controls` its controls on the same frames."""
+    synthetic dataset; `sequences` replaces the split's sequences), and with `controls` its
+    controls on the same frames."""
     dev = resolve_device(device)
     model, _ = load_checkpoint(checkpoint, map_location=dev)
     model = model.to(dev)
     cfg, root = dataset_root(model.cfg, data)
+    cfg = with_split_sequences(cfg, split, sequences)
     dataset = SemanticKittiDataset(cfg, split, augment=False)
     metrics = evaluate_model(model, dataset, cfg, dev, submission_dir=submission_dir, progress=progress)
     result = EvalResult(metrics, root, len(dataset))
@@ -146,10 +158,13 @@ def evaluate_checkpoint(checkpoint: str | Path, split: str = "val", data: str = 
 
 
 def evaluate_submission(pred_root: str | Path, config: str = "lite", split: str = "val",
-                        data: str = "", controls: bool = True) -> EvalResult:
-    """Score submission files under `pred_root` against `split` of the dataset of `config`,
-    and with `controls` the image-free controls on the same frames."""
+                        data: str = "", sequences: tuple[str, ...] | None = None,
+                        controls: bool = True) -> EvalResult:
+    """Score submission files under `pred_root` against `split` of the dataset of `config`
+    (`sequences` replaces the split's sequences), and with `controls` the image-free controls
+    on the same frames."""
     cfg, root = dataset_root(load_experiment(config), data)
+    cfg = with_split_sequences(cfg, split, sequences)
     dataset = SemanticKittiDataset(cfg, split, augment=False)
     result = EvalResult(evaluate_predictions(pred_root, dataset), root, len(dataset))
     if controls:

@@ -9,33 +9,12 @@ import numpy as np
 from ...config import GridConfig
 from ...geometry import voxel_centers
 from .. import semantic_kitti as sk
+from ..ray_march import march_cells
 from .layout import LIDAR_HEIGHT
 from .scene import BOX, CYLINDER, ELLIPSOID, Primitives, Scene
 
 VIS_STEP = 0.2  # metres between samples along a ray when marking observed space
 VIS_RANGE = 60.0  # free space is marked this far along rays that hit nothing nearer
-
-
-def _march_cells(origin: np.ndarray, dirs: np.ndarray, t: np.ndarray, step: float, grid_origin: np.ndarray,
-                 cell: float, shape: tuple[int, int, int], end: bool = True) -> np.ndarray:
-    """Flat indices (M,) of the cells of a grid (corner `grid_origin`, cubic cells of `cell`
-    metres, `shape`) met every `step` metres along rays origin + s * dirs, s in [0, t], and at
-    s = t itself with `end` (dirs (N, 3), t (N,) finite). Samples outside the grid are dropped."""
-    t = np.maximum(t, 0.0)
-    n = (np.floor(t / step) + (2 if end else 1)).astype(np.int32)
-    ray = np.repeat(np.arange(len(t), dtype=np.int32), n)
-    k = np.arange(int(n.sum()), dtype=np.int32) - np.repeat((np.cumsum(n) - n).astype(np.int32), n)
-    s = np.minimum(k.astype(np.float32) * np.float32(step / cell), (t / cell).astype(np.float32)[ray])
-    if int(np.prod(shape)) >= 2**31:
-        raise ValueError(f"grid {shape} too large for int32 cell indices")
-    flat = np.zeros(len(s), np.int32)
-    ok = np.ones(len(s), dtype=bool)
-    for a in range(3):
-        o = np.float32((origin[a] - grid_origin[a]) / cell)
-        ia = np.floor(o + dirs[:, a].astype(np.float32)[ray] * s).astype(np.int32)
-        ok &= ia.view(np.uint32) < shape[a]  # negative indices wrap to huge values
-        flat = flat * np.int32(shape[a]) + ia
-    return flat[ok]
 
 
 class ObservedSpace:
@@ -70,7 +49,7 @@ class ObservedSpace:
             exit_t = np.where(dirs[:, 2] > 0, (top - origin[2]) / dirs[:, 2] + VIS_STEP, np.inf)
         t = np.minimum(t, exit_t)
         for c in range(0, len(t), 16384):
-            self.seen[_march_cells(origin, dirs[c:c + 16384], t[c:c + 16384], VIS_STEP, self.origin,
+            self.seen[march_cells(origin, dirs[c:c + 16384], t[c:c + 16384], VIS_STEP, self.origin,
                                    self.cell, self.shape)] = True
 
     def lookup(self, pts: np.ndarray) -> np.ndarray:
@@ -194,6 +173,6 @@ def scan_voxels(points: np.ndarray, raw_labels: np.ndarray, t: np.ndarray, lidar
     tv = np.where(np.isfinite(t), t - 0.5 * VIS_STEP, VIS_RANGE).reshape(-1)
     dirs = lidar_dirs.reshape(-1, 3)
     for c in range(0, len(tv), 16384):
-        free[_march_cells(np.zeros(3), dirs[c:c + 16384], tv[c:c + 16384], VIS_STEP, np.asarray(g.origin),
+        free[march_cells(np.zeros(3), dirs[c:c + 16384], tv[c:c + 16384], VIS_STEP, np.asarray(g.origin),
                           g.voxel_size, tuple(g.size), end=False)] = True
     return occupancy, ~free.reshape(tuple(g.size)) | occupancy

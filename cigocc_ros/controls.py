@@ -213,35 +213,6 @@ def score_constant(volume: np.ndarray, targets: Iterable[np.ndarray], num_classe
     return metric.summary()
 
 
-# --------------------------------------------------------------------------------------------
-# Stereo depth with a height rule
-# --------------------------------------------------------------------------------------------
-CAR, BUILDING = 1, 13  # training labels (config/semantic-kitti.yaml)
-
-
-def stereo_height_rule(depth: np.ndarray, K: np.ndarray, T_cam_grid: np.ndarray, grid: GridConfig,
-                       ground_z: float = -KITTI_LIDAR_HEIGHT, road_band: float = 0.3,
-                       car_top: float = 2.0, max_depth: float = 60.0) -> np.ndarray:
-    """(X, Y, Z) uint8: the voxels holding the back-projected pixels of a metric depth map
-    (H, W) float, 0 = none; the node's StereoSGBM depth, cigocc_ros/stereo.py), labelled by
-    height above the plane z = ground_z: road below `road_band`, car up to `car_top`, building
-    above. No learning: what plain stereo geometry gives a planner."""
-    d = np.asarray(depth, dtype=np.float64)
-    v, u = np.nonzero((d > 0) & (d < max_depth))
-    z = d[v, u]
-    rays = np.linalg.solve(np.asarray(K, dtype=np.float64), np.stack([u, v, np.ones_like(u)]).astype(np.float64))
-    cam = (rays * z).T
-    T = np.asarray(T_cam_grid, dtype=np.float64)
-    pts = (cam - T[:3, 3]) @ T[:3, :3]  # T^-1 of a rigid transform
-    idx = np.floor((pts - np.asarray(grid.origin)) / grid.voxel_size).astype(np.int64)
-    inside = np.all((idx >= 0) & (idx < np.asarray(grid.size)), axis=1)
-    idx, h = idx[inside], pts[inside, 2] - ground_z
-    lab = np.where(h < road_band, ROAD, np.where(h < car_top, CAR, BUILDING)).astype(np.uint8)
-    out = np.zeros(tuple(grid.size), dtype=np.uint8)
-    # Points of one voxel can straddle a band edge; then one of them wins, which is all a
-    # height rule can say anyway.
-    out[tuple(idx.T)] = lab
-    return out
 def _targets(dataset):
     """The targets (X, Y, Z) of a dataset with `target(i)` (SemanticKittiDataset), lazily,
     skipping frames without labels."""
@@ -297,3 +268,34 @@ def control_checks(model: dict, controls: dict[str, dict]) -> list[str]:
         lines.append(f"shuffled image mIoU {shuffled['miou']:.2f}: {100 * drop:.1f} % below the model's "
                      f"(target >= 33.3 %): {'met' if drop >= 1 / 3 else 'MISSED'}")
     return lines
+
+
+# --------------------------------------------------------------------------------------------
+# Stereo depth with a height rule
+# --------------------------------------------------------------------------------------------
+CAR, BUILDING = 1, 13  # training labels (config/semantic-kitti.yaml)
+
+
+def stereo_height_rule(depth: np.ndarray, K: np.ndarray, T_cam_grid: np.ndarray, grid: GridConfig,
+                       ground_z: float = -KITTI_LIDAR_HEIGHT, road_band: float = 0.3,
+                       car_top: float = 2.0, max_depth: float = 60.0) -> np.ndarray:
+    """(X, Y, Z) uint8: the voxels holding the back-projected pixels of a metric depth map
+    (H, W) float, 0 = none; the node's StereoSGBM depth, cigocc_ros/stereo.py), labelled by
+    height above the plane z = ground_z: road below `road_band`, car up to `car_top`, building
+    above. No learning: what plain stereo geometry gives a planner."""
+    d = np.asarray(depth, dtype=np.float64)
+    v, u = np.nonzero((d > 0) & (d < max_depth))
+    z = d[v, u]
+    rays = np.linalg.solve(np.asarray(K, dtype=np.float64), np.stack([u, v, np.ones_like(u)]).astype(np.float64))
+    cam = (rays * z).T
+    T = np.asarray(T_cam_grid, dtype=np.float64)
+    pts = (cam - T[:3, 3]) @ T[:3, :3]  # T^-1 of a rigid transform
+    idx = np.floor((pts - np.asarray(grid.origin)) / grid.voxel_size).astype(np.int64)
+    inside = np.all((idx >= 0) & (idx < np.asarray(grid.size)), axis=1)
+    idx, h = idx[inside], pts[inside, 2] - ground_z
+    lab = np.where(h < road_band, ROAD, np.where(h < car_top, CAR, BUILDING)).astype(np.uint8)
+    out = np.zeros(tuple(grid.size), dtype=np.uint8)
+    # Points of one voxel can straddle a band edge; then one of them wins, which is all a
+    # height rule can say anyway.
+    out[tuple(idx.T)] = lab
+    return out

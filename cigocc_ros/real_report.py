@@ -36,7 +36,7 @@ class RealFrame:
 
     name: str  # "SEQ/NNNNNN"
     image: np.ndarray  # (H, W, 3) uint8 RGB, image_2
-    right: np.ndarray | None  # image_3, when present
+    right: np.ndarray  # image_3
     K: np.ndarray
     T_cam_grid: np.ndarray
     baseline: float
@@ -44,26 +44,28 @@ class RealFrame:
     labels_raw: np.ndarray
 
 
-def real_frames(seq_dir: Path, frames: list[str] | None = None, need_right: bool = False) -> list[RealFrame]:
-    """The scoreable frames of a sequence folder (image_2 + velodyne + labels; calib with P2,
-    P3, Tr). Raises DataFormatError naming what is missing."""
+def real_frames(seq_dir: Path, frames: list[str] | None = None) -> list[RealFrame]:
+    """The scoreable frames of a sequence folder (image_2, image_3 for the stereo predictor,
+    velodyne, labels; calib with P2, P3, Tr). Raises DataFormatError naming what is missing."""
     seq_dir = Path(seq_dir)
     if not seq_dir.is_dir():
         raise sk.DataFormatError(f"sequence folder not found: {seq_dir}")
     paths = sk.SequencePaths(seq_dir.parent.parent, seq_dir.name)
     calib = sk.read_calib(paths.calib, required=("P2", "P3", "Tr"))
     have = set(paths.frames("velodyne", ".bin")) & set(paths.frames("labels", ".label")) & \
-        set(paths.frames("image_2", ".png"))
+        set(paths.frames("image_2", ".png")) & set(paths.frames("image_3", ".png"))
     names = [sk.frame_name(f) for f in frames] if frames else sorted(have)
     missing = [f for f in names if f not in have]
     if missing:
-        raise sk.DataFormatError(f"{seq_dir}: frame {missing[0]} lacks image_2, velodyne or labels")
+        raise sk.DataFormatError(f"{seq_dir}: frame {missing[0]} lacks image_2, image_3, velodyne or labels")
     if not names:
-        raise sk.DataFormatError(f"{seq_dir}: no frame with image_2, velodyne and labels")
+        raise sk.DataFormatError(f"{seq_dir}: no frame with image_2, image_3, velodyne and labels")
     out = []
     for f in names:
         image = sk.read_image(paths.image(f, 2))
-        right = sk.read_image(paths.image(f, 3)) if (need_right or paths.image(f, 3).is_file()) else None
+        right = sk.read_image(paths.image(f, 3))
+        if right.shape != image.shape:
+            raise sk.DataFormatError(f"{paths.image(f, 3)}: {right.shape[:2]}, image_2 is {image.shape[:2]}")
         cam = camera_from_calib(calib["P2"], calib["Tr"], image.shape[:2])
         points, labels = sk.read_labelled_scan(paths, f)
         out.append(RealFrame(f"{seq_dir.name}/{f}", image, right, cam.K, cam.T_cam_grid,
@@ -116,14 +118,12 @@ def run_report(frames: list[RealFrame], predictor=None, stereo: bool = False, gr
     for fr in frames:
         ref = lidar_reference(fr.points, fr.labels_raw, fr.K, fr.T_cam_grid, fr.image.shape[:2], grid)
         preds = {FLAT: slab}
-        depth = None
-        if fr.right is not None:
-            # The node's stereo path: StereoSGBM with the default parameters on the colour pair.
-            depth = StereoDepth(fr.K[0, 0], fr.baseline)(fr.image, fr.right)
-            preds[STEREO] = controls.stereo_height_rule(depth, fr.K, fr.T_cam_grid, grid)
+        # The node's stereo path: StereoSGBM with the default parameters on the colour pair.
+        depth = StereoDepth(fr.K[0, 0], fr.baseline)(fr.image, fr.right)
+        preds[STEREO] = controls.stereo_height_rule(depth, fr.K, fr.T_cam_grid, grid)
         if predictor is not None:
             preds[MODEL] = predictor.predict(fr.image, fr.K, fr.T_cam_grid).labels
-            if stereo and depth is not None:
+            if stereo:
                 preds[MODEL_STEREO] = predictor.predict(fr.image, fr.K, fr.T_cam_grid, depth=depth).labels
         for n, p in preds.items():
             reports[n].add(fr.name, frame_scores(p, ref))
@@ -132,7 +132,7 @@ def run_report(frames: list[RealFrame], predictor=None, stereo: bool = False, gr
             viz.save_png(out / f"{fr.name.replace('/', '_')}.png", frame_picture(fr, ref, shown))
         log(f"{fr.name}: " + ", ".join(f"{n} IoU {100 * r.per_frame[-1]['iou_observed']:.1f}"
                                        for n, r in reports.items() if r.frames))
-    return [reports[n] for n in names if reports[n].frames]
+    return [reports[n] for n in names]
 
 
 def write_report(out: Path, reports: list[LidarReport], frames: list[RealFrame], sources: list[str],
@@ -142,5 +142,10 @@ def write_report(out: Path, reports: list[LidarReport], frames: list[RealFrame],
     (out / "report.json").write_text(json.dumps({"weights": weights, "sequences": sources,
                                                  "frames": [f.name for f in frames],
                                                  "reports": [r.summary() for r in reports]}, indent=2))
-    (out / "report.md").write_text(f"{len(frames)} frames of {', '.join(sources)}; weights: {weights}\n\n{table}\n")
+    per_frame = ["| frame | " + " | ".join(r.name for r in reports) + " |", "|---" * (len(reports) + 1) + "|"]
+    for i, f in enumerate(frames):
+        per_frame.append(f"| {f.name} | " + " | ".join(f"{100 * r.per_frame[i]['iou_observed']:.1f}"
+                                                       for r in reports) + " |")
+    (out / "report.md").write_text(f"{len(frames)} frames of {', '.join(sources)}; weights: {weights}\n\n"
+                                   f"{table}\n\nIoU over observed voxels per frame:\n\n" + "\n".join(per_frame) + "\n")
     return table

@@ -6,24 +6,17 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
-from model_fixtures import tiny_config
+from model_fixtures import tiny_checkpoint
 
 from cigocc_ros import cli
 from cigocc_ros.data import semantic_kitti as sk
-from cigocc_ros.model.checkpoint import save_checkpoint
-from cigocc_ros.model.cigocc import build_model
 
 GRID = (32, 32, 8)
 
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
-    torch.manual_seed(0)
-    cfg = tiny_config("lite")
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    save_checkpoint(path, build_model(cfg), cfg)
-    return path
+    return tiny_checkpoint(tmp_path_factory.mktemp("w") / "tiny.safetensors")
 
 
 def _infer(*args) -> int:

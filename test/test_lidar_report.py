@@ -94,3 +94,18 @@ def test_command_errors_are_one_line(kitti_samples, tmp_path, capsys):
     assert cli.main(["lidar-report", str(kitti_samples / "sequences" / "10"), "--frames", "3", "--no-model",
                      "--out", str(tmp_path / "o")]) == 2
     assert "000003" in capsys.readouterr().err
+
+
+def test_command_scores_a_model_mono_and_stereo_beside_the_controls(kitti_samples, tmp_path):
+    from model_fixtures import tiny_checkpoint
+
+    weights = tiny_checkpoint(tmp_path / "tiny.safetensors")
+    out = tmp_path / "rep"
+    assert cli.main(["lidar-report", str(kitti_samples / "sequences" / "07"), "--frames", "0", "--stereo",
+                     "--weights", str(weights), "--device", "cpu", "--out", str(out)]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert [r["name"] for r in rep["reports"]] == ["flat ground slab", "stereo + height rule",
+                                                   "model (mono)", "model (stereo)"]
+    assert all(set(r["frames"]) == {"07/000000"} for r in rep["reports"])
+    md = (out / "report.md").read_text()
+    assert "| model (stereo) |" in md and "| 07/000000 |" in md

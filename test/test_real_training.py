@@ -116,3 +116,14 @@ def test_a_few_training_steps_on_mixed_frames(roots, tmp_path):
                    "--init", str(tmp_path / "run" / "last.safetensors"), "--out", str(tmp_path / "ft"),
                    "--device", "cpu"])
     assert rc == 0 and (tmp_path / "ft" / "last.safetensors").is_file()
+
+
+def test_init_weights_that_do_not_fit_end_in_one_line(roots, tmp_path, capsys):
+    from model_fixtures import tiny_checkpoint
+
+    weights = tiny_checkpoint(tmp_path / "tiny.safetensors")  # another grid and image size
+    rc = cli.main(["train", "--config", "lite", *sum((["--set", s] for s in SMALL), []),
+                   "--set", f"data.root={roots[0]}", "--no-val", "--init", str(weights),
+                   "--out", str(tmp_path / "ft"), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith("error:") and "tiny.safetensors" in err[-1]

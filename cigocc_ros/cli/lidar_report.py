@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from ..model.checkpoint import CheckpointError
 
     try:
-        frames = [f for s in args.sequences for f in real_frames(Path(s), args.frames, need_right=args.stereo)]
+        frames = [f for s in args.sequences for f in real_frames(Path(s), args.frames)]
         predictor = None
         if not args.no_model:
             from ..inference import Predictor, default_weights

@@ -68,14 +68,6 @@ def evaluate_predictions(pred_root: str | Path, dataset) -> dict:
     return metric.summary()
 
 
-def with_split_sequences(cfg: ExperimentConfig, split: str, sequences: tuple[str, ...] | list[str] | None
-                         ) -> ExperimentConfig:
-    """cfg whose `split` reads `sequences` instead (e.g. the real held-out 07 of a make-targets
-    folder); unchanged when sequences is empty."""
-    if not sequences:
-        return cfg
-    key = {"train": "train_sequences", "val": "val_sequences", "test": "test_sequences"}[split]
-    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **{key: tuple(sequences)}))
 def evaluate_controls(dataset, cfg: ExperimentConfig, model: nn.Module | None = None,
                       device: torch.device | None = None, train_dataset=None,
                       prior_path: str | Path | None = None, progress: bool = False) -> dict[str, dict]:
@@ -127,6 +119,16 @@ def sequence_controls(checkpoint: str | Path, root: str | Path, sequence: str, b
     return evaluate_controls(held_out, cfg, model.to(dev), dev, train, prior)
 
 
+def with_split_sequences(cfg: ExperimentConfig, split: str, sequences: tuple[str, ...] | list[str] | None
+                         ) -> ExperimentConfig:
+    """cfg whose `split` reads `sequences` instead (e.g. the real held-out 07 of a make-targets
+    folder); unchanged when sequences is empty."""
+    if not sequences:
+        return cfg
+    key = {"train": "train_sequences", "val": "val_sequences", "test": "test_sequences"}[split]
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **{key: tuple(sequences)}))
+
+
 @dataclass
 class EvalResult:
     metrics: dict  # SSCMetric.summary()
@@ -140,16 +142,16 @@ def evaluate_checkpoint(checkpoint: str | Path, split: str = "val", data: str = 
                         sequences: tuple[str, ...] | None = None, controls: bool = True,
                         depth_input: str = "auto") -> EvalResult:
     """Score a checkpoint on `split` of `data` (default: its data.root, else the default
-    synthetic dataset), and with `controls` its controls on the same frames; `sequences`
-    replaces the split's sequences; `depth_input` "mono" / "stereo" overrides the checkpoint's
+    synthetic dataset; `sequences` replaces the split's sequences), and with `controls` its
+    controls on the same frames; `depth_input` "mono" / "stereo" overrides the checkpoint's
     data.stereo (the StereoSGBM depth of image_2/image_3 as the external depth input)."""
+    if depth_input not in ("auto", "mono", "stereo"):
+        raise ValueError(f"depth_input must be auto, mono or stereo, got {depth_input!r}")
     dev = resolve_device(device)
     model, _ = load_checkpoint(checkpoint, map_location=dev)
     model = model.to(dev)
     cfg, root = dataset_root(model.cfg, data)
     cfg = with_split_sequences(cfg, split, sequences)
-    if depth_input not in ("auto", "mono", "stereo"):
-        raise ValueError(f"depth_input must be auto, mono or stereo, got {depth_input!r}")
     if depth_input != "auto":
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, stereo=depth_input == "stereo"))
     dataset = SemanticKittiDataset(cfg, split, augment=False)
@@ -164,9 +166,9 @@ def evaluate_checkpoint(checkpoint: str | Path, split: str = "val", data: str = 
 def evaluate_submission(pred_root: str | Path, config: str = "lite", split: str = "val",
                         data: str = "", sequences: tuple[str, ...] | None = None,
                         controls: bool = True) -> EvalResult:
-    """Score submission files under `pred_root` against `split` of the dataset of `config`,
-    and with `controls` the image-free controls on the same frames (`sequences` replaces the
-    split's sequences)."""
+    """Score submission files under `pred_root` against `split` of the dataset of `config`
+    (`sequences` replaces the split's sequences), and with `controls` the image-free controls
+    on the same frames."""
     cfg, root = dataset_root(load_experiment(config), data)
     cfg = with_split_sequences(cfg, split, sequences)
     dataset = SemanticKittiDataset(cfg, split, augment=False)

@@ -9,7 +9,7 @@ import numpy as np
 from ...config import GridConfig
 from ...geometry import voxel_centers
 from .. import semantic_kitti as sk
-from ..ray_march import march_cells as _march_cells  # shared with make-targets
+from ..ray_march import march_cells
 from .layout import LIDAR_HEIGHT
 from .scene import BOX, CYLINDER, ELLIPSOID, Primitives, Scene
 
@@ -49,7 +49,7 @@ class ObservedSpace:
             exit_t = np.where(dirs[:, 2] > 0, (top - origin[2]) / dirs[:, 2] + VIS_STEP, np.inf)
         t = np.minimum(t, exit_t)
         for c in range(0, len(t), 16384):
-            self.seen[_march_cells(origin, dirs[c:c + 16384], t[c:c + 16384], VIS_STEP, self.origin,
+            self.seen[march_cells(origin, dirs[c:c + 16384], t[c:c + 16384], VIS_STEP, self.origin,
                                    self.cell, self.shape)] = True
 
     def lookup(self, pts: np.ndarray) -> np.ndarray:
@@ -173,6 +173,6 @@ def scan_voxels(points: np.ndarray, raw_labels: np.ndarray, t: np.ndarray, lidar
     tv = np.where(np.isfinite(t), t - 0.5 * VIS_STEP, VIS_RANGE).reshape(-1)
     dirs = lidar_dirs.reshape(-1, 3)
     for c in range(0, len(tv), 16384):
-        free[_march_cells(np.zeros(3), dirs[c:c + 16384], tv[c:c + 16384], VIS_STEP, np.asarray(g.origin),
+        free[march_cells(np.zeros(3), dirs[c:c + 16384], tv[c:c + 16384], VIS_STEP, np.asarray(g.origin),
                           g.voxel_size, tuple(g.size), end=False)] = True
     return occupancy, ~free.reshape(tuple(g.size)) | occupancy

@@ -54,7 +54,8 @@ def run_summary(run: Path) -> dict:
         fmt = json.loads((Path(d["root"]) / "synthetic.json").read_text())["format"]
     except (OSError, ValueError, KeyError):
         fmt = "?"
-    data = f"{d['root']} (synthetic format {fmt}; train {', '.join(d['train_sequences'])})"
+    present = [q for q in d["train_sequences"] if (Path(d["root"]) / "sequences" / q).is_dir()]  # others skipped
+    data = f"{d['root']} (synthetic format {fmt}; train {', '.join(present)})"
     if d.get("real_root"):
         data += (f" + real frames {d['real_root']} (train {', '.join(d['real_train_sequences'])}; "
                  f"{', '.join(d['real_val_sequences'])} held out), real share {d['real_share']}")

@@ -77,6 +77,7 @@ def main() -> int:
     ap.add_argument("--command", action="append", required=True, help="the command of each run, in order")
     ap.add_argument("--data", required=True, help="synthetic dataset with the held-out sequence (val split)")
     ap.add_argument("--previous", default="", help="the weights being replaced (scored on the real sequence)")
+    ap.add_argument("--notes", default="", help="a Markdown file appended to the card (reading, targets missed)")
     ap.add_argument("--machine", default="2-core x86-64 CPU, no GPU (the project's development machine), "
                     "shared with other engineers' work during the runs (load average 8-11)")
     args = ap.parse_args()
@@ -170,6 +171,7 @@ Against the labelled LiDAR scans (`cigocc lidar-report`, docs/real-frames.md), i
 {real_md['shipped']}
 {('The weights these replace, same command:' + chr(10) + chr(10) + real_md['previous']) if 'previous' in real_md else ''}
 
+{Path(args.notes).read_text() if args.notes else ''}
 ## Commands that produced the figures
 
 ```bash

@@ -107,7 +107,11 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    weights = Path(args.weights) if args.weights else default_weights()
+    try:
+        weights = Path(args.weights) if args.weights else default_weights()
+    except FileNotFoundError as e:  # resources.ResourceNotFound names where it looked
+        print(f"error: {e}")
+        return 2
     if not weights.is_file():
         print(f"error: weights file not found: {weights}")
         return 2

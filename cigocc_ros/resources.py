@@ -53,7 +53,7 @@ def _ament_share() -> Path | None:
         return None
     try:
         return Path(get_package_share_directory(PACKAGE))
-    except (PackageNotFoundError, ValueError, LookupError):
+    except (PackageNotFoundError, ValueError, LookupError, OSError):  # OSError: no AMENT_PREFIX_PATH
         return None
 
 

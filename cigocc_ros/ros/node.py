@@ -187,7 +187,7 @@ class CigoccNode(Node):
         )
         self._sync = self._subs[-1] if isinstance(self._subs[-1], ApproximateTimeSync) else None
         # /clock restarting (a looping bag under use_sim_time) or the system clock stepping back.
-        self._jump_handle = self.get_clock().create_jump_handler(
+        self._jump_handle = self.get_clock().create_jump_callback(
             JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-int(self.cfg.time_jump_threshold * 1e9)),
                           on_clock_change=False),
             post_callback=self._on_clock_jump,
@@ -251,8 +251,8 @@ class CigoccNode(Node):
                          f"(from {before / 1e9:.6f} to {after / 1e9:.6f})")
 
     def _on_clock_jump(self, jump) -> None:
-        """rclpy jump callback, when /clock (use_sim_time) steps back: {'clock_change', 'delta' ns}."""
-        delta = jump["delta"] if isinstance(jump, dict) else jump.delta.nanoseconds
+        """rclpy jump callback (a TimeJump), when /clock (use_sim_time) steps back."""
+        delta = jump.delta.nanoseconds
         if self._sync is not None:
             self._sync.reset()
         self._reset_time(f"the ROS clock (/clock) jumped back {-delta / 1e9:.3f} s")

@@ -186,7 +186,8 @@ class CigoccNode(Node):
             admit=self._admit, jump_back=self.cfg.time_jump_threshold, on_jump=self._on_stamp_jump,
         )
         self._sync = self._subs[-1] if isinstance(self._subs[-1], ApproximateTimeSync) else None
-        # /clock restarting (a looping bag under use_sim_time) or the system clock stepping back.
+        # /clock restarting (a looping bag under use_sim_time); rcl reports no system-clock steps,
+        # those show in the stamps (the synchroniser above).
         self._jump_handle = self.get_clock().create_jump_callback(
             JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-int(self.cfg.time_jump_threshold * 1e9)),
                           on_clock_change=False),

@@ -17,6 +17,7 @@ A file found nowhere raises `ResourceNotFound`, which names every place that was
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 PACKAGE = "cigocc_ros"
@@ -57,26 +58,32 @@ def _ament_share() -> Path | None:
         return None
 
 
+def _roots() -> Iterator[tuple[str, Path]]:
+    """The search roots in order, computed lazily: a lookup that the checkout answers never
+    imports ament_index_python."""
+    seen: list[Path] = []
+    candidates = [("$CIGOCC_SHARE", lambda: Path(os.environ["CIGOCC_SHARE"]).expanduser()
+                   if os.environ.get("CIGOCC_SHARE") else None),
+                  ("checkout", _checkout_root), ("install prefix", _prefix_share), ("ament index", _ament_share)]
+    for origin, find_root in candidates:
+        root = find_root()
+        if root is not None and root not in seen:
+            seen.append(root)
+            yield origin, root
+
+
 def search_roots() -> list[tuple[str, Path]]:
     """The folders searched, in order, each with what it is: [(origin, folder), ...]."""
-    roots = []
-    if os.environ.get("CIGOCC_SHARE"):
-        roots.append(("$CIGOCC_SHARE", Path(os.environ["CIGOCC_SHARE"]).expanduser()))
-    for origin, find in (("checkout", _checkout_root), ("install prefix", _prefix_share),
-                         ("ament index", _ament_share)):
-        root = find()
-        if root is not None and all(root != r for _, r in roots):
-            roots.append((origin, root))
-    return roots
+    return list(_roots())
 
 
 def find(relative: str | Path) -> Path:
     """The first existing `<root>/relative` over `search_roots()`, else ResourceNotFound."""
-    roots = search_roots()
-    for _, root in roots:
+    for _, root in _roots():
         path = root / relative
         if path.exists():
             return path
+    roots = search_roots()
     where = "; ".join(f"{origin} {root}" for origin, root in roots) or "no share folder at all"
     raise ResourceNotFound(f"{relative} not found (searched: {where}; set CIGOCC_SHARE to the share folder)")
 

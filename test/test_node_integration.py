@@ -645,7 +645,8 @@ def wait_for_log_line(proc: subprocess.Popen, log: Path, text: str, timeout: flo
 
 
 @pytest.mark.parametrize("sig, when", [(signal.SIGINT, "warming up"), (signal.SIGTERM, "loading "),
-                                       (signal.SIGINT, "loading ")])
+                                       (signal.SIGINT, "loading ")],
+                         ids=["SIGINT-warm-up", "SIGTERM-loading", "SIGINT-loading"])
 def test_signals_during_start_up_stop_promptly_and_cleanly(tmp_path, sig, when):
     """SIGINT / SIGTERM while the weights load or during the warm-up forward: exit 0 within
     seconds, no traceback, start-up not finished (before: SIGINT gave KeyboardInterrupt and

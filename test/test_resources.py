@@ -115,3 +115,16 @@ def test_nothing_found_names_every_place_searched(tmp_path, monkeypatch):
     assert "config/nope.yaml not found" in text and f"$CIGOCC_SHARE {tmp_path}" in text
     assert f"checkout {REPO}" in text and "CIGOCC_SHARE" in text
 
+
+
+def test_lookups_from_the_core_import_no_ros():
+    """The core stays ROS-free: ament_index_python is imported only when a lookup reaches the
+    ament index (never from a checkout)."""
+    probe = ("import sys; from cigocc_ros import resources; from cigocc_ros.classes import load_class_table; "
+             "from cigocc_ros.config import load_experiment; load_class_table(); load_experiment('lite'); "
+             "resources.shipped_weights_file(); print(sorted(m for m in sys.modules "
+             "if m.split('.')[0] in ('rclpy', 'ament_index_python')))")
+    env = {k: v for k, v in os.environ.items() if k not in ("CIGOCC_SHARE", "CIGOCC_WEIGHTS")}
+    res = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"

@@ -11,6 +11,7 @@ Loading is strict: an unknown key, a missing section or a value of the wrong typ
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -24,6 +25,19 @@ from . import resources
 
 class ConfigError(ValueError):
     """A configuration file or override that does not match the dataclasses below."""
+
+
+# The device names every `device` setting takes (node parameter, --device of the commands);
+# cigocc_ros.device.resolve_device turns one into a torch.device.
+DEVICE_HELP = "auto | cpu | cuda | cuda:N"
+_DEVICE_NAME = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def check_device_name(name: str) -> str | None:
+    """None when `name` is a device name (DEVICE_HELP), else the error text. No torch needed."""
+    if not isinstance(name, str) or not _DEVICE_NAME.match(name):
+        return f"device must be {DEVICE_HELP}, got {name!r}"
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,7 +178,7 @@ class NodeConfig:
     declared with a descriptor in cigocc_ros/ros/params.py, docs/node.md explains them)."""
 
     weights: str = ""  # a checkpoint (.safetensors); "" = the shipped weights (resources.shipped_weights_file)
-    device: str = "auto"  # auto | cuda | cpu
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (cigocc_ros.device)
     stereo: bool = False
     sync_slop: float = 0.02  # seconds between left and right stamps to pair them
     sync_queue_size: int = 10  # messages per stream kept while waiting for partners

@@ -26,7 +26,10 @@ from torch import Tensor
 
 from . import resources
 from .config import ExperimentConfig
-from .geometry import crop_or_pad
+from .data import semantic_kitti as sk
+from .device import resolve_device
+from .geometry import camera_from_calib, crop_or_pad
+from .model.checkpoint import load_checkpoint
 
 
 @dataclass
@@ -34,19 +37,6 @@ class Prediction:
     labels: np.ndarray  # (X, Y, Z) uint8 class ids 0..19 (0 = empty)
     confidence: np.ndarray  # (X, Y, Z) uint8, top class probability * 255
     inference_ms: float  # wall time of predict(), preprocessing to the final copy
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """'auto' -> cuda when available else cpu; 'cuda' without a GPU is an error."""
-    name = str(device)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.split(":")[0] not in ("cuda", "cpu"):
-        raise ValueError(f"device must be auto, cuda, cuda:N or cpu, got {name!r}")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device={name!r} was asked for but torch sees no CUDA device")
-    return dev
 
 
 def _corner_weights(scale: int, device: torch.device) -> Tensor:
@@ -126,8 +116,6 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto") -> Predictor:
-        from .model.checkpoint import load_checkpoint
-
         model, _ = load_checkpoint(path)
         return cls(model.cfg, model, device)
 
@@ -186,3 +174,14 @@ def default_weights() -> Path:
     """The shipped weights file ($CIGOCC_WEIGHTS, else weights/ in the share folders that
     cigocc_ros.resources searches). Raises resources.ResourceNotFound naming where it looked."""
     return resources.shipped_weights_file()
+
+
+def predict_images(predictor: Predictor, files: list[Path], calib: dict[str, np.ndarray], p_key: str = "P2"):
+    """Yield (file, image (H, W, 3) uint8 RGB, Prediction) for KITTI image files of the camera
+    whose calib.txt projection is `p_key` (grayscale images are repeated to three channels)."""
+    for f in files:
+        image = sk.read_image(f)
+        if image.ndim == 2:  # grayscale KITTI: the network takes three channels
+            image = np.repeat(image[..., None], 3, axis=2)
+        cam = camera_from_calib(calib[p_key], calib["Tr"], image.shape[:2])
+        yield f, image, predictor.predict(image, cam.K, cam.T_cam_grid)

@@ -114,3 +114,8 @@ def save_png(path: str | Path, rgb: np.ndarray) -> Path:
     if not cv2.imwrite(str(path), np.ascontiguousarray(rgb[..., ::-1])):
         raise OSError(f"could not write {path}")
     return path
+
+
+def prediction_panel(image_rgb: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The picture of one predicted frame: image | bird's-eye view | 3D view."""
+    return panel([image_rgb, bev(labels), view3d(labels)], height=image_rgb.shape[0])

@@ -18,7 +18,7 @@ from cigocc_ros.classes import load_class_table
 from cigocc_ros.cli import main as cli_main
 from cigocc_ros.config import GridConfig
 from cigocc_ros.data import semantic_kitti as sk
-from cigocc_ros.geometry import camera_from_calib
+from cigocc_ros.geometry import camera_from_calib, quaternion_xyzw
 
 START = 1.0e9
 
@@ -239,7 +239,7 @@ def test_quaternion_round_trip():
     for _ in range(50):
         A = np.linalg.qr(rng.normal(size=(3, 3)))[0]
         A *= np.sign(np.linalg.det(A))
-        q = k2b.quaternion_xyzw(A)
+        q = quaternion_xyzw(A)
         tf = type("T", (), {})()
         tf.rotation = type("Q", (), dict(zip("xyzw", q, strict=True)))()
         tf.translation = type("V", (), {"x": 0, "y": 0, "z": 0})()

@@ -13,9 +13,9 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from cigocc_ros.classes import load_class_table
 from cigocc_ros.config import GridConfig
-from cigocc_ros.geometry import voxel_centers
+from cigocc_ros.geometry import quaternion_xyzw, voxel_centers
 from cigocc_ros.ros.marker_cdr import ADD, CUBE_LIST, DELETEALL, MarkerSpec, serialize_marker_array
-from cigocc_ros.ros.outputs import CLOUD_DTYPE, OutputBuilder, rotation_to_quaternion
+from cigocc_ros.ros.outputs import CLOUD_DTYPE, OutputBuilder
 
 STAMP = 1_700_000_123_456_789_012
 
@@ -129,14 +129,14 @@ def test_markers_stay_in_range_and_decimate(classes):
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_rotation_to_quaternion_roundtrip(seed):
+def test_quaternion_of_rotation_roundtrip(seed):
     rng = np.random.default_rng(seed)
     q = rng.normal(size=4)
     q /= np.linalg.norm(q)
     R = quat_to_matrix(q)
-    assert np.allclose(quat_to_matrix(rotation_to_quaternion(R)), R, atol=1e-9)
+    assert np.allclose(quat_to_matrix(quaternion_xyzw(R)), R, atol=1e-9)
     for R in (np.diag([1.0, -1.0, -1.0]), np.diag([-1.0, 1.0, -1.0]), np.diag([-1.0, -1.0, 1.0])):
-        assert np.allclose(quat_to_matrix(rotation_to_quaternion(R)), R, atol=1e-9)
+        assert np.allclose(quat_to_matrix(quaternion_xyzw(R)), R, atol=1e-9)
 
 
 def test_cloud_holds_occupied_centres_with_labels(classes):

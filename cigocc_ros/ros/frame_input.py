@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..geometry import stereo_baseline
 from .image_conversion import ImageConversionError, image_to_rgb
 
 
@@ -106,7 +107,11 @@ def to_rgb(image, topic: str) -> np.ndarray:
 def baseline(left_info, right_info, topic: str) -> float:
     """Stereo baseline (m) from the right camera's P[0, 3] = -fx' * B (ROS convention)."""
     Pl, Pr = projection(left_info), projection(right_info)
-    b = (Pl[0, 3] - Pr[0, 3]) / Pr[0, 0]
+    with np.errstate(all="ignore"):  # a singular P gives inf/nan, refused below
+        try:
+            b = stereo_baseline(Pl, Pr)
+        except np.linalg.LinAlgError:
+            b = float("nan")
     if not np.isfinite(b) or b <= 0:
         raise FrameError(
             "stereo_baseline",

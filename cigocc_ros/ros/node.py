@@ -1,7 +1,8 @@
 """`cigocc_node`: camera topics in, semantic occupancy out (docs/node.md).
 
 Subscriptions (relative names, remap them): `left/image`, `left/camera_info` and in stereo mode
-`right/image`, `right/camera_info` (best effort, keep last 2), paired by approximate time.
+`right/image`, `right/camera_info` (reliable, keep last 2; a best-effort camera needs a
+qos_overrides parameter, docs/node.md), paired by approximate time.
 Publications: `~/occupancy` (cigocc_msgs/SemanticOccupancy, grid frame), `~/cloud`
 (sensor_msgs/PointCloud2, grid frame), `~/markers` (visualization_msgs/MarkerArray, camera frame,
 rate-capped), `~/stereo_depth` (32FC1, optional), `/diagnostics`.
@@ -44,7 +45,8 @@ from visualization_msgs.msg import MarkerArray
 
 from ..classes import load_class_table
 from ..config import NodeConfig
-from ..geometry import rigid_transform_error
+from ..geometry import quaternion_matrix, rigid_transform_error
+from ..stereo import StereoDepth, StereoParams
 from . import frame_input as fi
 from .diagnostics import NodeStats, build_status
 from .outputs import OutputBuilder, byte_array
@@ -67,7 +69,9 @@ class WeightsError(RuntimeError):
 
 
 @dataclass
-class Frame:
+class PairedFrame:
+    """One synchronised set of camera messages waiting for the worker."""
+
     msgs: tuple  # (left image, left info[, right image, right info])
     stamp_ns: int
     received: float  # time.monotonic() when paired
@@ -80,10 +84,9 @@ def resolve_weights(path: str) -> Path:
         if not p.is_file():
             raise WeightsError(f"weights file not found: {p}")
         return p
-    try:
-        from ..inference import default_weights
-    except ImportError as e:
-        raise WeightsError(f"no 'weights' parameter given and no shipped weights available ({e})") from None
+    # inference imports torch (seconds): only after rclpy.init(), so a signal meanwhile is a stop.
+    from ..inference import default_weights
+
     try:
         p = Path(default_weights())
     except Exception as e:
@@ -95,7 +98,7 @@ def resolve_weights(path: str) -> Path:
 
 def load_predictor(path: Path, device: str):
     """Predictor of checkpoint `path`; any failure becomes a WeightsError naming the file."""
-    from ..inference import Predictor
+    from ..inference import Predictor  # torch: after rclpy.init(), see resolve_weights
 
     try:
         return Predictor.from_checkpoint(str(path), device=device)
@@ -114,13 +117,8 @@ def file_digest(path: Path) -> str:
 def transform_to_matrix(tf) -> np.ndarray:
     """geometry_msgs/Transform -> (4, 4) float64."""
     t, q = tf.translation, tf.rotation
-    x, y, z, w = q.x, q.y, q.z, q.w
     T = np.eye(4)
-    T[:3, :3] = [
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ]
+    T[:3, :3] = quaternion_matrix(q.x, q.y, q.z, q.w)
     T[:3, 3] = (t.x, t.y, t.z)
     return T
 
@@ -280,9 +278,9 @@ class CigoccNode(Node):
             self._warn(kind, text)
             return
         self.stats.frame_in()
-        self.queue.put(Frame(msgs, t, time.monotonic()))
+        self.queue.put(PairedFrame(msgs, t, time.monotonic()))
 
-    def _on_worker_error(self, frame: Frame, e: BaseException) -> None:
+    def _on_worker_error(self, frame: PairedFrame, e: BaseException) -> None:
         if isinstance(e, fi.FrameError):
             self.stats.problem(str(e))
             self._warn(e.kind, str(e))
@@ -326,7 +324,7 @@ class CigoccNode(Node):
             )
         return T
 
-    def _process(self, frame: Frame) -> None:
+    def _process(self, frame: PairedFrame) -> None:
         """Worker thread: checks, conversion, stereo depth, forward pass, outputs."""
         cfg = self.cfg
         img, info = frame.msgs[0], frame.msgs[1]
@@ -367,8 +365,6 @@ class CigoccNode(Node):
             self.get_logger().warning(warning)
 
     def _stereo_depth(self, left: np.ndarray, right: np.ndarray, K: np.ndarray, b: float) -> np.ndarray:
-        from ..stereo import StereoDepth, StereoParams
-
         fx = float(K[0, 0])
         if self._stereo is None or self._stereo.fx != fx or abs(self._stereo.baseline - b) > 1e-6:
             params = StereoParams(num_disparities=self.cfg.stereo_num_disparities, block_size=self.cfg.stereo_block_size)

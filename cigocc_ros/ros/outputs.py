@@ -24,7 +24,7 @@ from std_msgs.msg import ColorRGBA, Header
 
 from ..classes import IGNORE_LABEL, ClassTable
 from ..config import GridConfig
-from ..geometry import voxel_centers
+from ..geometry import quaternion_xyzw, voxel_centers
 from .marker_cdr import ADD, CUBE_LIST, DELETEALL, MarkerSpec, serialize_marker_array
 
 CLOUD_DTYPE = np.dtype(
@@ -35,26 +35,6 @@ CLOUD_DTYPE = np.dtype(
         "itemsize": 16,
     }
 )
-
-
-def rotation_to_quaternion(R: np.ndarray) -> tuple[float, float, float, float]:
-    """(3, 3) rotation matrix -> (x, y, z, w) unit quaternion (Shepperd's method)."""
-    R = np.asarray(R, dtype=np.float64)
-    tr = np.trace(R)
-    if tr > 0:
-        s = 2.0 * np.sqrt(tr + 1.0)
-        q = ((R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s, 0.25 * s)
-    else:
-        i = int(np.argmax(np.diag(R)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * np.sqrt(1.0 + R[i, i] - R[j, j] - R[k, k])
-        v = [0.0, 0.0, 0.0]
-        v[i] = 0.25 * s
-        v[j] = (R[j, i] + R[i, j]) / s
-        v[k] = (R[k, i] + R[i, k]) / s
-        q = (v[0], v[1], v[2], (R[k, j] - R[j, k]) / s)
-    q = np.asarray(q) / np.linalg.norm(q)
-    return tuple(float(x) for x in q)
 
 
 def byte_array(a: np.ndarray) -> array.array:
@@ -215,7 +195,7 @@ class OutputBuilder:
             counts = np.bincount(lab, minlength=256)
         starts = np.concatenate([[0], np.cumsum(counts)])
         T = np.asarray(T_cam_grid, dtype=np.float64)
-        pose = tuple(float(v) for v in T[:3, 3]) + rotation_to_quaternion(T[:3, :3])
+        pose = tuple(float(v) for v in T[:3, 3]) + tuple(float(v) for v in quaternion_xyzw(T[:3, :3]))
         specs = [MarkerSpec(ns="", id=0, type=CUBE_LIST, action=DELETEALL)]
         size = self.voxel * d
         for c in np.flatnonzero(counts):  # at most one iteration per class

@@ -16,7 +16,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.parameter import Parameter
 
-from ..config import NodeConfig
+from ..config import DEVICE_HELP, NodeConfig, check_device_name
 from ..geometry import rigid_transform_error
 
 
@@ -30,7 +30,7 @@ class ParamInfo:
 
 PARAMS: dict[str, ParamInfo] = {
     "weights": ParamInfo("Checkpoint file (.safetensors); empty = the shipped weights", read_only=True),
-    "device": ParamInfo("Inference device", read_only=True, choices=("auto", "cuda", "cpu")),
+    "device": ParamInfo(f"Inference device: {DEVICE_HELP}", read_only=True),
     "stereo": ParamInfo("Subscribe to the right camera too and feed stereo depth", read_only=True),
     "sync_slop": ParamInfo("Max spread (s) of the image/info stamps paired into one frame", True, (0.0, 1.0)),
     "sync_queue_size": ParamInfo("Messages per stream kept while waiting for partners", True, (1, 100)),
@@ -142,8 +142,9 @@ def with_changes(cfg: NodeConfig, params: list) -> NodeConfig:
 def validate(cfg: NodeConfig) -> list[str]:
     """Constraints a descriptor cannot express; each error names the parameter."""
     errors = []
-    if cfg.device not in PARAMS["device"].choices:
-        errors.append(f"device must be one of {PARAMS['device'].choices}, got '{cfg.device}'")
+    device_error = check_device_name(cfg.device)
+    if device_error:
+        errors.append(device_error)
     if cfg.camera_from_grid:
         m = cfg.camera_from_grid
         if len(m) != 16:

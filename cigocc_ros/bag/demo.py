@@ -1,4 +1,4 @@
-"""`cigocc demo`: the main job, end to end, on the embedded default.
+"""The main job, end to end, on the embedded default (`cigocc demo`: cli/demo.py).
 
 1. generate (or reuse) the default synthetic SemanticKITTI dataset (data/synthetic, seeds fixed);
 2. convert its held-out sequence 08 to a rosbag2 (mcap) with `kitti-to-bag`;
@@ -11,23 +11,29 @@ Everything talks over real DDS on a private ROS_DOMAIN_ID, as on a vehicle.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
+from .. import viz
+from ..data import semantic_kitti as sk
+from ..data.synthetic import DEFAULT_SEEDS, dataset_complete, default_root, write_sequence
+from ..inference import default_weights
+from .kitti_to_bag import CAMERA_PAIRS, convert, read_camera_from_grid
+from .play import PlayOptions
+from .score import score_replay
+
 
 def node_command(weights: Path, camera_from_grid: np.ndarray, device: str, camera: str = "color") -> list[str]:
     """The node's command line for a kitti-to-bag bag's left `camera` ("color" | "gray")."""
-    from .bag.kitti_to_bag import CAMERA_PAIRS
-
     cams = CAMERA_PAIRS[camera]
     T = ",".join(repr(float(v)) for v in camera_from_grid.reshape(-1))  # all doubles for rcl
     return [sys.executable, "-m", "cigocc_ros.ros.node", "--ros-args",
@@ -54,8 +60,6 @@ def wait_until_listening(node: subprocess.Popen, log_path: Path, timeout: float)
 
 def watch_node(node: subprocess.Popen) -> None:
     """Interrupt the replay (SIGINT to this process) if the node dies during it."""
-    import threading
-
     def watch() -> None:
         node.wait()
         if not getattr(watch_node, "done", False):
@@ -68,9 +72,6 @@ def watch_node(node: subprocess.Popen) -> None:
 def demo_sequence(out: Path, sequence: str, frames: int):
     """The held-out synthetic sequence: the default dataset's copy when it is complete, else
     only that sequence (its default seed), written once under `out`/data."""
-    from .data import semantic_kitti as sk
-    from .data.synthetic import DEFAULT_SEEDS, dataset_complete, default_root, write_sequence
-
     if dataset_complete(default_root()):
         return sk.SequencePaths(default_root(), sequence)
     root = out / "data"
@@ -86,29 +87,15 @@ def frame_of_stamp(times: np.ndarray, start_time: float, stamp_ns: int) -> int:
     return int(np.argmin(np.abs(start_time + times - stamp_ns * 1e-9)))
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="outputs/demo", help="where the bag, report and PNGs go")
-    p.add_argument("--weights", default="", help="checkpoint; default: the shipped weights")
-    p.add_argument("--sequence", default="08", help="sequence of the default dataset to replay")
-    p.add_argument("--frames", type=int, default=30, help="replay the first N frames")
-    p.add_argument("--renders", type=int, default=3, help="PNG renderings of this many labelled frames")
-    p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
-    p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
-
-
-def run(args: argparse.Namespace) -> int:
-    from . import viz
-    from .bag.evaluate import evaluate
-    from .bag.kitti_to_bag import CAMERA_PAIRS, convert, read_camera_from_grid
-    from .bag.play import PlayOptions
-    from .data import semantic_kitti as sk
-    from .inference import default_weights
-
+def run_demo(out: Path, weights: Path | None = None, sequence: str = "08", frames: int = 30, renders: int = 3,
+             device: str = "auto", timeout: float = 600.0) -> int:
+    """Steps 1-5 above, printing progress; the exit status (0 when every labelled frame was
+    scored). Writes the bag, node.log, report.json and frame_NNNNNN.png under `out`."""
     t0 = time.monotonic()
-    out = Path(args.out)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        weights = Path(args.weights) if args.weights else default_weights()
+        weights = Path(weights) if weights else default_weights()
     except FileNotFoundError as e:  # resources.ResourceNotFound names where it looked
         print(f"error: {e}")
         return 2
@@ -117,13 +104,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     print("[1/5] synthetic sequence (generated once, then reused)")
-    seq = demo_sequence(out, args.sequence, args.frames)
+    seq = demo_sequence(out, sequence, frames)
     print(f"      {seq.dir}")
 
     print("[2/5] sequence -> rosbag2 (mcap)")
-    bag = out / f"bag_{args.sequence}"
+    bag = out / f"bag_{sequence}"
     start_time = 1.0e9
-    info = convert(seq.dir, bag, storage="mcap", last=args.frames - 1, start_time=start_time,
+    info = convert(seq.dir, bag, storage="mcap", last=frames - 1, start_time=start_time,
                    overwrite=True, progress=False)
     print(f"      {info['bag']}: {info['frames']} frames, {len(info['topics'])} topics")
 
@@ -137,11 +124,11 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"[3/5] starting cigocc_node ({weights.name}) on ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}")
     log = open(out / "node.log", "w")
-    node = subprocess.Popen(node_command(weights, camera_from_grid, args.device), env=env,
+    node = subprocess.Popen(node_command(weights, camera_from_grid, device), env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         try:
-            wait_until_listening(node, out / "node.log", args.timeout)
+            wait_until_listening(node, out / "node.log", timeout)
         except RuntimeError as e:
             print(f"error: {e}")
             return 1
@@ -149,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         print("[4/5] replaying the bag through the node (paced by its output) and scoring")
         opts = PlayOptions(pace_topic="/cigocc_node/occupancy", wait_subscribers=30.0, pace_timeout=60.0,
                            topics=(cams.image_topic("left"), cams.info_topic("left")))
-        report = evaluate(bag, "/cigocc_node/occupancy", opts, keep_outputs=args.renders)
+        report = score_replay(bag, "/cigocc_node/occupancy", opts, keep_outputs=renders)
     finally:
         watch_node.done = True
         node.send_signal(signal.SIGINT)

@@ -187,6 +187,10 @@ class NodeConfig:
     # Transform camera(optical) <- grid frame used when TF has none: row-major 4x4.
     camera_from_grid: tuple[float, ...] = ()
     use_tf: bool = True
+    # Per camera: "raw" subscribes to <camera>/image (sensor_msgs/Image), "compressed" to
+    # <camera>/image/compressed (sensor_msgs/CompressedImage, the image_transport convention).
+    left_transport: str = "raw"
+    right_transport: str = "raw"
     publish_markers: bool = True
     publish_occupancy: bool = True
     publish_cloud: bool = True
@@ -194,6 +198,21 @@ class NodeConfig:
     marker_max_rate: float = 2.0  # Hz cap for the RViz markers (rviz slows on big CUBE_LISTs)
     marker_max_range: float = 51.2  # metres, horizontal distance from the grid frame's origin
     marker_decimation: int = 1
+    # ~/costmap (nav_msgs/OccupancyGrid), rules in cigocc_ros/costmap.py and docs/node.md.
+    publish_costmap: bool = True
+    costmap_band_bottom: float = 0.2  # m above the local ground
+    costmap_band_top: float = 2.5  # m above the local ground
+    costmap_obstacle_classes: tuple[str, ...] = (
+        "car", "bicycle", "motorcycle", "truck", "other-vehicle", "person", "bicyclist", "motorcyclist",
+        "building", "fence", "vegetation", "trunk", "pole", "traffic-sign",
+    )
+    costmap_drivable_classes: tuple[str, ...] = ("road", "parking")
+    costmap_max_range: float = 40.0  # m, horizontal distance from the camera
+    costmap_min_confidence: float = 0.3  # top class probability below it -> unknown
+    costmap_inflation_radius: float = 0.0  # m; 0 = none (Nav2 inflates in its own layer)
+    costmap_ground_z: float = -1.73  # m, nominal ground in the grid frame (KITTI: velodyne 1.73 m up)
+    # Voxels outside the camera frustum become 255 (unknown) in occupancy, cloud and markers.
+    unknown_outside_frustum: bool = False
     # Stereo matching (StereoSGBM) for the external depth map in stereo mode.
     stereo_num_disparities: int = 128
     stereo_block_size: int = 5

@@ -149,6 +149,29 @@ def rigid_transform_error(T: np.ndarray, tol: float = RIGID_TOLERANCE) -> str | 
     return None
 
 
+def crop_window(image_hw: tuple[int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(v0, v1, u0, u1): the rows [v0, v1) and columns [u0, u1) of an (H, W) image that
+    `crop_or_pad(image, K, size)` keeps; the rest of the model's input is zero padding, so these
+    pixels are all the model sees."""
+    H, W = (int(v) for v in image_hw)
+    h, w = (int(v) for v in size)
+    v0 = max(H - h, 0)
+    left = (W - w) // 2
+    u0 = max(left, 0)
+    u1 = u0 + min(W - u0, w - max(-left, 0))
+    return v0, H, u0, u1
+
+
+def in_view(points: np.ndarray, K: np.ndarray, T_cam_grid: np.ndarray,
+            window: tuple[int, int, int, int], min_depth: float = 1e-3) -> np.ndarray:
+    """(N,) bool: grid-frame points (N, 3) in front of the camera (z > min_depth) that project
+    into the pixel `window` (v0, v1, u0, u1) of crop_window, i.e. inside the camera frustum."""
+    uv, z = project(points, K, T_cam_grid)
+    v0, v1, u0, u1 = window
+    with np.errstate(invalid="ignore"):
+        return (z > min_depth) & (uv[:, 0] >= u0) & (uv[:, 0] < u1) & (uv[:, 1] >= v0) & (uv[:, 1] < v1)
+
+
 def project(points: np.ndarray, K: np.ndarray, T_cam_grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Project (N, 3) grid-frame points -> ((N, 2) pixel uv, (N,) camera depth z)."""
     pts = np.asarray(points, dtype=np.float64)

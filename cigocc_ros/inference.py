@@ -26,10 +26,8 @@ from torch import Tensor
 
 from . import resources
 from .config import ExperimentConfig
-from .data import semantic_kitti as sk
 from .device import resolve_device
 from .geometry import camera_from_calib, crop_or_pad
-from .model.checkpoint import load_checkpoint
 
 
 @dataclass
@@ -116,6 +114,9 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto") -> Predictor:
+        # Checkpoints need safetensors; a Predictor around a model built in memory does not.
+        from .model.checkpoint import load_checkpoint
+
         model, _ = load_checkpoint(path)
         return cls(model.cfg, model, device)
 
@@ -179,6 +180,10 @@ def default_weights() -> Path:
 def predict_images(predictor: Predictor, files: list[Path], calib: dict[str, np.ndarray], p_key: str = "P2"):
     """Yield (file, image (H, W, 3) uint8 RGB, Prediction) for KITTI image files of the camera
     whose calib.txt projection is `p_key` (grayscale images are repeated to three channels)."""
+    # Reading files needs OpenCV; the Predictor itself needs only torch and numpy (bench/ runs it
+    # on machines without OpenCV), so the file reader is imported here.
+    from .data import semantic_kitti as sk
+
     for f in files:
         image = sk.read_image(f)
         if image.ndim == 2:  # grayscale KITTI: the network takes three channels

@@ -146,17 +146,36 @@ def test_latency_warning_covers_a_time_window_not_the_last_100_frames():
 def test_images_that_cannot_feed_the_model_are_refused_and_big_crops_warned():
     model_hw = (370, 1220)
     K = fi.intrinsics(info(), "left/camera_info")  # KITTI: cx 607, cy 185
-    assert fi.check_image_fits(Image(width=1241, height=376), K, model_hw, "left/image", "left/camera_info") is None
+    assert fi.check_image_fits((376, 1241), K, model_hw, "left/image", "left/camera_info") is None
     with pytest.raises(fi.FrameError, match=r"53x37 image cannot match left/camera_info: its principal point") as e:
-        fi.check_image_fits(Image(width=53, height=37), K, model_hw, "left/image", "left/camera_info")
+        fi.check_image_fits((37, 53), K, model_hw, "left/image", "left/camera_info")
     assert e.value.kind == "intrinsics_size"
     small_K = np.array([[50.0, 0, 26.5], [0, 50.0, 18.5], [0, 0, 1]])  # a consistent 53x37 camera
     with pytest.raises(fi.FrameError, match=r"far smaller than the model input 1220x370: 96% .* zero padding") as e:
-        fi.check_image_fits(Image(width=53, height=37), small_K, model_hw, "left/image", "left/camera_info")
+        fi.check_image_fits((37, 53), small_K, model_hw, "left/image", "left/camera_info")
     assert e.value.kind == "image_too_small"
     half_K = np.array([[300.0, 0, 320.0], [0, 300.0, 150.0], [0, 0, 1]])
-    warning = fi.check_image_fits(Image(width=640, height=300), half_K, model_hw, "left/image", "left/camera_info")
+    warning = fi.check_image_fits((300, 640), half_K, model_hw, "left/image", "left/camera_info")
     assert warning is not None and "640x300 images are padded to the model input 1220x370 (48%" in warning
-    big = fi.check_image_fits(Image(width=1920, height=1080), np.array([[1e3, 0, 960], [0, 1e3, 540], [0, 0, 1]]),
+    big = fi.check_image_fits((1080, 1920), np.array([[1e3, 0, 960], [0, 1e3, 540], [0, 0, 1]]),
                               model_hw, "left/image", "left/camera_info")
     assert big is not None and "cropped" in big
+
+
+def test_compressed_frames_are_decoded_and_size_checked():
+    import array
+
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    rgb = np.random.default_rng(0).integers(0, 256, (376, 1241, 3), dtype=np.uint8)
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
+    msg = CompressedImage(format="bgr8; png compressed bgr8")
+    msg.data = array.array("B", buf.tobytes())
+    assert np.array_equal(fi.to_rgb(msg, info(), "left/image/compressed", "left/camera_info"), rgb)
+    with pytest.raises(fi.FrameError, match="left/image/compressed: image is 1241x376 but left/camera_info says 1241x370"):
+        fi.to_rgb(msg, info(h=370), "left/image/compressed", "left/camera_info")
+    msg.data = array.array("B", b"\x89PNG\r\n\x1a\n" + bytes(100))
+    with pytest.raises(fi.FrameError, match="left/image/compressed: cannot decode") as e:
+        fi.to_rgb(msg, info(), "left/image/compressed", "left/camera_info")
+    assert e.value.kind == "image_decode"

@@ -212,3 +212,25 @@ def test_full_grid_outputs_are_fast(classes):
         b.occupancy(labels, conf, STAMP)
         times.append(time.perf_counter() - t0)
     assert np.median(times) < 0.100, f"median {np.median(times) * 1e3:.1f} ms"
+
+
+def test_costmap_message_layout():
+    """OccupancyGrid: grid frame and stamp, the grid's origin and resolution, x fastest rows."""
+    from nav_msgs.msg import OccupancyGrid
+
+    grid = small_grid()
+    b = OutputBuilder(grid, load_class_table(), "velodyne", "test")
+    costs = np.full(grid.size[:2], -1, np.int8)
+    costs[2, 1] = 100
+    costs[5, 4] = 0
+    msg = b.costmap(costs, STAMP)
+    assert msg.header.frame_id == "velodyne"
+    assert msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec == STAMP
+    assert (msg.info.width, msg.info.height, msg.info.resolution) == (8, 6, 0.5)
+    o = msg.info.origin.position
+    assert (o.x, o.y, o.z) == (0.0, -1.5, -1.0) and msg.info.origin.orientation.w == 1.0
+    back = deserialize_message(serialize_message(msg), OccupancyGrid)
+    data = np.array(back.data, np.int8).reshape(back.info.height, back.info.width)  # [row = y, col = x]
+    assert data[1, 2] == 100 and data[4, 5] == 0 and (data == -1).sum() == 46
+    with pytest.raises(ValueError, match="int8"):
+        b.costmap(costs.astype(np.int16), STAMP)

@@ -5,7 +5,8 @@
 3. start `cigocc_node` (shipped weights, use_sim_time) as its own OS process;
 4. replay the bag into it, paced by its output, and score every labelled frame against the
    bag's ground truth with the official metric (`bag-eval`): IoU, mIoU, latency;
-5. write PNG renderings of a few frames: image | ground truth | prediction (bird's-eye) | 3D.
+5. write PNG renderings of a few frames: image | ground truth | prediction (bird's-eye) | 3D |
+   costmap (the node's costmap rules, cigocc_ros/costmap.py, applied to the published grid).
 
 Everything talks over real DDS on a private ROS_DOMAIN_ID, as on a vehicle.
 """
@@ -24,9 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from .. import viz
+from ..classes import load_class_table
+from ..config import NodeConfig
+from ..costmap import Costmapper, CostmapSpec
 from ..data import semantic_kitti as sk
 from ..data.synthetic import DEFAULT_SEEDS, dataset_complete, default_root, write_sequence
+from ..geometry import split_projection
 from ..inference import default_weights
+from ..model.checkpoint import read_metadata
 from .kitti_to_bag import CAMERA_PAIRS, convert, read_camera_from_grid
 from .play import PlayOptions
 from .score import score_replay
@@ -81,6 +87,23 @@ def demo_sequence(out: Path, sequence: str, frames: int):
         write_sequence(root, sequence, DEFAULT_SEEDS[sequence], num_frames=frames)
         done.write_text(f"{DEFAULT_SEEDS[sequence]} {frames}")
     return paths
+
+
+class DemoCostmap:
+    """The node's ~/costmap for a published grid: the same Costmapper with the default node
+    parameters, the camera's K and pose, and the model's input size from the checkpoint."""
+
+    def __init__(self, weights: Path, P: np.ndarray, camera_from_grid: np.ndarray) -> None:
+        cfg, _ = read_metadata(weights)
+        self.mapper = Costmapper(cfg.grid)
+        self.spec = CostmapSpec.from_node_config(NodeConfig(), load_class_table())
+        self.K = split_projection(P)[0]
+        self.T = np.asarray(camera_from_grid, dtype=np.float64)
+        self.model_hw = tuple(cfg.model.image_size)
+
+    def __call__(self, labels: np.ndarray, confidence: np.ndarray | None, image_hw: tuple[int, int]) -> np.ndarray:
+        view = self.mapper.view(self.K, self.T, image_hw, self.model_hw)
+        return self.mapper.compute(np.ascontiguousarray(labels, np.uint8), confidence, self.spec, view)
 
 
 def frame_of_stamp(times: np.ndarray, start_time: float, stamp_ns: int) -> int:
@@ -151,12 +174,15 @@ def run_demo(out: Path, weights: Path | None = None, sequence: str = "08", frame
 
     print("[5/5] renderings")
     times = sk.read_times(seq.times)
-    for stamp, pred, truth in report.samples:
+    costmap = DemoCostmap(weights, sk.read_calib(seq.calib)["P2"], camera_from_grid)
+    for stamp, pred, truth, conf in report.samples:
         frame = frame_of_stamp(times, start_time, stamp)
         image = sk.read_image(seq.image(frame, 2))
+        costs = costmap(pred, conf, image.shape[:2])
         png = viz.save_png(out / f"frame_{frame:06d}.png",
-                           viz.panel([image, viz.bev(truth), viz.bev(pred), viz.view3d(pred)]))
-        print(f"      {png}  (image | ground truth | prediction | 3D prediction)")
+                           viz.panel([image, viz.bev(truth), viz.bev(pred), viz.view3d(pred), viz.costmap_image(costs)]))
+        print(f"      {png}  (image | ground truth | prediction | 3D prediction | costmap: "
+              f"{(costs == 100).mean():.1%} lethal, {(costs == 0).mean():.1%} free)")
 
     summary = {"weights": str(weights), "bag": str(bag), "frames_replayed": report.triggers,
                "frames_with_ground_truth": report.frames_expected, "frames_scored": report.frames_scored,

@@ -4,7 +4,8 @@ with `rosbags` alone (no ROS distribution needed); `cigocc kitti-to-bag` is cli/
 Topics, frames and the TF tree are documented in docs/bags.md; in short (kitti2bag names for
 odometry sequences, `image_rect` because KITTI odometry images are already rectified):
 
-- /kitti/camera_{color,gray}_{left,right}/image_rect  sensor_msgs/Image (bgr8 / mono8)
+- /kitti/camera_{color,gray}_{left,right}/image_rect  sensor_msgs/Image (bgr8 / mono8), or with
+  `--compressed jpeg|png` .../image_rect/compressed  sensor_msgs/CompressedImage instead
 - /kitti/camera_{color,gray}_{left,right}/camera_info sensor_msgs/CameraInfo
 - /kitti/velo/pointcloud  sensor_msgs/PointCloud2 (x, y, z, intensity [, label]) in `velodyne`
 - /kitti/odom             nav_msgs/Odometry world -> base_link
@@ -32,7 +33,7 @@ from ..config import GridConfig
 from ..data import semantic_kitti as skitti
 from ..data.semantic_kitti import DataFormatError
 from ..geometry import camera_from_calib, rotation_vector, split_projection, stereo_baseline
-from .messages import VELO_FRAME, MessageBuilder, bag_qos
+from .messages import COMPRESSIONS, VELO_FRAME, MessageBuilder, bag_qos
 from .types import OCCUPANCY_TYPE
 
 # ------------------------------------------------------------------------------------------
@@ -47,6 +48,7 @@ CLOUD_TOPIC = "/kitti/velo/pointcloud"
 OCCUPANCY_GT_TOPIC = "/kitti/occupancy_gt"
 GT_MODEL_ID = "ground-truth"
 CAMERA_FROM_GRID_KEY = "cigocc.camera_from_grid"  # bag metadata: + ".<camera frame>"
+COMPRESSED_SUFFIX = "/compressed"  # image_transport's sub-topic of a compressed image
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,9 @@ class CameraPair:
     def frame_id(self, side: str) -> str:
         return f"camera_{self.name}_{side}"
 
-    def image_topic(self, side: str) -> str:
-        return f"/kitti/{self.frame_id(side)}/image_rect"
+    def image_topic(self, side: str, compressed: str = "") -> str:
+        """The image topic; with `compressed` ("jpeg" | "png") its image_transport sub-topic."""
+        return f"/kitti/{self.frame_id(side)}/image_rect" + (COMPRESSED_SUFFIX if compressed else "")
 
     def info_topic(self, side: str) -> str:
         return f"/kitti/{self.frame_id(side)}/camera_info"
@@ -248,10 +251,13 @@ STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 def convert(sequence: str | Path, output: str | Path, storage: str = "mcap", camera: str = "auto",
             first: int = 0, last: int | None = None, velodyne: bool = True, start_time: float = 1.0e9,
             grid: GridConfig | None = None, overwrite: bool = False, progress: bool = True,
-            legacy_voxel_shift: bool = False) -> dict:
-    """Write the bag; returns {"bag": path, "frames": n, "topics": {topic: count}, "duration_s": d}."""
+            legacy_voxel_shift: bool = False, compressed: str = "") -> dict:
+    """Write the bag; returns {"bag": path, "frames": n, "topics": {topic: count}, "duration_s": d}.
+    `compressed` "jpeg" | "png" writes CompressedImage topics instead of raw images."""
     if storage not in STORAGES:
         raise ValueError(f"unknown storage '{storage}' (mcap, sqlite3)")
+    if compressed and compressed not in COMPRESSIONS:
+        raise ValueError(f"unknown compression '{compressed}' ({', '.join(COMPRESSIONS)})")
     grid = grid or GridConfig()
     seq = open_sequence(sequence, camera, first, last, velodyne)
     out = Path(output)
@@ -300,7 +306,8 @@ def convert(sequence: str | Path, output: str | Path, storage: str = "mcap", cam
             infos[pair.name] = {"left": P_l, "right": P_r}
             for side in ("right", "left"):
                 add(pair.info_topic(side), "sensor_msgs/msg/CameraInfo")
-                add(pair.image_topic(side), "sensor_msgs/msg/Image")
+                add(pair.image_topic(side, compressed),
+                    "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image")
 
         t0 = stamps[seq.frames[0]]
         statics = [msgs.transform(t0, BASE_FRAME, VELO_FRAME, np.eye(4))]
@@ -333,7 +340,11 @@ def convert(sequence: str | Path, output: str | Path, storage: str = "mcap", cam
                     write(pair.info_topic(side), t, msgs.camera_info(t, pair.frame_id(side),
                                                                      seq.image_sizes[pair.name],
                                                                      infos[pair.name][side]))
-                    write(pair.image_topic(side), t, msgs.image(t, pair.frame_id(side), image, pair.encoding))
+                    if compressed:
+                        data = msgs.compressed_image(t, pair.frame_id(side), image, pair.encoding, compressed)
+                    else:
+                        data = msgs.image(t, pair.frame_id(side), image, pair.encoding)
+                    write(pair.image_topic(side, compressed), t, data)
     return {"bag": str(out), "storage": storage, "frames": len(seq.frames),
             "cameras": [p.name for p in seq.pairs], "topics": counts,
             "duration_s": (stamps[seq.frames[-1]] - stamps[seq.frames[0]]) / 1e9}

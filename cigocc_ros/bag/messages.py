@@ -7,6 +7,7 @@ import importlib
 import struct
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 
@@ -14,6 +15,10 @@ from ..classes import load_class_table
 from ..config import GridConfig
 from ..geometry import quaternion_xyzw
 from .types import OCCUPANCY_TYPE, typestore
+
+# CompressedImage formats: compressed_image_transport's "<encoding>; <codec> compressed <encoding>"
+# (OpenCV writes colour as BGR) and its default JPEG quality / PNG level.
+COMPRESSIONS = {"jpeg": (".jpg", [cv2.IMWRITE_JPEG_QUALITY, 95]), "png": (".png", [cv2.IMWRITE_PNG_COMPRESSION, 3])}
 
 VELO_FRAME = "velodyne"  # SemanticKITTI's grid frame
 
@@ -62,6 +67,17 @@ class MessageBuilder:
         data = np.ascontiguousarray(image).reshape(-1)
         msg = self.T["sensor_msgs/msg/Image"](header=self.header(stamp_ns, frame_id), height=h, width=w,
                                               encoding=encoding, is_bigendian=0, step=data.size // h, data=data)
+        return self.ser(msg)
+
+    def compressed_image(self, stamp_ns: int, frame_id: str, image: np.ndarray, encoding: str, codec: str) -> bytes:
+        """CompressedImage of a bgr8 / mono8 `image` as compressed_image_transport writes it."""
+        ext, flags = COMPRESSIONS[codec]
+        ok, buf = cv2.imencode(ext, np.ascontiguousarray(image), flags)
+        if not ok:
+            raise ValueError(f"OpenCV could not {codec}-encode a {image.shape} image")
+        msg = self.T["sensor_msgs/msg/CompressedImage"](header=self.header(stamp_ns, frame_id),
+                                                        format=f"{encoding}; {codec} compressed {encoding}",
+                                                        data=buf.reshape(-1))
         return self.ser(msg)
 
     def camera_info(self, stamp_ns: int, frame_id: str, size: tuple[int, int], P: np.ndarray) -> bytes:
@@ -156,6 +172,7 @@ class OccupancyGrid:
     labels: np.ndarray  # (X*Y*Z,) uint8
     size: tuple[int, int, int]
     frame_id: str
+    confidence: np.ndarray | None = None  # (X*Y*Z,) uint8 when the node publishes it
 
 
 def decode_occupancy(raw: bytes) -> OccupancyGrid:
@@ -166,4 +183,6 @@ def decode_occupancy(raw: bytes) -> OccupancyGrid:
     if labels.size != size[0] * size[1] * size[2]:
         raise ValueError(f"SemanticOccupancy at stamp {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d} has "
                          f"{labels.size} labels for a {size} grid")
-    return OccupancyGrid(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec, labels, size, msg.header.frame_id)
+    conf = np.asarray(msg.confidence, dtype=np.uint8)
+    return OccupancyGrid(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec, labels, size, msg.header.frame_id,
+                         conf if conf.size == labels.size else None)

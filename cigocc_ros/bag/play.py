@@ -31,6 +31,7 @@ from .messages import cdr_header_stamp, ros_message_class
 from .session import RosSession
 
 CLOCK_TOPIC = "/clock"
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")  # frames, for pacing
 
 
 def _qos_from_bag(connection, best_effort: bool):
@@ -135,16 +136,17 @@ class BagPlayer:
 
     def _find_trigger(self, reader: AnyReader) -> str:
         """The topic whose messages are frames: --pace-trigger, else the first replayed left
-        Image topic, else the first Image topic; "" when there is none and no pacing needs one."""
+        Image (or CompressedImage) topic, else the first such topic; "" when there is none and
+        no pacing needs one."""
         if self.opt.pace_trigger:
             if self.opt.pace_trigger not in self._publishers:
                 raise ValueError(f"pace trigger {self.opt.pace_trigger} is not a replayed topic of {self.bag}")
             return self.opt.pace_trigger
         images = [t for t, info in reader.topics.items()
-                  if info.msgtype == "sensor_msgs/msg/Image" and t in self._publishers]
+                  if info.msgtype in IMAGE_TYPES and t in self._publishers]
         left = [t for t in images if "left" in t]
         if self.opt.pace_topic and not images:
-            raise ValueError(f"{self.bag} has no replayed sensor_msgs/Image topic to pace on; give --pace-trigger")
+            raise ValueError(f"{self.bag} has no replayed sensor_msgs/Image or CompressedImage topic to pace on; give --pace-trigger")
         return (left or images or [""])[0]
 
     def _on_pace(self, raw: bytes) -> None:

@@ -48,8 +48,8 @@ class EvalReport:
     pace_timeouts: int = 0
     replay_wall_s: float = 0.0
     interrupted: bool = False
-    # (stamp ns, predicted (X, Y, Z), ground truth (X, Y, Z)) of the first `keep_outputs`
-    # scored frames, for pictures; not part of the JSON report.
+    # (stamp ns, predicted (X, Y, Z), ground truth (X, Y, Z), confidence (X, Y, Z) or None) of
+    # the first `keep_outputs` scored frames, for pictures; not part of the JSON report.
     samples: list = field(default_factory=list)
 
     def to_json(self) -> dict:
@@ -63,7 +63,7 @@ class OccupancyScorer:
     def __init__(self, keep: int = 0) -> None:
         self.metric = SSCMetric()
         self.keep = keep
-        self.samples: list[tuple[int, np.ndarray, np.ndarray]] = []
+        self.samples: list[tuple[int, np.ndarray, np.ndarray, np.ndarray | None]] = []
         self.lock = threading.Lock()
         self.gt: dict[int, OccupancyGrid] = {}  # ground truth waiting for its output
         self.early: dict[int, OccupancyGrid] = {}  # outputs waiting for their ground truth
@@ -128,7 +128,8 @@ class OccupancyScorer:
         self.metric.add(pred, truth.labels)
         self.scored += 1
         if len(self.samples) < self.keep:
-            self.samples.append((out.stamp, out.labels.reshape(out.size), truth.labels.reshape(truth.size)))
+            conf = None if out.confidence is None else out.confidence.reshape(out.size)
+            self.samples.append((out.stamp, out.labels.reshape(out.size), truth.labels.reshape(truth.size), conf))
         self._scored_stamps.add(out.stamp)
 
     def answered_triggers(self) -> int:

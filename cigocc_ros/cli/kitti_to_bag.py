@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..bag.kitti_to_bag import STORAGES, convert
+from ..bag.messages import COMPRESSIONS
 from ..config import GridConfig, load_experiment
 
 
@@ -26,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="experiment config (name or YAML) whose grid the ground truth uses; default GridConfig()")
     p.add_argument("--legacy-voxel-shift", action="store_true",
                    help="voxel files released before 2020-08: undo their one-voxel shift (docs/conventions.md)")
+    p.add_argument("--compressed", choices=sorted(COMPRESSIONS), default="",
+                   help="write sensor_msgs/CompressedImage on <image topic>/compressed instead of raw images")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -36,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         summary = convert(args.sequence, args.output, storage=args.storage, camera=args.camera, first=args.first,
                           last=args.last, velodyne=not args.no_velodyne, start_time=args.start_time, grid=grid,
                           overwrite=args.overwrite, progress=not args.quiet,
-                          legacy_voxel_shift=args.legacy_voxel_shift)
+                          legacy_voxel_shift=args.legacy_voxel_shift, compressed=args.compressed)
     except (OSError, ValueError) as e:
         print(f"kitti-to-bag: error: {e}", file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..geometry import stereo_baseline
-from .image_conversion import ImageConversionError, image_to_rgb
+from .image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb
 
 
 class FrameError(ValueError):
@@ -49,14 +49,18 @@ def intrinsics(info, topic: str) -> np.ndarray:
 
 
 def check_size(image, info, image_topic: str, info_topic: str) -> None:
-    """Raise FrameError when the image size differs from camera_info's width/height."""
+    """Raise FrameError when the image size differs from camera_info's width/height. `image` is
+    an Image message or a decoded (H, W, ...) array (a CompressedImage has no size fields)."""
     if int(info.width) == 0 or int(info.height) == 0:
         raise FrameError("camera_info_size", f"{info_topic}: camera_info has no image size (width/height 0)")
-    if (int(image.width), int(image.height)) != (int(info.width), int(info.height)):
+    if isinstance(image, np.ndarray):
+        height, width = image.shape[:2]
+    else:
+        height, width = int(image.height), int(image.width)
+    if (int(width), int(height)) != (int(info.width), int(info.height)):
         raise FrameError(
             "size_mismatch",
-            f"{image_topic}: image is {image.width}x{image.height} but {info_topic} says "
-            f"{info.width}x{info.height}",
+            f"{image_topic}: image is {width}x{height} but {info_topic} says {info.width}x{info.height}",
         )
 
 
@@ -68,11 +72,12 @@ MAX_PAD_FRACTION = 0.5
 FIT_WARN_FRACTION = 0.1
 
 
-def check_image_fits(image, K: np.ndarray, model_hw, image_topic: str, info_topic: str) -> str | None:
-    """Raise FrameError when the image cannot belong to its camera_info (principal point outside
-    it) or is far smaller than the model input `model_hw` = (h, w); return a warning text when it
-    is cropped / padded by more than FIT_WARN_FRACTION, else None."""
-    W, H = int(image.width), int(image.height)
+def check_image_fits(image_hw, K: np.ndarray, model_hw, image_topic: str, info_topic: str) -> str | None:
+    """Raise FrameError when an image of size `image_hw` = (H, W) cannot belong to its
+    camera_info (principal point outside it) or is far smaller than the model input `model_hw`
+    = (h, w); return a warning text when it is cropped / padded by more than FIT_WARN_FRACTION,
+    else None."""
+    H, W = (int(v) for v in image_hw)
     h, w = (int(v) for v in model_hw)
     cx, cy = float(K[0, 2]), float(K[1, 2])
     if not (0.0 <= cx <= W and 0.0 <= cy <= H):
@@ -96,12 +101,26 @@ def check_image_fits(image, K: np.ndarray, model_hw, image_topic: str, info_topi
     return None
 
 
-def to_rgb(image, topic: str) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of an Image message, FrameError on an unusable encoding/buffer."""
+def is_compressed(image) -> bool:
+    """True for a sensor_msgs/CompressedImage (it has `format`, an Image has `encoding`)."""
+    return hasattr(image, "format") and not hasattr(image, "encoding")
+
+
+def to_rgb(image, info, image_topic: str, info_topic: str) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an Image or CompressedImage checked against its camera_info's
+    size; FrameError on an unusable encoding, buffer or payload, or a size mismatch."""
+    if is_compressed(image):
+        try:
+            rgb = compressed_to_rgb(image)
+        except ImageConversionError as e:
+            raise FrameError("image_decode", f"{image_topic}: {e}") from None
+        check_size(rgb, info, image_topic, info_topic)
+        return rgb
+    check_size(image, info, image_topic, info_topic)  # before converting: cheap
     try:
         return image_to_rgb(image)
     except ImageConversionError as e:
-        raise FrameError("image_encoding", f"{topic}: {e}") from None
+        raise FrameError("image_encoding", f"{image_topic}: {e}") from None
 
 
 def baseline(left_info, right_info, topic: str) -> float:

@@ -1,4 +1,4 @@
-"""The node's three outputs, built from a label grid with NumPy (no Python loop over voxels).
+"""The node's outputs, built from a label grid with NumPy (no Python loop over voxels).
 
 - `occupancy`: cigocc_msgs/SemanticOccupancy, the dense (X, Y, Z) uint8 grid + confidence and
   the class table, in the grid frame (velodyne: x forward, y left, z up).
@@ -10,6 +10,8 @@
   CUBE_LIST per present class, namespace = class name, id = label (stable across frames),
   limited to `max_range` metres (horizontal distance from the grid frame's origin) and
   decimated by `decimation` (one cube of `decimation` voxels per side, label of its first voxel).
+- `costmap`: nav_msgs/OccupancyGrid of an (X, Y) int8 cost grid (cigocc_ros/costmap.py), in the
+  grid frame with the grid's origin and resolution: cell (i, j) = data[j * width + i], width = X.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from builtin_interfaces.msg import Time
 from cigocc_msgs.msg import SemanticOccupancy
+from nav_msgs.msg import OccupancyGrid
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Header
 
@@ -228,3 +231,21 @@ class OutputBuilder:
         specs = self.marker_specs(labels, T_cam_grid, max_range, decimation, occ)
         t = to_time(stamp_ns)
         return serialize_marker_array(specs, t.sec, t.nanosec, camera_frame)
+
+    # ---------------------------------------------------------------------------------------
+    def costmap(self, costs: np.ndarray, stamp_ns: int) -> OccupancyGrid:
+        """OccupancyGrid of (X, Y) int8 `costs` (100 lethal, 0 free, -1 unknown), grid frame."""
+        if costs.shape != self.size[:2] or costs.dtype != np.int8:
+            raise ValueError(f"cost grid must be int8 {self.size[:2]}, got {costs.dtype} {costs.shape}")
+        msg = OccupancyGrid()
+        msg.header = Header(stamp=to_time(stamp_ns), frame_id=self.grid_frame)
+        msg.info.map_load_time = msg.header.stamp
+        msg.info.resolution = self.voxel
+        msg.info.width, msg.info.height = self.size[0], self.size[1]
+        msg.info.origin.position.x, msg.info.origin.position.y, msg.info.origin.position.z = (float(v) for v in self.origin)
+        msg.info.origin.orientation.w = 1.0
+        # Row-major with x fastest: the (X, Y) grid transposed. int8 data wants array('b').
+        data = array.array("b")
+        data.frombytes(np.ascontiguousarray(costs.T).tobytes())
+        msg.data = data
+        return msg

@@ -722,7 +722,7 @@ def test_compressed_bag_replays_through_the_node(checkpoint, context, tmp_path, 
     from cigocc_ros.bag.demo import wait_until_listening
     from cigocc_ros.bag.play import BagPlayer, PlayOptions, RosSession
 
-    seq = write_tiny_sequence(tmp_path / "seq", frames=4, labelled=(), size=IMAGE)
+    seq = write_tiny_sequence(tmp_path / "seq", frames=4, labelled=(), size=IMAGE, scaled_calib=True)
     bag = tmp_path / "bag"
     k2b.convert(seq, bag, camera="gray", velodyne=False, compressed="png", progress=False)
     cams = k2b.CAMERA_PAIRS["gray"]
@@ -750,7 +750,8 @@ def test_compressed_bag_replays_through_the_node(checkpoint, context, tmp_path, 
             info_pub = session.node.create_publisher(CameraInfo, cams.info_topic("left"), 10)
             img_pub = session.node.create_publisher(CompressedImage, cams.image_topic("left", "png"), 10)
             time.sleep(1.0)
-            info = make_info(P_left, IMAGE, 2_000_000_000 * 10**9, cams.frame_id("left"))
+            # stamped now: newer than the bag's frames (start_time 1e9 s), not in the future
+            info = make_info(P_left, IMAGE, time.time_ns() // 10**9 * 10**9, cams.frame_id("left"))
             bad = CompressedImage(header=info.header, format="mono8; png compressed mono8")
             bad.data = array.array("B", b"\x89PNG\r\n\x1a\n" + bytes(64))
             deadline = time.time() + 15

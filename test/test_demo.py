@@ -16,11 +16,12 @@ import pytest
 
 from cigocc_ros.inference import default_weights
 
-# The shipped weights score IoU 28.74, mIoU 4.86 on these two labelled frames (the first 10
-# frames of held-out sequence 08; `cigocc demo --frames 10`); an untrained model scores about
-# IoU 6, mIoU 0.4. The thresholds leave a margin under the shipped figures.
-MIN_IOU = 22.0
-MIN_MIOU = 3.5
+# The shipped weights score IoU 14.32, mIoU 1.69 on these two labelled frames (the first 10
+# frames of held-out sequence 08 of synthetic format 5; `cigocc demo --frames 10`); a randomly
+# initialised lite model scores IoU 2.71, mIoU 0.07 there and the format-4 weights 8.54 / 1.57.
+# The thresholds leave a margin under the shipped figures and fail an untrained model.
+MIN_IOU = 11.0
+MIN_MIOU = 1.2
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

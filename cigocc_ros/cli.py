@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("cigocc_ros.train", "train CIGOcc (one process, or DDP under torchrun)"),
     "eval": ("cigocc_ros.evaluate", "score a checkpoint on a split with the official SSC metric"),
     "infer": ("cigocc_ros.infer", "predict occupancy for images or a sequence; write labels and PNGs"),
+    "export": ("cigocc_ros.export", "export a checkpoint to ONNX (for ONNX Runtime / TensorRT)"),
     "make-masks": ("cigocc_ros.make_masks", "teacher masks from SAM / Grounded-SAM (optional deps)"),
     "kitti-to-bag": ("cigocc_ros.bag.kitti_to_bag", "convert a KITTI / SemanticKITTI sequence folder to a rosbag2 bag"),
     "bag-play": ("cigocc_ros.bag.play", "replay a rosbag2 bag into a live ROS 2 graph (rate or paced, /clock)"),

@@ -165,6 +165,7 @@ class NodeConfig:
 
     weights: str = ""  # a checkpoint (.safetensors); "" = the shipped weights in share/cigocc_ros/weights
     device: str = "auto"  # auto | cuda | cpu
+    backend: str = "torch"  # torch | onnxruntime (weights then names an exported .onnx file)
     stereo: bool = False
     sync_slop: float = 0.02  # seconds between left and right stamps to pair them
     sync_queue_size: int = 10  # messages per stream kept while waiting for partners

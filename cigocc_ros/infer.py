@@ -34,7 +34,10 @@ def render_frame(image_rgb: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", help="a sequence folder, or image files (with --calib)")
-    p.add_argument("--weights", default="", help="checkpoint (.safetensors); default: shipped weights")
+    p.add_argument("--weights", default="", help="checkpoint (.safetensors), or an exported .onnx for "
+                   "--backend onnxruntime; default: shipped weights")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],
+                   help="run the network in torch, or an exported ONNX file in ONNX Runtime")
     p.add_argument("--calib", default="", help="calib.txt for image-file inputs")
     p.add_argument("--camera", default="auto", choices=["auto", "image_0", "image_1", "image_2", "image_3"])
     p.add_argument("--out", default="outputs/infer", help="output folder")
@@ -50,7 +53,10 @@ def run(args: argparse.Namespace) -> int:
     from .data.semantic_kitti import read_calib, read_image, write_prediction
     from .inference import Predictor, default_weights
 
-    predictor = Predictor.from_checkpoint(args.weights or default_weights(), device=args.device)
+    try:
+        predictor = Predictor.load(args.weights or default_weights(), args.device, args.backend)
+    except (ImportError, ValueError, FileNotFoundError, RuntimeError) as e:
+        raise SystemExit(f"cigocc infer: {e}") from None
     first = Path(args.inputs[0])
     if first.is_dir():
         p_key, files = sequence_frames(first, args.camera)

@@ -82,12 +82,13 @@ def resolve_weights(path: str) -> Path:
     return p
 
 
-def load_predictor(path: Path, device: str):
-    """Predictor of checkpoint `path`; any failure becomes a WeightsError naming the file."""
+def load_predictor(path: Path, device: str, backend: str = "torch"):
+    """Predictor of checkpoint (or, for backend onnxruntime, ONNX file) `path`; any failure
+    becomes a WeightsError naming the file."""
     from ..inference import Predictor
 
     try:
-        return Predictor.from_checkpoint(str(path), device=device)
+        return Predictor.load(str(path), device, backend)
     except Exception as e:
         raise WeightsError(f"cannot load weights file {path}: {type(e).__name__}: {e}") from None
 
@@ -121,7 +122,10 @@ class CigoccNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         self.cfg: NodeConfig = declare_parameters(self)
         weights = resolve_weights(self.cfg.weights)
-        self.predictor = load_predictor(weights, self.cfg.device)
+        self.predictor = load_predictor(weights, self.cfg.device, self.cfg.backend)
+        if self.cfg.stereo and not self.predictor.takes_depth:
+            raise WeightsError(f"stereo:=true, but {weights} was exported without a depth input "
+                               "(cigocc export --stereo)")
         exp = self.predictor.cfg
         self.device = str(getattr(self.predictor, "device", self.cfg.device))
         self.model_id = f"{exp.name}@{file_digest(weights)}"
@@ -130,7 +134,7 @@ class CigoccNode(Node):
             self.predictor.warmup()
         self.builder = OutputBuilder(exp.grid, load_class_table(), self.grid_frame, self.model_id)
         self.get_logger().info(
-            f"loaded {weights} ({self.model_id}) on {self.device}; grid {tuple(exp.grid.size)} in "
+            f"loaded {weights} ({self.model_id}) on {self.device} ({self.predictor.backend}); grid {tuple(exp.grid.size)} in "
             f"'{self.grid_frame}', image {tuple(exp.model.image_size)}, {'stereo' if self.cfg.stereo else 'mono'}"
         )
         self.stats = NodeStats()

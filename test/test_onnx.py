@@ -1,9 +1,11 @@
 """ONNX export (onnx_export.py) and the ONNX Runtime backend of the Predictor.
 
-Parity tolerance (docs/benchmarks.md, ONNX): the coarse logits of torch and ONNX Runtime (both
-fp32 on the CPU) differ by at most 1e-3 (logits span about +-10; the measured difference is
-~1e-5, reordered float sums), and the predicted full-grid labels agree on at least 99.9 % of
-the voxels.
+Parity tolerance (docs/onnx.md): torch and ONNX Runtime, both fp32 on the CPU, same input. The
+predicted full-grid labels agree on at least 99.9 % of the voxels. The coarse logits differ by
+at most 1e-3 on a tiny random model (measured ~1e-5) and at most 0.05 with the shipped lite
+weights on a real KITTI frame (logits up to about 7; measured 0.018 at the worst voxel, 1e-2 at
+the 99.99th percentile: trained features are sharp, so the different summation order and
+sampling arithmetic of the two runtimes show more).
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from cigocc_ros.inference import OrtForward, Predictor, default_weights
 from cigocc_ros.model.cigocc import build_model
 from cigocc_ros.onnx_export import compare_outputs, export_onnx, small_inverse
 
-LOGIT_ATOL = 1e-3
+LOGIT_ATOL = 1e-3  # tiny random model
+LOGIT_ATOL_TRAINED = 0.05  # shipped lite weights, real frame
 MIN_LABEL_AGREEMENT = 0.999
 
 
@@ -103,7 +106,8 @@ def test_shipped_lite_export_parity_on_a_real_frame(tmp_path, kitti_samples, cap
     """`cigocc export` of the shipped weights, then both backends on a real KITTI frame."""
     from cigocc_ros import export, infer
     from cigocc_ros.data.semantic_kitti import read_calib, read_image
-    from cigocc_ros.geometry import camera_from_calib
+    from cigocc_ros.geometry import camera_from_calib, crop_or_pad
+    from cigocc_ros.onnx_export import parity
 
     out = tmp_path / "lite.onnx"
     export.run(argparse.Namespace(weights="", onnx=str(out), stereo=False, no_check=False))
@@ -112,7 +116,13 @@ def test_shipped_lite_export_parity_on_a_real_frame(tmp_path, kitti_samples, cap
     image = read_image(sorted((seq / "image_2").glob("*.png"))[0])
     calib = read_calib(seq / "calib.txt")
     cam = camera_from_calib(calib["P2"], calib["Tr"], image.shape[:2])
-    a = Predictor.load(default_weights(), "cpu", "torch").predict(image, cam.K, cam.T_cam_grid)
+    torch_pred = Predictor.load(default_weights(), "cpu", "torch")
+    img, K = crop_or_pad(image, cam.K, torch_pred.image_size)
+    inputs = {"img": torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255,
+              "K": torch.from_numpy(K).float()[None], "T_cam_grid": torch.from_numpy(cam.T_cam_grid).float()[None]}
+    r = parity(torch_pred.model, out, inputs=inputs)
+    assert r["max_abs_logit_diff"] < LOGIT_ATOL_TRAINED and r["label_agreement"] >= MIN_LABEL_AGREEMENT, r
+    a = torch_pred.predict(image, cam.K, cam.T_cam_grid)
     b = Predictor.load(out, "cpu", "onnxruntime").predict(image, cam.K, cam.T_cam_grid)
     agreement = (a.labels == b.labels).mean()
     assert agreement >= MIN_LABEL_AGREEMENT, agreement

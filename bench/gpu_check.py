@@ -360,6 +360,37 @@ def compile_measure(config: str, dtype: str, device: str, quick: bool, iters: in
     return res
 
 
+def onnxruntime_section(entry: dict, onnx: str, device: str, iters: int, warmup: int) -> None:
+    """The exported lite (`cigocc export`, carried to the machine with --onnx) in ONNX Runtime on
+    the device, against torch fp32 on the same device and input."""
+    import torch
+
+    from cigocc_ros.inference import OrtForward
+    from cigocc_ros.model.cigocc import build_model
+
+    if not onnx:
+        raise Skip("no --onnx file (export one with `cigocc export --onnx lite.onnx` and pass it)")
+    if optional("onnxruntime") is None:
+        raise Skip("onnxruntime not installed")
+    dev = torch.device(device)
+    ort = OrtForward(onnx, dev)
+    entry["providers"] = ort.session.get_providers()
+    cfg = ort.cfg
+    batch = frame(cfg, dev)
+    entry["forward"] = timed(lambda: ort(batch["img"], batch["K"], batch["T_cam_grid"], None), dev, warmup, iters)
+    if optional("safetensors") is not None:
+        torch.manual_seed(0)
+        model = build_model(cfg).eval()
+        entry["weights"] = load_shipped(model)
+        if entry["weights"].startswith("shipped"):
+            model.to(dev)
+            with torch.inference_mode():
+                ref = model(batch, inference=True)
+            got = {"ssc_logits_coarse": ort(batch["img"], batch["K"], batch["T_cam_grid"], None),
+                   "proposal": ref["proposal"]}
+            entry["onnxruntime_vs_torch_fp32"] = compare(ref, got)
+
+
 def stages_section(entry: dict, config: str, device: str, quick: bool, iters: int) -> None:
     import torch
 
@@ -506,6 +537,7 @@ def plan(quick: bool, device: str) -> list[tuple]:
     steps += [(("training", f"batch{b}"), 30) for b in (1, 2)]
     steps += [(("inference", f"{c}/bf16/{m}"), 20) for m in ("cudnn_benchmark", "cuda_graph") for c in ("full", "lite")]
     steps += [(("inference", f"{c}/fp32/cuda_graph"), 20) for c in ("full", "lite")]
+    steps += [(("inference", "lite/fp32/onnxruntime"), 20)]
     steps += [(("inference", f"{c}/{d}/compile"), 60) for d in ("bf16", "fp32") for c in ("lite", "full")]
     return steps
 
@@ -520,6 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=0, help="warm-up iterations (default 5, --quick 1)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile measurements")
+    ap.add_argument("--onnx", default="", help="an exported lite .onnx (cigocc export) to time in ONNX Runtime")
     ap.add_argument("--child-compile", nargs=2, metavar=("CONFIG", "DTYPE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     iters = args.iters or (1 if args.quick else 30)
@@ -560,8 +593,11 @@ def main(argv: list[str] | None = None) -> int:
                 config, dtype, mode = path[1].split("/")
                 if mode == "compile" and args.no_compile:
                     raise Skip("--no-compile")
-                latency_section(e, config, dtype, mode, args.device, args.quick, iters, warmup, budget,
-                                compile_timeout=budget.left() - 10)
+                if mode == "onnxruntime":
+                    onnxruntime_section(e, args.onnx, args.device, iters, warmup)
+                else:
+                    latency_section(e, config, dtype, mode, args.device, args.quick, iters, warmup, budget,
+                                    compile_timeout=budget.left() - 10)
             elif kind == "stages":
                 stages_section(e, path[1], args.device, args.quick, min(iters, 10))
             elif kind == "training":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,6 +82,17 @@ def test_predictor_backends_agree_on_labels(tiny_onnx):
     assert b.labels.shape == a.labels.shape == tuple(model.cfg.grid.size)
     assert (a.labels == b.labels).mean() >= MIN_LABEL_AGREEMENT
     assert np.abs(a.confidence.astype(int) - b.confidence).max() <= 1
+
+
+def test_gpu_check_times_an_exported_file(tiny_onnx):
+    """bench/gpu_check.py's ONNX Runtime section, on the CPU (the GPU session passes --onnx)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    import gpu_check
+
+    entry: dict = {}
+    gpu_check.onnxruntime_section(entry, str(tiny_onnx[1]), "cpu", iters=1, warmup=0)
+    assert entry["providers"] == ["CPUExecutionProvider"] and entry["forward"]["median_ms"] > 0
+    assert entry["weights"].startswith("random (seed 0); shipped weights not loaded")  # a tiny config
 
 
 def test_backend_errors_are_clear(tiny_onnx, tmp_path, monkeypatch):

@@ -515,7 +515,7 @@ def markdown(data: dict) -> str:
         st = e.get("stage_ms_median")
         body = ", ".join(f"{k} {fmt(v)}" for k, v in st.items()) + f"; sum {fmt(e['sum_ms'])}" if st else e["status"]
         lines.append(f"- {config}: {body}")
-    lines += ["", "## Training: full, bf16 autocast, the trainer's step on random SemanticKITTI-shaped frames", "",
+    lines += ["", "## Training: full (bf16 autocast on CUDA), the trainer's step on random SemanticKITTI-shaped frames", "",
               "| batch | step median / p90 ms | steps/s | frames/s | peak MiB | epoch (3834 frames) 1 GPU / 8 GPUs ideal | status |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
     for key, e in data.get("training", {}).items():

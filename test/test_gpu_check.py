@@ -38,6 +38,8 @@ def test_cpu_dry_run_measures_every_section(tmp_path):
             assert e["status"] == "ok" and e["forward"]["median_ms"] > 0, (key, e)
         elif mode in CUDA_ONLY:
             assert e["status"] == f"skipped: {mode} needs a CUDA device"
+        elif mode == "onnxruntime":
+            assert e["status"].startswith("skipped: no --onnx file")
         else:
             assert e["status"] == "skipped: --no-compile"
     assert data["inference"]["lite/bf16/eager"]["predict"]["median_ms"] > 0
@@ -77,3 +79,17 @@ def test_missing_safetensors_falls_back_to_random_weights(monkeypatch):
     monkeypatch.setitem(sys.modules, "safetensors", None)  # as if it were not installed
     assert gpu_check.load_shipped(build_model(tiny_config())) == \
         "random (seed 0); shipped weights skipped: safetensors not installed"
+
+
+def test_the_core_imports_without_what_the_gpu_machine_lacks(repo_root, python_exe):
+    """The GPU machine has torch, timm, numpy and onnxruntime only (PyYAML comes with timm):
+    what gpu_check uses must import without cv2, safetensors, ROS, tqdm or the ONNX exporter."""
+    import subprocess
+
+    absent = ("cv2", "safetensors", "rclpy", "tqdm", "onnx", "onnxscript", "tensorboard", "rosbags")
+    code = (f"import sys\nfor m in {absent!r}:\n    sys.modules[m] = None\n"
+            "sys.path.insert(0, 'bench')\nimport gpu_check\n"
+            "from cigocc_ros import config, inference, onnx_export\n"
+            "from cigocc_ros.model import cigocc, losses\nprint('imported')\n")
+    res = subprocess.run([python_exe, "-c", code], cwd=repo_root, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "imported" in res.stdout, res.stderr[-2000:]

@@ -32,7 +32,7 @@ setup(
     entry_points={
         "console_scripts": [
             "cigocc_node = cigocc_ros.ros.node:main",
-            "cigocc = cigocc_ros.cli:main",
+            "cigocc = cigocc_ros.cli.main:main",
         ],
     },
 )

@@ -23,7 +23,8 @@ sys.path.insert(0, str(REPO / "test"))
 from tiny_kitti import write_tiny_sequence  # noqa: E402
 
 from cigocc_ros.bag import kitti_to_bag as k2b  # noqa: E402
-from cigocc_ros.bag.play import BagPlayer, PlayOptions, RosSession  # noqa: E402
+from cigocc_ros.bag.play import BagPlayer, PlayOptions  # noqa: E402
+from cigocc_ros.bag.session import RosSession  # noqa: E402
 
 
 def _size_mb(path: Path) -> float:

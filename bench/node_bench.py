@@ -5,7 +5,11 @@
    process over DDS, timed from publish to the SemanticOccupancy received (one frame in flight
    at a time, so no queueing); the node's own forward and latency figures from /diagnostics;
 3. output building for a 256x256x32 grid: occupied voxels + MarkerArray + PointCloud2 +
-   SemanticOccupancy, on the prediction of a real frame and on a dense street-like grid.
+   SemanticOccupancy + the 2D costmap (and its OccupancyGrid message), on the prediction of a
+   real frame and on a dense street-like grid; the costmap's camera view (built once per
+   camera geometry) separately;
+4. decoding a compressed camera frame (sensor_msgs/CompressedImage, JPEG quality 95 and PNG
+   level 3 as `kitti-to-bag --compressed` writes them) next to converting the raw bgr8 Image.
 
     scripts/in-env.sh python bench/node_bench.py                  # lite, random weights, CPU
     scripts/in-env.sh python bench/node_bench.py --weights weights/lite.safetensors --device cuda
@@ -157,13 +161,20 @@ def bench_node(ckpt: Path, device: str, frames, P, T, repeats: int, forward_alon
         proc.wait(10)
 
 
-def bench_outputs(labels_real: np.ndarray | None, repeats: int = 20) -> list[tuple[str, int, dict]]:
+def bench_outputs(labels_real: np.ndarray | None, K: np.ndarray, T: np.ndarray, image_hw, model_hw,
+                  repeats: int = 20) -> tuple[list[tuple[str, int, dict]], float]:
     from cigocc_ros.classes import load_class_table
-    from cigocc_ros.config import GridConfig
+    from cigocc_ros.config import GridConfig, NodeConfig
+    from cigocc_ros.costmap import Costmapper, CostmapSpec
     from cigocc_ros.ros.outputs import OutputBuilder
 
     grid = GridConfig()
     builder = OutputBuilder(grid, load_class_table(), "velodyne", "bench")
+    mapper = Costmapper(grid)
+    spec = CostmapSpec.from_node_config(NodeConfig(), load_class_table())
+    t0 = time.perf_counter()
+    view = mapper.view(K, T, image_hw, model_hw)
+    view_ms = (time.perf_counter() - t0) * 1e3
     street = np.zeros(grid.size, np.uint8)
     street[:, 64:192, 8] = 9
     street[:, :64, 8:10] = 17
@@ -175,11 +186,10 @@ def bench_outputs(labels_real: np.ndarray | None, repeats: int = 20) -> list[tup
     grids = [("street-like", street)]
     if labels_real is not None and labels_real.shape == grid.size:
         grids.insert(0, ("prediction", np.ascontiguousarray(labels_real)))
-    T = np.array([[0, -1, 0, 0], [0, 0, -1, -0.08], [1, 0, 0, -0.27], [0, 0, 0, 1]], dtype=np.float64)
     conf = np.full(grid.size, 200, np.uint8)
     rows = []
     for name, labels in grids:
-        t = {"occupied": [], "markers": [], "cloud": [], "occupancy": [], "total": []}
+        t = {"occupied": [], "markers": [], "cloud": [], "occupancy": [], "costmap": [], "total": []}
         for _ in range(repeats):
             t0 = time.perf_counter()
             occ = builder.occupied(labels)
@@ -190,9 +200,42 @@ def bench_outputs(labels_real: np.ndarray | None, repeats: int = 20) -> list[tup
             t3 = time.perf_counter()
             builder.occupancy(labels, conf, 0)
             t4 = time.perf_counter()
-            for k, v in zip(t, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0), strict=True):
+            builder.costmap(mapper.compute(labels, conf, spec, view), 0)
+            t5 = time.perf_counter()
+            for k, v in zip(t, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t5 - t0), strict=True):
                 t[k].append(v)
         rows.append((name, int(len(occ.idx)), {k: pct(v, 50) for k, v in t.items()}))
+    return rows, view_ms
+
+
+def bench_decode(frames, P: np.ndarray, repeats: int = 10) -> list[tuple[str, float, float]]:
+    """(transport, payload KB, p50 ms per frame of frame_input.to_rgb: decode + checks)."""
+    import cv2
+    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+    from cigocc_ros.ros import frame_input as fi
+
+    h, w = frames[0].shape[:2]
+    info = CameraInfo(height=h, width=w, k=[float(v) for v in P[:, :3].ravel()], p=[float(v) for v in P.ravel()])
+    encoders = {"jpeg q95": (".jpg", [cv2.IMWRITE_JPEG_QUALITY, 95]), "png level 3": (".png", [cv2.IMWRITE_PNG_COMPRESSION, 3])}
+    msgs: dict[str, list] = {"raw bgr8": []}
+    for bgr in frames:
+        img = Image(height=h, width=w, encoding="bgr8", step=w * 3)
+        img.data = array.array("B", bgr.tobytes())
+        msgs["raw bgr8"].append(img)
+        for name, (ext, flags) in encoders.items():
+            msg = CompressedImage(format=f"bgr8; {name.split()[0]} compressed bgr8")
+            msg.data = array.array("B", cv2.imencode(ext, bgr, flags)[1].tobytes())
+            msgs.setdefault(name, []).append(msg)
+    rows = []
+    for name, ms in msgs.items():
+        times = []
+        for _ in range(repeats):
+            for m in ms:
+                t0 = time.perf_counter()
+                fi.to_rgb(m, info, "left/image", "left/camera_info")
+                times.append(time.perf_counter() - t0)
+        rows.append((name, float(np.mean([len(m.data) for m in ms])) / 1024, pct(times, 50)))
     return rows
 
 
@@ -204,11 +247,21 @@ def main() -> int:
     p.add_argument("--frames", type=int, default=5, help="KITTI colour frames used")
     p.add_argument("--repeats", type=int, default=2, help="passes over the frames")
     p.add_argument("--kitti", type=Path, default=DEFAULT_KITTI)
+    p.add_argument("--no-model", action="store_true",
+                   help="only figures 3 (street-like grid) and 4: no model, no node (seconds instead of minutes)")
     args = p.parse_args()
 
     import torch
 
     frames, P, T, K = load_frames(args.kitti, args.frames)
+    if args.no_model:
+        from cigocc_ros.config import load_experiment
+
+        model_hw = tuple(load_experiment(args.config).model.image_size)
+        outputs, view_ms = bench_outputs(None, K, T, frames[0].shape[:2], model_hw)
+        print(f"# cigocc_node benchmark, outputs and decoding only: {os.cpu_count()} CPUs, {len(frames)} KITTI frames")
+        report_outputs(outputs, view_ms, bench_decode(frames, P), frames)
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(args.weights) if args.weights else Path(tmp) / "random.safetensors"
         if not args.weights:
@@ -222,7 +275,8 @@ def main() -> int:
         alone = ForwardAlone(ckpt, args.device, K, T)
         cfg = alone.pred.cfg
         e2e, fwd, diag = bench_node(ckpt, args.device, frames, P, T, args.repeats, alone)
-    outputs = bench_outputs(alone.labels)
+    outputs, view_ms = bench_outputs(alone.labels, K, T, frames[0].shape[:2], tuple(cfg.model.image_size))
+    decode = bench_decode(frames, P)
 
     print(f"# cigocc_node benchmark: config {cfg.name}, image {tuple(cfg.model.image_size)}, grid {tuple(cfg.grid.size)}, "
           f"device {args.device}, torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, "
@@ -241,11 +295,18 @@ def main() -> int:
         if e2e:
             over = pct(e2e, 50) - nf
             print(f"end to end - the node's forward: {over:.1f} ms = {100 * over / nf:.1f} % (DDS both ways included)")
+    report_outputs(outputs, view_ms, decode, frames)
+    return 0
+
+
+def report_outputs(outputs, view_ms, decode, frames) -> None:
     for name, n, t in outputs:
         print(f"outputs for a 256x256x32 grid ({name}, {n} occupied voxels): total {t['total']:.2f} ms "
               f"(occupied {t['occupied']:.2f}, markers {t['markers']:.2f}, cloud {t['cloud']:.2f}, "
-              f"occupancy {t['occupancy']:.2f})")
-    return 0
+              f"occupancy {t['occupancy']:.2f}, costmap {t['costmap']:.2f})")
+    print(f"costmap camera view (frustum of 2.1M voxel centres; once per camera geometry): {view_ms:.0f} ms")
+    for name, kb, ms in decode:
+        print(f"camera frame {frames[0].shape[1]}x{frames[0].shape[0]} {name}: {kb:.0f} KB, to RGB p50 {ms:.2f} ms")
 
 
 if __name__ == "__main__":

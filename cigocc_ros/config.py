@@ -11,6 +11,7 @@ Loading is strict: an unknown key, a missing section or a value of the wrong typ
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -24,6 +25,19 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
 class ConfigError(ValueError):
     """A configuration file or override that does not match the dataclasses below."""
+
+
+# The device names every `device` setting takes (node parameter, --device of the commands);
+# cigocc_ros.device.resolve_device turns one into a torch.device.
+DEVICE_HELP = "auto | cpu | cuda | cuda:N"
+_DEVICE_NAME = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def check_device_name(name: str) -> str | None:
+    """None when `name` is a device name (DEVICE_HELP), else the error text. No torch needed."""
+    if not isinstance(name, str) or not _DEVICE_NAME.match(name):
+        return f"device must be {DEVICE_HELP}, got {name!r}"
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,7 +178,7 @@ class NodeConfig:
     declared with a descriptor in cigocc_ros/ros/params.py, docs/node.md explains them)."""
 
     weights: str = ""  # a checkpoint (.safetensors); "" = the shipped weights in share/cigocc_ros/weights
-    device: str = "auto"  # auto | cuda | cpu
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (cigocc_ros.device)
     backend: str = "torch"  # torch | onnxruntime (weights then names an exported .onnx file)
     stereo: bool = False
     sync_slop: float = 0.02  # seconds between left and right stamps to pair them
@@ -174,6 +188,10 @@ class NodeConfig:
     # Transform camera(optical) <- grid frame used when TF has none: row-major 4x4.
     camera_from_grid: tuple[float, ...] = ()
     use_tf: bool = True
+    # Per camera: "raw" subscribes to <camera>/image (sensor_msgs/Image), "compressed" to
+    # <camera>/image/compressed (sensor_msgs/CompressedImage, the image_transport convention).
+    left_transport: str = "raw"
+    right_transport: str = "raw"
     publish_markers: bool = True
     publish_occupancy: bool = True
     publish_cloud: bool = True
@@ -181,6 +199,21 @@ class NodeConfig:
     marker_max_rate: float = 2.0  # Hz cap for the RViz markers (rviz slows on big CUBE_LISTs)
     marker_max_range: float = 51.2  # metres, horizontal distance from the grid frame's origin
     marker_decimation: int = 1
+    # ~/costmap (nav_msgs/OccupancyGrid), rules in cigocc_ros/costmap.py and docs/node.md.
+    publish_costmap: bool = True
+    costmap_band_bottom: float = 0.2  # m above the local ground
+    costmap_band_top: float = 2.5  # m above the local ground
+    costmap_obstacle_classes: tuple[str, ...] = (
+        "car", "bicycle", "motorcycle", "truck", "other-vehicle", "person", "bicyclist", "motorcyclist",
+        "building", "fence", "vegetation", "trunk", "pole", "traffic-sign",
+    )
+    costmap_drivable_classes: tuple[str, ...] = ("road", "parking")
+    costmap_max_range: float = 40.0  # m, horizontal distance from the camera
+    costmap_min_confidence: float = 0.3  # top class probability below it -> unknown
+    costmap_inflation_radius: float = 0.0  # m; 0 = none (Nav2 inflates in its own layer)
+    costmap_ground_z: float = -1.73  # m, nominal ground in the grid frame (KITTI: velodyne 1.73 m up)
+    # Voxels outside the camera frustum become 255 (unknown) in occupancy, cloud and markers.
+    unknown_outside_frustum: bool = False
     # Stereo matching (StereoSGBM) for the external depth map in stereo mode.
     stereo_num_disparities: int = 128
     stereo_block_size: int = 5

@@ -40,10 +40,63 @@ def camera_from_calib(P: np.ndarray, Tr: np.ndarray, image_size: tuple[int, int]
 
 
 def stereo_baseline(P_left: np.ndarray, P_right: np.ndarray) -> float:
-    """Baseline in metres between two rectified cameras from their 3x4 projections."""
+    """Baseline in metres of a rectified pair from its 3x4 projections (KITTI calib.txt P's or
+    ROS CameraInfo P's, whose right P[0, 3] = -fx * baseline): positive when the right camera
+    is to the right of the left one, as a stereo matcher needs."""
     _, T_l = split_projection(P_left)
     _, T_r = split_projection(P_right)
-    return float(abs(T_l[0, 3] - T_r[0, 3]))
+    return float(T_l[0, 3] - T_r[0, 3])
+
+
+def orthonormalize(R: np.ndarray) -> np.ndarray:
+    """The rotation (3, 3) nearest to R: KITTI's Tr and poses are rounded, and a quaternion
+    of a matrix that is not quite a rotation is not quite unit."""
+    U, _, Vt = np.linalg.svd(np.asarray(R, dtype=np.float64))
+    R = U @ Vt
+    if np.linalg.det(R) < 0:
+        U[:, -1] *= -1
+        R = U @ Vt
+    return R
+
+
+def quaternion_xyzw(R: np.ndarray) -> np.ndarray:
+    """(3, 3) rotation -> (4,) unit quaternion (x, y, z, w), w >= 0 (ROS order)."""
+    m = orthonormalize(R)
+    t = np.trace(m)
+    # Branch on the largest of w, x, y, z for numerical stability (Shepperd's method).
+    k = int(np.argmax([t, m[0, 0], m[1, 1], m[2, 2]]))
+    if k == 0:
+        s = 2.0 * np.sqrt(1.0 + t)
+        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, s / 4]
+    elif k == 1:
+        s = 2.0 * np.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
+        q = [s / 4, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s]
+    elif k == 2:
+        s = 2.0 * np.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
+        q = [(m[0, 1] + m[1, 0]) / s, s / 4, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s]
+    else:
+        s = 2.0 * np.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
+        q = [(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, s / 4, (m[1, 0] - m[0, 1]) / s]
+    q = np.array(q)
+    q /= np.linalg.norm(q)
+    return q if q[3] >= 0 else -q
+
+
+def quaternion_matrix(x: float, y: float, z: float, w: float) -> np.ndarray:
+    """Unit quaternion (x, y, z, w) -> (3, 3) rotation."""
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def rotation_vector(R: np.ndarray) -> np.ndarray:
+    """Log map of a rotation (3, 3) with angle < pi -> axis * angle (3,)."""
+    cos = np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)
+    angle = np.arccos(cos)
+    vee = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]]) / 2.0
+    return vee if angle < 1e-9 else vee * (angle / np.sin(angle))
 
 
 def crop_or_pad(image: np.ndarray, K: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -67,6 +120,29 @@ def crop_or_pad(image: np.ndarray, K: np.ndarray, size: tuple[int, int]) -> tupl
     K2[0, 2] -= left
     K2[1, 2] -= top
     return out, K2
+
+
+def crop_window(image_hw: tuple[int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(v0, v1, u0, u1): the rows [v0, v1) and columns [u0, u1) of an (H, W) image that
+    `crop_or_pad(image, K, size)` keeps; the rest of the model's input is zero padding, so these
+    pixels are all the model sees."""
+    H, W = (int(v) for v in image_hw)
+    h, w = (int(v) for v in size)
+    v0 = max(H - h, 0)
+    left = (W - w) // 2
+    u0 = max(left, 0)
+    u1 = u0 + min(W - u0, w - max(-left, 0))
+    return v0, H, u0, u1
+
+
+def in_view(points: np.ndarray, K: np.ndarray, T_cam_grid: np.ndarray,
+            window: tuple[int, int, int, int], min_depth: float = 1e-3) -> np.ndarray:
+    """(N,) bool: grid-frame points (N, 3) in front of the camera (z > min_depth) that project
+    into the pixel `window` (v0, v1, u0, u1) of crop_window, i.e. inside the camera frustum."""
+    uv, z = project(points, K, T_cam_grid)
+    v0, v1, u0, u1 = window
+    with np.errstate(invalid="ignore"):
+        return (z > min_depth) & (uv[:, 0] >= u0) & (uv[:, 0] < u1) & (uv[:, 1] >= v0) & (uv[:, 1] < v1)
 
 
 def project(points: np.ndarray, K: np.ndarray, T_cam_grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

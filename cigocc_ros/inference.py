@@ -19,6 +19,7 @@ ONNX Runtime, an optional dependency: a clear ImportError when it is missing).
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .config import ExperimentConfig
-from .geometry import crop_or_pad
+from .device import resolve_device
+from .geometry import camera_from_calib, crop_or_pad
 
 
 @dataclass
@@ -37,19 +39,6 @@ class Prediction:
     labels: np.ndarray  # (X, Y, Z) uint8 class ids 0..19 (0 = empty)
     confidence: np.ndarray  # (X, Y, Z) uint8, top class probability * 255
     inference_ms: float  # wall time of predict(), preprocessing to the final copy
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """'auto' -> cuda when available else cpu; 'cuda' without a GPU is an error."""
-    name = str(device)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.split(":")[0] not in ("cuda", "cpu"):
-        raise ValueError(f"device must be auto, cuda, cuda:N or cpu, got {name!r}")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device={name!r} was asked for but torch sees no CUDA device")
-    return dev
 
 
 def _corner_weights(scale: int, device: torch.device) -> Tensor:
@@ -225,6 +214,7 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto") -> Predictor:
+        # Checkpoints need safetensors; a Predictor around a model built in memory does not.
         from .model.checkpoint import load_checkpoint
 
         model, _ = load_checkpoint(path)
@@ -310,8 +300,6 @@ def default_weights() -> Path:
     """The shipped weights: $CIGOCC_WEIGHTS, else weights/ of this checkout, else the installed
     share/cigocc_ros/weights/ (colcon install). Returns the path even when it does not exist,
     so the caller's error names where it looked."""
-    import os
-
     if os.environ.get("CIGOCC_WEIGHTS"):
         return Path(os.environ["CIGOCC_WEIGHTS"])
     local = Path(__file__).resolve().parent.parent / "weights" / SHIPPED_WEIGHTS
@@ -323,3 +311,18 @@ def default_weights() -> Path:
         return Path(get_package_share_directory("cigocc_ros")) / "weights" / SHIPPED_WEIGHTS
     except (ImportError, PackageNotFoundError, ValueError):
         return local
+
+
+def predict_images(predictor: Predictor, files: list[Path], calib: dict[str, np.ndarray], p_key: str = "P2"):
+    """Yield (file, image (H, W, 3) uint8 RGB, Prediction) for KITTI image files of the camera
+    whose calib.txt projection is `p_key` (grayscale images are repeated to three channels)."""
+    # Reading files needs OpenCV; the Predictor itself needs only torch and numpy (bench/ runs it
+    # on machines without OpenCV), so the file reader is imported here.
+    from .data import semantic_kitti as sk
+
+    for f in files:
+        image = sk.read_image(f)
+        if image.ndim == 2:  # grayscale KITTI: the network takes three channels
+            image = np.repeat(image[..., None], 3, axis=2)
+        cam = camera_from_calib(calib[p_key], calib["Tr"], image.shape[:2])
+        yield f, image, predictor.predict(image, cam.K, cam.T_cam_grid)

@@ -69,12 +69,6 @@ class StereoDepth:
         return depth
 
 
-def stereo_depth(left: np.ndarray, right: np.ndarray, fx: float, baseline: float,
-                 params: StereoParams | None = None) -> np.ndarray:
-    """One-shot: (H, W) float32 metric depth of `left` from a rectified pair, 0 = no value."""
-    return StereoDepth(fx, baseline, params)(left, right)
-
-
 def _gray(img: np.ndarray) -> np.ndarray:
     a = np.asarray(img)
     if a.dtype != np.uint8:

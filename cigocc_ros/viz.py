@@ -47,6 +47,20 @@ def bev(labels: np.ndarray, scale: int = 2) -> np.ndarray:
     return np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
 
 
+# Costmap colours (RGB): lethal dark red, free light green, unknown grey.
+COSTMAP_COLORS = {100: (150, 20, 20), 0: (200, 235, 200), -1: (128, 128, 128)}
+
+
+def costmap_image(costs: np.ndarray, scale: int = 2) -> np.ndarray:
+    """(X, Y) int8 costmap (100 lethal, 0 free, -1 unknown) -> (X*scale, Y*scale, 3) RGB, oriented
+    like `bev` (forward up, left to the left)."""
+    img = np.zeros(costs.shape + (3,), np.uint8)
+    for value, color in COSTMAP_COLORS.items():
+        img[costs == value] = color
+    img = img[::-1, ::-1]
+    return np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
+
+
 def view3d(labels: np.ndarray, voxel_px: int = 3, azimuth_deg: float = 35.0, elevation_deg: float = 35.0,
            size: tuple[int, int] = (540, 720)) -> np.ndarray:
     """An orthographic 3D view of occupied voxels from behind-left and above (painter's order,
@@ -114,3 +128,8 @@ def save_png(path: str | Path, rgb: np.ndarray) -> Path:
     if not cv2.imwrite(str(path), np.ascontiguousarray(rgb[..., ::-1])):
         raise OSError(f"could not write {path}")
     return path
+
+
+def prediction_panel(image_rgb: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The picture of one predicted frame: image | bird's-eye view | 3D view."""
+    return panel([image_rgb, bev(labels), view3d(labels)], height=image_rgb.shape[0])

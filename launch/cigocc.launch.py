@@ -2,10 +2,12 @@
 
     ros2 launch cigocc_ros cigocc.launch.py mode:=stereo camera:=gray weights:=/path/model.safetensors
     ros2 launch cigocc_ros cigocc.launch.py use_sim_time:=true rviz:=true   # with ros2 bag play --clock
+    ros2 launch cigocc_ros cigocc.launch.py left_transport:=compressed      # <left_image>/compressed
 
 Topics default to the names `cigocc kitti-to-bag` and kitti2bag write
 (/kitti/camera_<camera>_<side>/image_rect and .../camera_info); override them with the
-left_image/left_info/right_image/right_info arguments. Every node parameter not set here comes
+left_image/left_info/right_image/right_info arguments (with left_transport:=compressed the node
+listens on <left_image>/compressed, image_transport's name). Every node parameter not set here comes
 from the `config` file (config/cigocc.yaml by default). docs/node.md describes all of it.
 """
 from launch import LaunchDescription
@@ -27,8 +29,8 @@ def generate_launch_description():
                               description="checkpoint (.safetensors); empty = the shipped weights"),
         DeclareLaunchArgument("config", default_value=PathJoinSubstitution([share, "config", "cigocc.yaml"]),
                               description="ROS parameter file of the node"),
-        DeclareLaunchArgument("device", default_value="auto", choices=["auto", "cuda", "cpu"],
-                              description="inference device"),
+        DeclareLaunchArgument("device", default_value="auto",
+                              description="inference device: auto | cpu | cuda | cuda:N"),
         DeclareLaunchArgument("rviz", default_value="false", choices=["true", "false"],
                               description="start RViz with config/cigocc.rviz"),
         DeclareLaunchArgument("use_sim_time", default_value="false", choices=["true", "false"],
@@ -43,6 +45,11 @@ def generate_launch_description():
                               description="right image topic (stereo)"),
         DeclareLaunchArgument("right_info", default_value=["/kitti/camera_", camera, "_right/camera_info"],
                               description="right camera_info topic (stereo)"),
+        DeclareLaunchArgument("left_transport", default_value="raw", choices=["raw", "compressed"],
+                              description="raw: left_image (Image); compressed: left_image/compressed "
+                                          "(CompressedImage, JPEG/PNG)"),
+        DeclareLaunchArgument("right_transport", default_value="raw", choices=["raw", "compressed"],
+                              description="the same for right_image (stereo)"),
     ]
     use_sim_time = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
     node = Node(
@@ -58,6 +65,8 @@ def generate_launch_description():
                 "stereo": ParameterValue(PythonExpression(["'", LaunchConfiguration("mode"), "' == 'stereo'"]),
                                          value_type=bool),
                 "use_sim_time": use_sim_time,
+                "left_transport": LaunchConfiguration("left_transport"),
+                "right_transport": LaunchConfiguration("right_transport"),
             },
         ],
         remappings=[

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cigocc_ros.bag.evaluate import OccupancyScorer, _latency_summary, decode_occupancy
+from cigocc_ros.bag.messages import decode_occupancy
+from cigocc_ros.bag.score import OccupancyScorer, latency_summary
 from cigocc_ros.bag.types import OCCUPANCY_TYPE, typestore
 from cigocc_ros.metrics import SSCMetric
 
@@ -50,8 +51,8 @@ def test_matching_and_scoring():
     assert (sc.expected, sc.scored, sc.outputs) == (4, 2, 5)
     assert sc.missing == [s[3]]
     assert len(sc.mismatches) == 1 and "(4, 8, 8)" in sc.mismatches[0]
-    assert _latency_summary(sc.latencies)["median"] == pytest.approx(250.0)
-    assert _latency_summary(sc.latencies)["max"] == pytest.approx(500.0)
+    assert latency_summary(sc.latencies)["median"] == pytest.approx(250.0)
+    assert latency_summary(sc.latencies)["max"] == pytest.approx(500.0)
 
     want = SSCMetric()
     for i in (0, 2):  # 255 (no prediction) is scored as empty

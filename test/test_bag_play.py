@@ -71,7 +71,7 @@ import rclpy
 from rclpy.qos import QoSProfile
 from rosbags.highlevel import AnyReader
 from cigocc_ros.bag.types import typestore, OCCUPANCY_TYPE
-from cigocc_ros.bag.play import cdr_header_stamp
+from cigocc_ros.bag.messages import cdr_header_stamp
 from cigocc_msgs.msg import SemanticOccupancy
 from sensor_msgs.msg import Image
 bag, out, delay, topic = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]

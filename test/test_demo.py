@@ -41,9 +41,10 @@ def test_main_job_scores_the_shipped_weights(tmp_path, ros_env):
 
 
 def test_real_grayscale_kitti_replays_through_the_node(tmp_path, ros_env, kitti_samples):
+    from cigocc_ros.bag.demo import node_command, wait_until_listening
     from cigocc_ros.bag.kitti_to_bag import CAMERA_PAIRS, convert, read_camera_from_grid
-    from cigocc_ros.bag.play import BagPlayer, PlayOptions, RosSession
-    from cigocc_ros.demo import node_command, wait_until_listening
+    from cigocc_ros.bag.play import BagPlayer, PlayOptions
+    from cigocc_ros.bag.session import RosSession
 
     bag = tmp_path / "kitti00"
     info = convert(kitti_samples / "sequences" / "00", bag, camera="gray", progress=False)

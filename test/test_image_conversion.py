@@ -120,3 +120,62 @@ def test_short_buffer_and_bad_step_are_reported(rgb):
     msg.height = 0
     with pytest.raises(ImageConversionError, match="empty size"):
         image_to_rgb(msg, use_cv_bridge=False)
+
+
+# ------------------------------------------------------------------------------ CompressedImage
+def compressed(pixels_bgr: np.ndarray, kind: str, fmt: str):
+    from sensor_msgs.msg import CompressedImage
+
+    ok, buf = cv2.imencode(f".{kind}", pixels_bgr)
+    assert ok
+    msg = CompressedImage(format=fmt)
+    msg.data = array.array("B", buf.tobytes())
+    return msg
+
+
+def test_compressed_png_is_lossless_in_every_layout():
+    from cigocc_ros.ros.image_conversion import compressed_to_rgb
+
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    assert np.array_equal(compressed_to_rgb(compressed(bgr, "png", "bgr8; png compressed bgr8")), rgb)
+    assert np.array_equal(compressed_to_rgb(compressed(bgr, "png", "png")), rgb)  # old publishers
+    # compressed_image_transport stores an rgb8 image as "compressed rgb8": the array is RGB.
+    assert np.array_equal(compressed_to_rgb(compressed(rgb, "png", "rgb8; png compressed rgb8")), rgb)
+    mono = rgb[:, :, 0].copy()
+    out = compressed_to_rgb(compressed(mono, "png", "mono8; png compressed mono8"))
+    assert out.shape == (9, 11, 3) and all(np.array_equal(out[:, :, c], mono) for c in range(3))
+    mono16 = mono.astype(np.uint16) * 257
+    assert np.array_equal(compressed_to_rgb(compressed(mono16, "png", "mono16; png compressed mono16"))[:, :, 0], mono)
+    bgra = np.concatenate([bgr, np.full((9, 11, 1), 7, np.uint8)], axis=2)
+    assert np.array_equal(compressed_to_rgb(compressed(bgra, "png", "bgra8; png compressed bgra8")), rgb)
+
+
+def test_compressed_jpeg_of_a_real_frame_is_close(kitti_samples):
+    from cigocc_ros.ros.image_conversion import compressed_to_rgb
+
+    bgr = cv2.imread(str(kitti_samples / "sequences" / "00" / "image_2" / "000000.png"), cv2.IMREAD_COLOR)
+    out = compressed_to_rgb(compressed(bgr, "jpg", "bgr8; jpeg compressed bgr8"))
+    assert out.shape == bgr.shape and out.flags.c_contiguous
+    err = np.abs(out.astype(int) - bgr[:, :, ::-1].astype(int)).mean()  # OpenCV's JPEG quality 95
+    swapped = np.abs(out.astype(int) - bgr.astype(int)).mean()
+    assert err < 6.0 and swapped > 2 * err, (err, swapped)
+
+
+def test_bad_compressed_payloads_are_clear_errors():
+    from sensor_msgs.msg import CompressedImage
+
+    from cigocc_ros.ros.image_conversion import compressed_to_rgb
+
+    garbage = CompressedImage(format="bgr8; jpeg compressed bgr8")
+    garbage.data = array.array("B", os.urandom(300))
+    with pytest.raises(ImageConversionError, match=r"cannot decode the compressed image \(format 'bgr8; jpeg"):
+        compressed_to_rgb(garbage)
+    with pytest.raises(ImageConversionError, match="300 bytes"):
+        compressed_to_rgb(garbage)
+    with pytest.raises(ImageConversionError, match="0 bytes"):
+        compressed_to_rgb(CompressedImage(format="png"))
+    depth = compressed(np.zeros((4, 4), np.uint16), "png", "16UC1; compressedDepth png")
+    with pytest.raises(ImageConversionError, match="compressed depth"):
+        compressed_to_rgb(depth)

@@ -18,7 +18,7 @@ from cigocc_ros.classes import load_class_table
 from cigocc_ros.cli import main as cli_main
 from cigocc_ros.config import GridConfig
 from cigocc_ros.data import semantic_kitti as sk
-from cigocc_ros.geometry import camera_from_calib
+from cigocc_ros.geometry import camera_from_calib, quaternion_xyzw
 
 START = 1.0e9
 
@@ -239,7 +239,7 @@ def test_quaternion_round_trip():
     for _ in range(50):
         A = np.linalg.qr(rng.normal(size=(3, 3)))[0]
         A *= np.sign(np.linalg.det(A))
-        q = k2b.quaternion_xyzw(A)
+        q = quaternion_xyzw(A)
         tf = type("T", (), {})()
         tf.rotation = type("Q", (), dict(zip("xyzw", q, strict=True)))()
         tf.translation = type("V", (), {"x": 0, "y": 0, "z": 0})()
@@ -281,3 +281,39 @@ def test_clear_errors(tmp_path, capsys):
         k2b.convert(seq, tmp_path / "b7", camera="gray", progress=False)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         k2b.convert(tmp_path / "nowhere", tmp_path / "b8", progress=False)
+
+
+@pytest.mark.parametrize("codec", ["png", "jpeg"])
+def test_compressed_images(tmp_path, codec):
+    """--compressed writes CompressedImage on <image topic>/compressed (no raw images), in
+    compressed_image_transport's format; the node's decoder returns the source pixels (PNG
+    exactly, JPEG closely)."""
+    from cigocc_ros.ros.image_conversion import compressed_to_rgb
+
+    seq = write_tiny_sequence(tmp_path / "seq", frames=3, labelled=(), size=(48, 96))
+    out = tmp_path / "bag"
+    assert cli_main(["kitti-to-bag", str(seq), str(out), "--camera", "both", "--compressed", codec,
+                     "--no-velodyne", "--quiet"]) == 0
+    bag = _read_bag(out)
+    types = bag.pop("__types__")
+    for pair, encoding in (("color", "bgr8"), ("gray", "mono8")):
+        for side, folder in (("left", 2 if pair == "color" else 0), ("right", 3 if pair == "color" else 1)):
+            topic = f"/kitti/camera_{pair}_{side}/image_rect"
+            assert topic not in types
+            assert types[topic + "/compressed"] == "sensor_msgs/msg/CompressedImage"
+            msgs = bag[topic + "/compressed"]
+            assert len(msgs) == 3
+            for f, (t, msg) in enumerate(msgs):
+                assert msg.format == f"{encoding}; {codec} compressed {encoding}"
+                assert msg.header.frame_id == f"camera_{pair}_{side}" and _stamp(msg) == t
+                want = sk.read_image(seq / f"image_{folder}" / f"{f:06d}.png", rgb=True)
+                want = np.repeat(want[:, :, None], 3, axis=2) if want.ndim == 2 else want
+                got = compressed_to_rgb(msg)
+                if codec == "jpeg":  # lossy: the source through OpenCV's JPEG at quality 95
+                    bgr = np.ascontiguousarray(want[:, :, ::-1])
+                    ok, buf = cv2.imencode(".jpg", bgr if pair == "color" else bgr[:, :, 0].copy(),
+                                           [cv2.IMWRITE_JPEG_QUALITY, 95])
+                    want = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
+                assert np.array_equal(got, want)
+    with pytest.raises(ValueError, match="unknown compression 'webp'"):
+        k2b.convert(seq, tmp_path / "b2", compressed="webp", progress=False)

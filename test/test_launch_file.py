@@ -111,7 +111,7 @@ def test_parameters_and_remappings_match_the_node(tree):
     keys = {const(k) for p in params if isinstance(p, ast.Dict) for k in p.keys}
     fields = {f.name for f in dataclasses.fields(NodeConfig)}
     assert keys - {"use_sim_time"} <= fields, f"not node parameters: {keys - fields - {'use_sim_time'}}"
-    assert {"weights", "device", "stereo", "use_sim_time"} <= keys
+    assert {"weights", "device", "stereo", "use_sim_time", "left_transport", "right_transport"} <= keys
     remapped = {const(t.elts[0]) for t in kwarg(node, "remappings").elts}
     assert remapped == {topic for _, topic in STREAMS_STEREO}
 
@@ -131,3 +131,4 @@ def test_rviz_layout_listens_to_the_node():
     assert topics["rviz_default_plugins/MarkerArray"] == "/cigocc_node/markers"
     assert topics["rviz_default_plugins/PointCloud2"] == "/cigocc_node/cloud"
     assert topics["rviz_default_plugins/Camera"].endswith("/image_rect")
+    assert topics["rviz_default_plugins/Map"] == "/cigocc_node/costmap"

@@ -8,7 +8,7 @@ import torch
 
 from cigocc_ros.classes import IGNORE_LABEL
 from cigocc_ros.data import semantic_kitti as sk
-from cigocc_ros.make_masks import (
+from cigocc_ros.data.teacher_masks import (
     MissingDependency,
     SamTeacher,
     label_masks_by_votes,

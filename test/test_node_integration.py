@@ -85,8 +85,11 @@ def node_env() -> dict:
     return env
 
 
-def start_node(log: Path, params: dict, ns: str = "", env: dict | None = None) -> subprocess.Popen:
+def start_node(log: Path, params: dict, ns: str = "", env: dict | None = None,
+               remaps: dict | None = None) -> subprocess.Popen:
     args = [sys.executable, "-m", "cigocc_ros.ros.node", "--ros-args"] + (["-r", f"__ns:={ns}"] if ns else [])
+    for k, v in (remaps or {}).items():
+        args += ["-r", f"{k}:={v}"]
     for k, v in params.items():
         if isinstance(v, bool):
             v = str(v).lower()
@@ -323,6 +326,40 @@ def test_mono_outputs_have_right_stamps_frames_and_sizes(mono):
     assert proc.poll() is None
 
 
+def test_costmap_has_the_image_stamp_and_the_grid_frame(mono):
+    from nav_msgs.msg import OccupancyGrid
+
+    f, proc, log = mono
+    got = []
+    sub = f.node.create_subscription(OccupancyGrid, "/cigocc_node/costmap", got.append,
+                                     QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    try:
+        deadline = time.time() + 10
+        while f.node.count_publishers("/cigocc_node/costmap") < 1 and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)  # the node publishes the costmap only once it sees a subscriber
+        stamp, occ = good_roundtrip(f)
+        deadline = time.time() + 10
+        while not any(stamp_of(m) == stamp for m in got) and time.time() < deadline:
+            time.sleep(0.05)
+        cm = next((m for m in got if stamp_of(m) == stamp), None)
+        assert cm is not None, log.read_text()[-2000:]
+    finally:
+        f.node.destroy_subscription(sub)
+    assert cm.header.frame_id == "velodyne" == occ.header.frame_id
+    assert (cm.info.width, cm.info.height) == GRID[:2] and cm.info.resolution == pytest.approx(0.4)
+    assert (cm.info.origin.position.x, cm.info.origin.position.y) == pytest.approx((occ.origin.position.x,
+                                                                                    occ.origin.position.y))
+    data = np.array(cm.data, np.int8)
+    assert data.size == GRID[0] * GRID[1] and set(np.unique(data)) <= {-1, 0, 100}
+    # The synthetic camera sees +-32.6 deg around x: columns far to the side are unknown.
+    costs = data.reshape(GRID[1], GRID[0]).T  # (X, Y)
+    x = (np.arange(GRID[0]) + 0.5) * 0.4
+    y = -25.6 + (np.arange(GRID[1]) + 0.5) * 0.4
+    side = np.abs(y)[None, :] > x[:, None] * np.tan(np.radians(40)) + 1.0
+    assert np.all(costs[side] == -1)
+
+
 def test_real_kitti_grayscale_frames_mono(mono, kitti_samples):  # the fixture fails when they are missing
     import cv2
 
@@ -538,3 +575,78 @@ def test_missing_or_corrupt_weights_refuse_to_start(tmp_path):
         text = (tmp_path / f"{path.stem}.log").read_text()
         assert rc == 1, text
         assert "refusing to start" in text and str(path) in text
+
+
+# ------------------------------------------------------------------------------------------ compressed
+def test_compressed_bag_replays_through_the_node(checkpoint, context, tmp_path, monkeypatch):
+    """A kitti-to-bag --compressed png bag replayed (paced) into a node with
+    left_transport=compressed: one output per frame; the 3D outputs carry 255 exactly outside
+    the camera frustum (unknown_outside_frustum); a corrupt payload is logged and skipped."""
+    from cigocc_msgs.msg import SemanticOccupancy as Occ
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import CompressedImage
+    from tiny_kitti import write_tiny_sequence
+
+    from cigocc_ros.bag import kitti_to_bag as k2b
+    from cigocc_ros.bag.demo import wait_until_listening
+    from cigocc_ros.bag.play import BagPlayer, PlayOptions, RosSession
+
+    seq = write_tiny_sequence(tmp_path / "seq", frames=4, labelled=(), size=IMAGE)
+    bag = tmp_path / "bag"
+    k2b.convert(seq, bag, camera="gray", velodyne=False, compressed="png", progress=False)
+    cams = k2b.CAMERA_PAIRS["gray"]
+    T = k2b.read_camera_from_grid(bag, cams.frame_id("left"))
+    calib = k2b.skitti.read_calib(seq / "calib.txt")
+    P_left = k2b.ros_projections(calib["P0"], calib["P1"])[0]  # what the bag's camera_info holds
+    log = tmp_path / "node.log"
+    proc = start_node(log, {"weights": str(checkpoint), "device": "cpu", "camera_from_grid": [float(x) for x in T.ravel()],
+                            "left_transport": "compressed", "unknown_outside_frustum": True, "log_throttle": 0.0},
+                      remaps={"left/image": cams.image_topic("left"), "left/camera_info": cams.info_topic("left")})
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(DOMAIN))
+    outputs = []
+    try:
+        wait_until_listening(proc, log, STARTUP_TIMEOUT)
+        assert f"listening on {cams.image_topic('left', 'png')}, {cams.info_topic('left')}" in log.read_text()
+        opts = PlayOptions(pace_topic="/cigocc_node/occupancy", pace_timeout=60.0, wait_subscribers=30.0,
+                           topics=(cams.image_topic("left", "png"), cams.info_topic("left")))
+        with RosSession("compressed_replay_test") as session:
+            stats = BagPlayer(bag, session, opts, on_output=lambda raw, wall: outputs.append(raw)).play()
+            end = time.monotonic() + 30
+            while len(outputs) < stats.triggers and time.monotonic() < end:
+                time.sleep(0.1)
+            assert stats.triggers == 4 and stats.pace_timeouts == 0 and len(outputs) == 4, log.read_text()[-2000:]
+            # A corrupt payload (a PNG signature and nothing else) with its camera_info, later stamped.
+            info_pub = session.node.create_publisher(CameraInfo, cams.info_topic("left"), 10)
+            img_pub = session.node.create_publisher(CompressedImage, cams.image_topic("left", "png"), 10)
+            time.sleep(1.0)
+            info = make_info(P_left, IMAGE, 2_000_000_000 * 10**9, cams.frame_id("left"))
+            bad = CompressedImage(header=info.header, format="mono8; png compressed mono8")
+            bad.data = array.array("B", b"\x89PNG\r\n\x1a\n" + bytes(64))
+            deadline = time.time() + 15
+            while "cannot decode the compressed image" not in log.read_text() and time.time() < deadline:
+                info_pub.publish(info)
+                img_pub.publish(bad)
+                time.sleep(0.5)
+                info.header.stamp.sec += 1  # a new frame each time (bad shares this header)
+        text = log.read_text()
+        assert f"{cams.image_topic('left', 'png')}: cannot decode the compressed image" in text, text[-2000:]
+        assert "frame skipped" in text and proc.poll() is None
+    finally:
+        rc = stop_node(proc)
+    assert rc == 0 and "Traceback" not in log.read_text()
+
+    # unknown_outside_frustum: 255 exactly where a voxel centre does not project into the image.
+    occ = deserialize_message(outputs[-1], Occ)
+    labels = np.frombuffer(bytes(occ.labels), np.uint8).reshape(GRID)
+    conf = np.frombuffer(bytes(occ.confidence), np.uint8).reshape(GRID)
+    K = P_left[:, :3]
+    axes = [occ.origin.position.x, occ.origin.position.y, occ.origin.position.z]
+    c = np.stack(np.meshgrid(*[axes[i] + (np.arange(GRID[i]) + 0.5) * 0.4 for i in range(3)], indexing="ij"), -1)
+    cam = c.reshape(-1, 3) @ T[:3, :3].T + T[:3, 3]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = K[0, 0] * cam[:, 0] / cam[:, 2] + K[0, 2]
+        v = K[1, 1] * cam[:, 1] / cam[:, 2] + K[1, 2]
+    inside = ((cam[:, 2] > 1e-3) & (u >= 0) & (u < IMAGE[1]) & (v >= 0) & (v < IMAGE[0])).reshape(GRID)
+    assert 0 < inside.sum() < inside.size
+    assert np.all(labels[~inside] == 255) and np.all(conf[~inside] == 0)
+    assert not np.any(labels[inside] == 255)

@@ -114,3 +114,22 @@ def test_diagnostics_warn_on_stall_and_latency():
     snap = stats.snapshot()
     snap["seconds_since_input"] = 3.0
     assert "input stalled" in build_status(snap, 0, "n", "cpu", 2.0, 1.0).message
+
+
+def test_compressed_frames_are_decoded_and_size_checked():
+    import array
+
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    rgb = np.random.default_rng(0).integers(0, 256, (376, 1241, 3), dtype=np.uint8)
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
+    msg = CompressedImage(format="bgr8; png compressed bgr8")
+    msg.data = array.array("B", buf.tobytes())
+    assert np.array_equal(fi.to_rgb(msg, info(), "left/image/compressed", "left/camera_info"), rgb)
+    with pytest.raises(fi.FrameError, match="left/image/compressed: image is 1241x376 but left/camera_info says 1241x370"):
+        fi.to_rgb(msg, info(h=370), "left/image/compressed", "left/camera_info")
+    msg.data = array.array("B", b"\x89PNG\r\n\x1a\n" + bytes(100))
+    with pytest.raises(fi.FrameError, match="left/image/compressed: cannot decode") as e:
+        fi.to_rgb(msg, info(), "left/image/compressed", "left/camera_info")
+    assert e.value.kind == "image_decode"

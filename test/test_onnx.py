@@ -116,7 +116,7 @@ def test_backend_errors_are_clear(tiny_onnx, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_shipped_lite_export_parity_on_a_real_frame(tmp_path, kitti_samples, capsys):
     """`cigocc export` of the shipped weights, then both backends on a real KITTI frame."""
-    from cigocc_ros import export, infer
+    from cigocc_ros.cli import export, infer
     from cigocc_ros.data.semantic_kitti import read_calib, read_image
     from cigocc_ros.geometry import camera_from_calib, crop_or_pad
     from cigocc_ros.onnx_export import parity

@@ -13,9 +13,9 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from cigocc_ros.classes import load_class_table
 from cigocc_ros.config import GridConfig
-from cigocc_ros.geometry import voxel_centers
+from cigocc_ros.geometry import quaternion_xyzw, voxel_centers
 from cigocc_ros.ros.marker_cdr import ADD, CUBE_LIST, DELETEALL, MarkerSpec, serialize_marker_array
-from cigocc_ros.ros.outputs import CLOUD_DTYPE, OutputBuilder, rotation_to_quaternion
+from cigocc_ros.ros.outputs import CLOUD_DTYPE, OutputBuilder
 
 STAMP = 1_700_000_123_456_789_012
 
@@ -129,14 +129,14 @@ def test_markers_stay_in_range_and_decimate(classes):
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_rotation_to_quaternion_roundtrip(seed):
+def test_quaternion_of_rotation_roundtrip(seed):
     rng = np.random.default_rng(seed)
     q = rng.normal(size=4)
     q /= np.linalg.norm(q)
     R = quat_to_matrix(q)
-    assert np.allclose(quat_to_matrix(rotation_to_quaternion(R)), R, atol=1e-9)
+    assert np.allclose(quat_to_matrix(quaternion_xyzw(R)), R, atol=1e-9)
     for R in (np.diag([1.0, -1.0, -1.0]), np.diag([-1.0, 1.0, -1.0]), np.diag([-1.0, -1.0, 1.0])):
-        assert np.allclose(quat_to_matrix(rotation_to_quaternion(R)), R, atol=1e-9)
+        assert np.allclose(quat_to_matrix(quaternion_xyzw(R)), R, atol=1e-9)
 
 
 def test_cloud_holds_occupied_centres_with_labels(classes):
@@ -212,3 +212,25 @@ def test_full_grid_outputs_are_fast(classes):
         b.occupancy(labels, conf, STAMP)
         times.append(time.perf_counter() - t0)
     assert np.median(times) < 0.100, f"median {np.median(times) * 1e3:.1f} ms"
+
+
+def test_costmap_message_layout():
+    """OccupancyGrid: grid frame and stamp, the grid's origin and resolution, x fastest rows."""
+    from nav_msgs.msg import OccupancyGrid
+
+    grid = small_grid()
+    b = OutputBuilder(grid, load_class_table(), "velodyne", "test")
+    costs = np.full(grid.size[:2], -1, np.int8)
+    costs[2, 1] = 100
+    costs[5, 4] = 0
+    msg = b.costmap(costs, STAMP)
+    assert msg.header.frame_id == "velodyne"
+    assert msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec == STAMP
+    assert (msg.info.width, msg.info.height, msg.info.resolution) == (8, 6, 0.5)
+    o = msg.info.origin.position
+    assert (o.x, o.y, o.z) == (0.0, -1.5, -1.0) and msg.info.origin.orientation.w == 1.0
+    back = deserialize_message(serialize_message(msg), OccupancyGrid)
+    data = np.array(back.data, np.int8).reshape(back.info.height, back.info.width)  # [row = y, col = x]
+    assert data[1, 2] == 100 and data[4, 5] == 0 and (data == -1).sum() == 46
+    with pytest.raises(ValueError, match="int8"):
+        b.costmap(costs.astype(np.int16), STAMP)

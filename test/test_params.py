@@ -90,3 +90,22 @@ def test_with_changes_converts_arrays():
 def test_descriptor_types():
     assert descriptor("camera_from_grid").type == 8  # PARAMETER_DOUBLE_ARRAY
     assert descriptor("weights").type == 4 and descriptor("stereo").type == 1
+
+
+def test_costmap_classes_are_string_arrays_checked_by_name(context):
+    assert descriptor("costmap_obstacle_classes").type == 9  # PARAMETER_STRING_ARRAY
+    node = make_node(context, [Parameter("costmap_drivable_classes", value=["road", "parking", "terrain"]),
+                               Parameter("left_transport", value="compressed")])
+    cfg = declare_parameters(node)
+    assert cfg.costmap_drivable_classes == ("road", "parking", "terrain") and cfg.left_transport == "compressed"
+    # What the node's on-set-parameters callback checks (CigoccNode._on_set_parameters):
+    errors = validate(with_changes(cfg, [Parameter("costmap_obstacle_classes", value=["car", "lorry"])]))
+    assert any("costmap_obstacle_classes" in e and "lorry" in e for e in errors)
+    errors = validate(with_changes(cfg, [Parameter("costmap_band_top", value=0.1)]))
+    assert any("costmap_band_bottom" in e for e in errors)
+    assert validate(with_changes(cfg, [Parameter("costmap_obstacle_classes", value=["car"])])) == []
+    node.destroy_node()
+    bad = make_node(context, [Parameter("right_transport", value="theora")])
+    with pytest.raises(ValueError, match="right_transport"):
+        declare_parameters(bad)
+    bad.destroy_node()

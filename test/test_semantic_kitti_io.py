@@ -255,3 +255,47 @@ def test_teacher_mask_round_trip_and_range(tmp_path):
     sk.write_teacher_mask(tmp_path / "bad.png", mask)
     with pytest.raises(sk.DataFormatError, match=r"bad\.png: class id 40"):
         sk.read_teacher_mask(tmp_path / "bad.png")
+
+
+def test_one_sequence_folder_type_for_datasets_and_bare_folders(tmp_path):
+    in_dataset = sk.SequencePaths(tmp_path, "04")
+    bare = sk.SequencePaths.at(tmp_path / "sequences" / "04")
+    assert bare.dir == in_dataset.dir and bare.voxel_stem(7) == in_dataset.voxel_stem(7)
+    elsewhere = sk.SequencePaths.at(tmp_path / "drive")
+    assert elsewhere.calib == tmp_path / "drive" / "calib.txt"
+    with pytest.raises(FileNotFoundError, match="image_0"):
+        elsewhere.camera_images()
+    gray = np.zeros((4, 6), np.uint8)
+    for f in (3, 1):
+        sk.write_image(elsewhere.image(f, 0), gray)
+    key, files = elsewhere.camera_images()
+    assert key == "P0" and [p.name for p in files] == ["000001.png", "000003.png"]
+    sk.write_image(elsewhere.image(1, 2), np.zeros((4, 6, 3), np.uint8))
+    assert elsewhere.camera_images()[0] == "P2"  # colour wins when present
+    assert elsewhere.frame_indices("image_0", ".png") == {1, 3}
+    with pytest.raises(ValueError, match="image_0..image_3"):
+        elsewhere.camera_images("image_9")
+
+
+def test_voxel_target_reader_applies_invalid_and_the_legacy_shift(tmp_path):
+    size = (4, 4, 2)
+    lmap = load_class_table().learning_map
+    car = int(np.flatnonzero(lmap == 1)[0])  # a raw id of class 1
+    raw = np.zeros(size, np.uint16)
+    raw[1, 2, 0] = car
+    invalid = np.zeros(size, bool)
+    invalid[3, 2, 1] = True
+    stem = tmp_path / "voxels" / "000000"
+    sk.write_voxels(stem, raw, invalid=invalid, raw=True)
+    target = sk.read_voxel_target(stem, size)
+    assert target.dtype == np.uint8 and target[1, 2, 0] == 1 and target[3, 2, 1] == 255
+    assert (target == 0).sum() == target.size - 2
+    # A legacy file holds everything one flat index late: reading it with the shift undone
+    # gives the current file's target back (the last voxel, pushed off the end, is empty here).
+    late = np.zeros_like(raw)
+    late.reshape(-1)[1:] = raw.reshape(-1)[:-1]
+    late_inv = np.zeros_like(invalid)
+    late_inv.reshape(-1)[1:] = invalid.reshape(-1)[:-1]
+    sk.write_voxels(stem, late, invalid=late_inv, raw=True)
+    assert not np.array_equal(sk.read_voxel_target(stem, size), target)
+    np.testing.assert_array_equal(sk.read_voxel_target(stem, size, legacy_shift=True), target)

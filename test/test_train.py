@@ -14,7 +14,7 @@ from tiny_data import tiny_config
 from cigocc_ros.cli import main as cli
 from cigocc_ros.data import semantic_kitti as sk
 from cigocc_ros.data.dataset import SemanticKittiDataset
-from cigocc_ros.train import Trainer, sample_indices
+from cigocc_ros.training.trainer import Trainer, sample_indices
 
 
 def _trainer(cfg, out: Path) -> Trainer:
@@ -89,7 +89,7 @@ sys.path.insert(0, sys.argv[3])
 from tiny_data import tiny_config
 from cigocc_ros.data.dataset import SemanticKittiDataset
 from cigocc_ros.model.losses import compute_losses
-from cigocc_ros.train import Trainer, init_distributed, resolve_device
+from cigocc_ros.training.trainer import Trainer, init_distributed
 import torch.distributed as dist
 cfg = tiny_config(sys.argv[1])
 info = init_distributed(torch.device("cpu"))
@@ -124,8 +124,8 @@ def test_ddp_over_two_gloo_processes_matches_one_process(tiny_dataset, tmp_path,
 
     # One process, the same two samples of global step 0, one at a time; DDP averages gradients.
     from cigocc_ros.data.dataset import collate
+    from cigocc_ros.device import to_device
     from cigocc_ros.model.losses import compute_losses
-    from cigocc_ros.train import to_device
 
     cfg = tiny_config(tiny_dataset)
     t = Trainer(cfg, tmp_path / "single", SemanticKittiDataset(cfg, "train"), None, device="cpu",

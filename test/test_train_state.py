@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cigocc_ros.train_state import load_state, save_state
+from cigocc_ros.training.state import load_state, save_state
 
 
 def _trained_optimizer():

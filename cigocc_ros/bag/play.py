@@ -1,5 +1,6 @@
-"""`cigocc bag-play`: replay a rosbag2 bag (mcap or sqlite3) into a live ROS 2 graph with rclpy,
+"""Replaying a rosbag2 bag (mcap or sqlite3) into a live ROS 2 graph with rclpy,
 for machines without `ros2 bag play` (no ROS distribution; see docs/bags.md for the vehicle way).
+`cigocc bag-play` is cli/bag_play.py.
 
 Messages are published as the bag's raw CDR bytes (never deserialized), in receive-time order:
 - rate mode: message k goes out at wall time start + (t_k - t_0) / rate;
@@ -12,13 +13,6 @@ between, so nodes with use_sim_time=true follow the replay.
 """
 from __future__ import annotations
 
-import argparse
-import importlib
-import os
-import signal
-import struct
-import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -26,84 +20,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from builtin_interfaces.msg import Time
+from rclpy.duration import Duration
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.highlevel import AnyReader
 from rosbags.interfaces import QosDurability, QosReliability
+from rosgraph_msgs.msg import Clock
+
+from .messages import cdr_header_stamp, ros_message_class
+from .session import RosSession
 
 CLOCK_TOPIC = "/clock"
-
-# Fast DDS participant profile for the player: its shared-memory segment (where a writer puts
-# outgoing samples) grows from the default 512 KiB to hold several camera frames. With the
-# default, a 1.4 MB KITTI colour image sent to a best-effort subscriber (SensorDataQoS, as the
-# node uses) arrived one time in two (docs/bags.md); UDP stays enabled for other hosts.
-_FASTDDS_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
-<dds xmlns="http://www.eprosima.com">
-  <profiles>
-    <transport_descriptors>
-      <transport_descriptor>
-        <transport_id>cigocc_shm</transport_id>
-        <type>SHM</type>
-        <segment_size>{segment_size}</segment_size>
-      </transport_descriptor>
-      <transport_descriptor>
-        <transport_id>cigocc_udp</transport_id>
-        <type>UDPv4</type>
-      </transport_descriptor>
-    </transport_descriptors>
-    <participant profile_name="cigocc_bag_tools" is_default_profile="true">
-      <rtps>
-        <userTransports>
-          <transport_id>cigocc_shm</transport_id>
-          <transport_id>cigocc_udp</transport_id>
-        </userTransports>
-        <useBuiltinTransports>false</useBuiltinTransports>
-      </rtps>
-    </participant>
-  </profiles>
-</dds>
-"""
-_PROFILE_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
-
-
-def _install_fastdds_profile(segment_mb: int) -> Path | None:
-    """Point Fast DDS at the player's profile (written to a temporary file) before the
-    participant is created; returns the file, or None when the middleware is not Fast DDS or
-    the user gave a profile of their own."""
-    rmw = os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-    if segment_mb <= 0 or not rmw.startswith("rmw_fastrtps") or any(os.environ.get(v) for v in _PROFILE_VARS):
-        return None
-    fd, name = tempfile.mkstemp(prefix="cigocc_fastdds_", suffix=".xml")
-    with os.fdopen(fd, "w") as f:
-        f.write(_FASTDDS_PROFILE.format(segment_size=segment_mb * 2**20))
-    os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = name
-    return Path(name)
-
-
-def cdr_header_stamp(raw: bytes | memoryview) -> int:
-    """Header stamp (ns) of a CDR-serialized message whose first field is std_msgs/Header."""
-    if len(raw) < 12:
-        raise ValueError(f"CDR message of {len(raw)} bytes is too short to hold a header stamp")
-    # Byte 1 of the encapsulation header: 1 = little-endian CDR, 0 = big-endian.
-    endian = "<" if raw[1] & 1 else ">"
-    sec, nanosec = struct.unpack_from(endian + "iI", raw, 4)
-    return sec * 1_000_000_000 + nanosec
-
-
-def ros_message_class(msgtype: str):
-    """'pkg/msg/Name' -> the rclpy message class (ImportError if its package is not installed)."""
-    pkg, kind, name = msgtype.split("/")
-    module = importlib.import_module(f"{pkg}.{kind}")
-    try:
-        return getattr(module, name)
-    except AttributeError:
-        raise ImportError(f"{pkg}.{kind} has no message {name}") from None
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")  # frames, for pacing
 
 
 def _qos_from_bag(connection, best_effort: bool):
     """rclpy QoS for replaying one bag connection: the recorded durability (so a latched
     /tf_static stays latched), reliable unless asked otherwise (a reliable publisher matches
     both reliable and best-effort subscribers), keep-last with at least 10 slots."""
-    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-
     profiles = getattr(connection.ext, "offered_qos_profiles", None) or []
     transient = any(p.durability == QosDurability.TRANSIENT_LOCAL for p in profiles)
     recorded_best_effort = bool(profiles) and all(p.reliability == QosReliability.BEST_EFFORT for p in profiles)
@@ -112,54 +46,6 @@ def _qos_from_bag(connection, best_effort: bool):
         history=HistoryPolicy.KEEP_LAST, depth=depth,
         reliability=ReliabilityPolicy.BEST_EFFORT if (best_effort or recorded_best_effort) else ReliabilityPolicy.RELIABLE,
         durability=DurabilityPolicy.TRANSIENT_LOCAL if transient else DurabilityPolicy.VOLATILE)
-
-
-class RosSession:
-    """A private rclpy context + node, spun by a background executor thread.
-
-    Own context so a process can hold several (tests, bag-eval); no rclpy signal handlers so
-    Ctrl-C reaches the replay loop as KeyboardInterrupt and it can stop cleanly. The Fast DDS
-    profile (shm_segment_mb) takes effect only if this is the process's first DDS participant:
-    Fast DDS reads its XML profiles once per process.
-    """
-
-    def __init__(self, name: str, shm_segment_mb: int = 64):
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.signals import SignalHandlerOptions
-
-        self._profile = _install_fastdds_profile(shm_segment_mb)
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
-        self.node = rclpy.create_node(name, context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, name=f"{name}-spin", daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # the context shutting down under the executor ends the thread
-            pass
-
-    def close(self) -> None:
-        import rclpy
-
-        self.executor.shutdown(timeout_sec=2.0)
-        self.node.destroy_node()
-        if self.context.ok():
-            rclpy.shutdown(context=self.context)
-        self._thread.join(timeout=2.0)
-        if self._profile is not None:
-            os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
-            self._profile.unlink(missing_ok=True)
-
-    def __enter__(self) -> RosSession:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 @dataclass
@@ -250,16 +136,17 @@ class BagPlayer:
 
     def _find_trigger(self, reader: AnyReader) -> str:
         """The topic whose messages are frames: --pace-trigger, else the first replayed left
-        Image topic, else the first Image topic; "" when there is none and no pacing needs one."""
+        Image (or CompressedImage) topic, else the first such topic; "" when there is none and
+        no pacing needs one."""
         if self.opt.pace_trigger:
             if self.opt.pace_trigger not in self._publishers:
                 raise ValueError(f"pace trigger {self.opt.pace_trigger} is not a replayed topic of {self.bag}")
             return self.opt.pace_trigger
         images = [t for t, info in reader.topics.items()
-                  if info.msgtype == "sensor_msgs/msg/Image" and t in self._publishers]
+                  if info.msgtype in IMAGE_TYPES and t in self._publishers]
         left = [t for t in images if "left" in t]
         if self.opt.pace_topic and not images:
-            raise ValueError(f"{self.bag} has no replayed sensor_msgs/Image topic to pace on; give --pace-trigger")
+            raise ValueError(f"{self.bag} has no replayed sensor_msgs/Image or CompressedImage topic to pace on; give --pace-trigger")
         return (left or images or [""])[0]
 
     def _on_pace(self, raw: bytes) -> None:
@@ -275,8 +162,6 @@ class BagPlayer:
         """QoS that matches the output's publishers, waiting up to `timeout` for one to appear:
         reliable only when every publisher is (a reliable subscription never matches a
         best-effort publisher), volatile (matches volatile and transient-local publishers)."""
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-
         end = time.monotonic() + timeout
         infos = []
         while not infos and time.monotonic() < end and not self._stop.is_set():
@@ -305,11 +190,6 @@ class BagPlayer:
             self._pace.notify_all()
 
     def play(self) -> PlayStats:
-        from builtin_interfaces.msg import Time
-        from rclpy.duration import Duration
-        from rclpy.qos import QoSProfile
-        from rosgraph_msgs.msg import Clock
-
         node = self.session.node
         log = node.get_logger()
         clock_pub = node.create_publisher(Clock, CLOCK_TOPIC, QoSProfile(depth=10)) if self.opt.clock else None
@@ -408,76 +288,3 @@ class BagPlayer:
                     return False
                 self._pace.wait(timeout=min(left, 0.1))
         return True
-
-
-# ------------------------------------------------------------------------------------------
-# CLI
-# ------------------------------------------------------------------------------------------
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("bag", help="rosbag2 folder (mcap or sqlite3)")
-    p.add_argument("--rate", type=float, default=1.0, help="replay speed factor (2 = twice as fast)")
-    p.add_argument("--topics", nargs="+", default=[], help="replay only these topics")
-    p.add_argument("--exclude", nargs="+", default=[], help="topics not to replay")
-    p.add_argument("--no-clock", action="store_true", help="do not publish /clock")
-    p.add_argument("--clock-hz", type=float, default=100.0, help="/clock rate between messages")
-    p.add_argument("--pace-topic", default="",
-                   help="paced mode: after each trigger message wait for this output topic (e.g. the node's "
-                        "occupancy) to carry a stamp >= the trigger's")
-    p.add_argument("--pace-type", default="cigocc_msgs/msg/SemanticOccupancy",
-                   help="message type of --pace-topic (it must start with a std_msgs/Header)")
-    p.add_argument("--pace-trigger", default="", help="topic whose messages wait for the output "
-                                                      "(default: the first left image topic)")
-    p.add_argument("--pace-timeout", type=float, default=30.0, help="seconds to wait for each output")
-    p.add_argument("--wait-subscribers", type=float, default=0.0,
-                   help="before replaying, wait up to this many seconds for every topic to have a subscriber")
-    p.add_argument("--best-effort", action="store_true", help="publish best-effort instead of reliable")
-    p.add_argument("--start", type=float, default=0.0, help="skip the first START seconds of the bag")
-    p.add_argument("--shm-segment-mb", type=int, default=64,
-                   help="Fast DDS shared-memory segment of the player (0 = Fast DDS's default 0.5 MB, which "
-                        "loses large images to best-effort subscribers); ignored with a profile file of your own")
-
-
-def options_from_args(args: argparse.Namespace) -> PlayOptions:
-    return PlayOptions(rate=args.rate, clock=not args.no_clock, clock_hz=args.clock_hz, topics=tuple(args.topics),
-                       exclude=tuple(args.exclude), pace_topic=args.pace_topic, pace_type=args.pace_type,
-                       pace_trigger=args.pace_trigger, pace_timeout=args.pace_timeout,
-                       wait_subscribers=args.wait_subscribers, best_effort=args.best_effort, start=args.start,
-                       shm_segment_mb=args.shm_segment_mb)
-
-
-def sigterm_as_interrupt(signum=None, frame=None) -> None:
-    """SIGTERM handler: stop like Ctrl-C (the replay loop ends cleanly on KeyboardInterrupt)."""
-    raise KeyboardInterrupt
-
-
-def run_guarded(name: str, work: Callable[[], int]) -> int:
-    """Run a bag command's `work() -> exit status` with the tools' conventions: SIGTERM acts
-    as Ctrl-C; bad input prints '<name>: error: ...' and exits 2; interruption exits 130."""
-    signal.signal(signal.SIGTERM, sigterm_as_interrupt)
-    try:
-        return work()
-    except (OSError, ValueError, ImportError) as e:
-        print(f"{name}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{name}: interrupted", file=sys.stderr)
-        return 130
-
-
-def run(args: argparse.Namespace) -> int:
-    opts = options_from_args(args)
-
-    def work() -> int:
-        with RosSession("cigocc_bag_play", opts.shm_segment_mb) as session:
-            stats = BagPlayer(args.bag, session, opts).play()
-        total = sum(stats.published.values())
-        print(f"{'interrupted after' if stats.interrupted else 'replayed'} {total} messages, "
-              f"{stats.bag_duration_s:.2f} s of bag in {stats.wall_duration_s:.2f} s"
-              + (f", {stats.pace_timeouts} pace timeouts" if opts.pace_topic else ""))
-        for topic, n in sorted(stats.published.items()):
-            print(f"  {topic}: {n}")
-        for topic, why in stats.skipped_topics.items():
-            print(f"  {topic}: not replayed ({why})")
-        return 130 if stats.interrupted else 0
-
-    return run_guarded("bag-play", work)

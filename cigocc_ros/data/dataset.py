@@ -8,6 +8,7 @@ consistent. `collate` batches samples whose optional keys differ.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +20,29 @@ from ..config import ConfigError, ExperimentConfig
 from ..geometry import camera_from_calib, crop_or_pad, flip_horizontal, project, stereo_baseline
 from ..stereo import StereoDepth
 from . import semantic_kitti as sk
+from .synthetic import DEFAULT_SPLIT, default_dataset
 
 SPLITS = ("train", "val", "test")
 # Values a batch gets for an optional key that some of its samples lack ("no value").
 COLLATE_FILL = {"depth_target": 0.0, "depth": 0.0, "teacher": IGNORE_LABEL,
                 "target": IGNORE_LABEL, "target_2": IGNORE_LABEL}
+
+
+def dataset_root(cfg: ExperimentConfig, data_arg: str = "") -> tuple[ExperimentConfig, str]:
+    """The dataset folder a command uses, and `cfg` pointing at it: `data_arg` when given, else
+    cfg.data.root, else the default synthetic dataset (generated on first use, with its split)."""
+    if data_arg:
+        return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=data_arg)), data_arg
+    root = cfg.data.root
+    if root:
+        if not Path(root).is_dir():
+            # A checkpoint stores the data.root of the machine it was trained on.
+            raise FileNotFoundError(f"data.root {root} does not exist here: pass --data <folder with sequences/>")
+        return cfg, root
+    root = str(default_dataset())
+    data = dataclasses.replace(cfg.data, root=root, train_sequences=DEFAULT_SPLIT["train"],
+                               val_sequences=DEFAULT_SPLIT["val"])
+    return dataclasses.replace(cfg, data=data), root
 
 
 def lidar_depth_map(points: np.ndarray, K: np.ndarray, T_cam_grid: np.ndarray,
@@ -151,11 +170,7 @@ class SemanticKittiDataset(Dataset):
 
         stem = paths.voxel_stem(frame)
         if Path(f"{stem}.label").is_file():
-            vox = sk.read_voxels(stem, tuple(grid.size))
-            if data.legacy_voxel_shift:
-                vox.labels = sk.undo_legacy_shift(vox.labels)
-                vox.invalid = None if vox.invalid is None else sk.undo_legacy_shift(vox.invalid)
-            target = sk.remap_labels(vox.labels, vox.invalid)
+            target = sk.read_voxel_target(stem, tuple(grid.size), data.legacy_voxel_shift)
             arrays["target"] = target
             for ds in self.target_scales:
                 arrays[f"target_{ds}"] = sk.downsample_labels(target, ds)

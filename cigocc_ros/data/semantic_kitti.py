@@ -475,16 +475,28 @@ def undo_legacy_shift(volume: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # Sequence layout
 # --------------------------------------------------------------------------------------------
+# KITTI projection matrix (calib.txt key) of each camera folder.
+CAMERA_PROJECTIONS = {"image_0": "P0", "image_1": "P1", "image_2": "P2", "image_3": "P3"}
+
+
 @dataclass(frozen=True)
 class SequencePaths:
-    """Paths of one sequence folder `root/sequences/XX`."""
+    """The one description of a sequence folder: `root/sequences/XX` (a dataset's sequence), or
+    any folder laid out the same way (`SequencePaths.at(folder)`: a KITTI download, a sample)."""
 
     root: Path
     sequence: str
+    folder: Path | None = None  # set by at(): the sequence folder itself
+
+    @classmethod
+    def at(cls, folder: PathLike) -> SequencePaths:
+        """A sequence folder given directly (calib.txt, image_N/, ... inside it)."""
+        folder = Path(folder)
+        return cls(folder.parent.parent, folder.name, folder)
 
     @property
     def dir(self) -> Path:
-        return Path(self.root) / "sequences" / self.sequence
+        return self.folder if self.folder is not None else Path(self.root) / "sequences" / self.sequence
 
     @property
     def calib(self) -> Path:
@@ -522,6 +534,36 @@ class SequencePaths:
         if not folder.is_dir():
             return []
         return sorted(p.name[: -len(ext)] for p in folder.iterdir() if p.name.endswith(ext))
+
+    def frame_indices(self, kind: str, ext: str) -> set[int]:
+        """Frame numbers of `<kind>/NNNNNN<ext>` (empty when the folder is absent)."""
+        return {int(f) for f in self.frames(kind, ext) if f.isdigit()}
+
+    def camera_images(self, camera: str = "auto") -> tuple[str, list[Path]]:
+        """(calib.txt P key, sorted PNGs) of `camera` ("image_0".."image_3"); "auto" takes the
+        colour image_2 if present, else the grayscale image_0."""
+        if camera == "auto":
+            camera = "image_2" if (self.dir / "image_2").is_dir() else "image_0"
+        if camera not in CAMERA_PROJECTIONS:
+            raise ValueError(f"unknown camera folder {camera!r} (image_0..image_3 or auto)")
+        files = sorted((self.dir / camera).glob("*.png"))
+        if not files:
+            raise FileNotFoundError(f"no PNG images in {self.dir / camera}")
+        return CAMERA_PROJECTIONS[camera], files
+
+
+def read_voxel_target(stem: PathLike, size: tuple[int, int, int] = GRID_SIZE,
+                      legacy_shift: bool = False) -> np.ndarray:
+    """The training target of one frame: `<stem>.label` [+ `.invalid`] -> (X, Y, Z) uint8 labels
+    0..19, 255 where ignored or invalid. `legacy_shift`: the files predate the 2020-08 voxelizer
+    fix (docs/conventions.md): move them back first."""
+    stem = str(stem)
+    labels = read_voxel_labels(stem + ".label", size)
+    invalid = read_voxel_mask(stem + ".invalid", size) if Path(stem + ".invalid").is_file() else None
+    if legacy_shift:
+        labels = undo_legacy_shift(labels)
+        invalid = None if invalid is None else undo_legacy_shift(invalid)
+    return remap_labels(labels, invalid)
 
 
 def read_labelled_scan(paths: SequencePaths, frame: int | str) -> tuple[np.ndarray, np.ndarray]:

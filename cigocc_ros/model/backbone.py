@@ -25,6 +25,8 @@ def load_backbone_weights(body: nn.Module, path: str | Path) -> None:
     """Copy a local safetensors file (a timm classification or features_only state dict) into
     `body`; keys the features-only body lacks (the classifier) are dropped. Raises when the
     file is missing, is not safetensors, or matches nothing."""
+    # Only this optional start needs safetensors: the network itself is torch + timm alone
+    # (bench/gpu_check.py runs it on a machine that may lack safetensors).
     from safetensors.torch import load_file
 
     path = Path(path)

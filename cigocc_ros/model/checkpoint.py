@@ -16,6 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from ..config import ConfigError, ExperimentConfig, diff, from_dict, to_dict
+from .cigocc import build_model
 
 FORMAT = "cigocc_ros/checkpoint/1"
 ARCHITECTURE_SECTIONS = ("grid", "model")
@@ -75,8 +76,6 @@ def load_checkpoint(path: str | Path, cfg: ExperimentConfig | None = None,
     With `cfg`, the checkpoint must have been written with the same architecture: otherwise a
     CheckpointError lists the differing keys. The model's `cfg` is the checkpoint's copy.
     """
-    from .cigocc import build_model
-
     path = Path(path)
     stored, extra = read_metadata(path)
     if cfg is not None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .image_conversion import ImageConversionError, image_to_rgb
+from ..geometry import stereo_baseline
+from .image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb
 
 
 class FrameError(ValueError):
@@ -48,29 +49,51 @@ def intrinsics(info, topic: str) -> np.ndarray:
 
 
 def check_size(image, info, image_topic: str, info_topic: str) -> None:
-    """Raise FrameError when the image size differs from camera_info's width/height."""
+    """Raise FrameError when the image size differs from camera_info's width/height. `image` is
+    an Image message or a decoded (H, W, ...) array (a CompressedImage has no size fields)."""
     if int(info.width) == 0 or int(info.height) == 0:
         raise FrameError("camera_info_size", f"{info_topic}: camera_info has no image size (width/height 0)")
-    if (int(image.width), int(image.height)) != (int(info.width), int(info.height)):
+    if isinstance(image, np.ndarray):
+        height, width = image.shape[:2]
+    else:
+        height, width = int(image.height), int(image.width)
+    if (int(width), int(height)) != (int(info.width), int(info.height)):
         raise FrameError(
             "size_mismatch",
-            f"{image_topic}: image is {image.width}x{image.height} but {info_topic} says "
-            f"{info.width}x{info.height}",
+            f"{image_topic}: image is {width}x{height} but {info_topic} says {info.width}x{info.height}",
         )
 
 
-def to_rgb(image, topic: str) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of an Image message, FrameError on an unusable encoding/buffer."""
+def is_compressed(image) -> bool:
+    """True for a sensor_msgs/CompressedImage (it has `format`, an Image has `encoding`)."""
+    return hasattr(image, "format") and not hasattr(image, "encoding")
+
+
+def to_rgb(image, info, image_topic: str, info_topic: str) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an Image or CompressedImage checked against its camera_info's
+    size; FrameError on an unusable encoding, buffer or payload, or a size mismatch."""
+    if is_compressed(image):
+        try:
+            rgb = compressed_to_rgb(image)
+        except ImageConversionError as e:
+            raise FrameError("image_decode", f"{image_topic}: {e}") from None
+        check_size(rgb, info, image_topic, info_topic)
+        return rgb
+    check_size(image, info, image_topic, info_topic)  # before converting: cheap
     try:
         return image_to_rgb(image)
     except ImageConversionError as e:
-        raise FrameError("image_encoding", f"{topic}: {e}") from None
+        raise FrameError("image_encoding", f"{image_topic}: {e}") from None
 
 
 def baseline(left_info, right_info, topic: str) -> float:
     """Stereo baseline (m) from the right camera's P[0, 3] = -fx' * B (ROS convention)."""
     Pl, Pr = projection(left_info), projection(right_info)
-    b = (Pl[0, 3] - Pr[0, 3]) / Pr[0, 0]
+    with np.errstate(all="ignore"):  # a singular P gives inf/nan, refused below
+        try:
+            b = stereo_baseline(Pl, Pr)
+        except np.linalg.LinAlgError:
+            b = float("nan")
     if not np.isfinite(b) or b <= 0:
         raise FrameError(
             "stereo_baseline",

@@ -1,4 +1,4 @@
-"""sensor_msgs/Image -> (H, W, 3) uint8 RGB array for the Predictor.
+"""sensor_msgs/Image and sensor_msgs/CompressedImage -> (H, W, 3) uint8 RGB array for the Predictor.
 
 cv_bridge is used when the ROS distribution provides it (PyPI has no ROS 2 cv_bridge, and the
 PyPI project `cv-bridge` is a ROS 1 port that breaks on NumPy 2); otherwise our own converter
@@ -7,9 +7,15 @@ replicated to 3 channels), 8UC3 (OpenCV order, BGR), mono16 / 16UC1, rgb16, bgr1
 by the top byte), with row padding (`step` > width * bytes per pixel) and big-endian 16-bit data.
 The message is duck-typed (height, width, encoding, is_bigendian, step, data), so rosbags
 messages convert too.
+
+CompressedImage (JPEG or PNG, compressed_image_transport's convention) is decoded with OpenCV:
+`format` is "<encoding>; <jpeg|png> compressed <encoding>" (or just "jpeg" / "png" from older
+publishers); the decoded array is in the order the part after "compressed" names (bgr unless it
+says rgb), grayscale is replicated to 3 channels, 16-bit PNG keeps its top byte.
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 try:  # pragma: no cover - only on machines with a ROS distribution
@@ -93,3 +99,28 @@ def _convert(msg) -> np.ndarray:
         return np.ascontiguousarray(np.repeat(pix, 3, axis=2))
     rgb = pix[:, :, :3] if order == "rgb" else pix[:, :, 2::-1]
     return np.ascontiguousarray(rgb)
+
+
+def compressed_to_rgb(msg) -> np.ndarray:
+    """Decode a sensor_msgs/CompressedImage (JPEG / PNG) to a C-contiguous (H, W, 3) uint8 RGB
+    array. Raises ImageConversionError naming the format and payload size when it cannot."""
+    fmt = str(msg.format)
+    if "compresseddepth" in fmt.lower().replace(" ", ""):
+        raise ImageConversionError(f"compressed depth images are not camera images (format '{fmt}')")
+    data = msg.data
+    try:
+        buf = np.frombuffer(data, dtype=np.uint8)
+    except TypeError:
+        buf = np.asarray(data, dtype=np.uint8).ravel()
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    if img is None:
+        raise ImageConversionError(f"cannot decode the compressed image (format '{fmt}', {buf.size} bytes)")
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise ImageConversionError(f"compressed image decodes to {img.dtype}, expected 8 or 16 bit (format '{fmt}')")
+    if img.ndim == 2 or img.shape[2] == 1:
+        return np.ascontiguousarray(np.repeat(img.reshape(img.shape[0], img.shape[1], 1), 3, axis=2))
+    rgb_order = "compressed rgb" in fmt.lower()
+    img = img[:, :, :3]
+    return np.ascontiguousarray(img if rgb_order else img[:, :, ::-1])

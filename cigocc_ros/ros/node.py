@@ -1,10 +1,14 @@
 """`cigocc_node`: camera topics in, semantic occupancy out (docs/node.md).
 
 Subscriptions (relative names, remap them): `left/image`, `left/camera_info` and in stereo mode
-`right/image`, `right/camera_info` (best effort, keep last 2), paired by approximate time.
+`right/image`, `right/camera_info` (reliable, keep last 2; a best-effort camera needs a
+qos_overrides parameter, docs/node.md), paired by approximate time; with
+`left_transport` / `right_transport` = compressed, `<resolved left/image>/compressed`
+(sensor_msgs/CompressedImage) replaces the raw image topic, as image_transport names it.
 Publications: `~/occupancy` (cigocc_msgs/SemanticOccupancy, grid frame), `~/cloud`
 (sensor_msgs/PointCloud2, grid frame), `~/markers` (visualization_msgs/MarkerArray, camera frame,
-rate-capped), `~/stereo_depth` (32FC1, optional), `/diagnostics`.
+rate-capped), `~/costmap` (nav_msgs/OccupancyGrid, grid frame), `~/stereo_depth` (32FC1,
+optional), `/diagnostics`.
 
 Threads: the executor thread only checks stamps and enqueues; one worker thread converts the
 images, runs the model and publishes (rclpy publishers are thread-safe), so a slow forward pass
@@ -24,16 +28,20 @@ import numpy as np
 import rclpy
 from cigocc_msgs.msg import SemanticOccupancy
 from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import OccupancyGrid
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
-from ..classes import load_class_table
+from ..classes import IGNORE_LABEL, load_class_table
 from ..config import NodeConfig
+from ..costmap import Costmapper, CostmapSpec
+from ..geometry import quaternion_matrix
+from ..stereo import StereoDepth, StereoParams
 from . import frame_input as fi
 from .diagnostics import NodeStats, build_status
 from .outputs import OutputBuilder, byte_array
@@ -49,6 +57,7 @@ except ImportError:
 NODE_NAME = "cigocc_node"
 STREAMS_MONO = [(Image, "left/image"), (CameraInfo, "left/camera_info")]
 STREAMS_STEREO = STREAMS_MONO + [(Image, "right/image"), (CameraInfo, "right/camera_info")]
+COMPRESSED_SUFFIX = "/compressed"  # image_transport: <base topic>/compressed
 
 
 class WeightsError(RuntimeError):
@@ -56,7 +65,9 @@ class WeightsError(RuntimeError):
 
 
 @dataclass
-class Frame:
+class PairedFrame:
+    """One synchronised set of camera messages waiting for the worker."""
+
     msgs: tuple  # (left image, left info[, right image, right info])
     stamp_ns: int
     received: float  # time.monotonic() when paired
@@ -69,10 +80,9 @@ def resolve_weights(path: str) -> Path:
         if not p.is_file():
             raise WeightsError(f"weights file not found: {p}")
         return p
-    try:
-        from ..inference import default_weights
-    except ImportError as e:
-        raise WeightsError(f"no 'weights' parameter given and no shipped weights available ({e})") from None
+    # inference imports torch (seconds): only after rclpy.init(), so a signal meanwhile is a stop.
+    from ..inference import default_weights
+
     try:
         p = Path(default_weights())
     except Exception as e:
@@ -85,7 +95,7 @@ def resolve_weights(path: str) -> Path:
 def load_predictor(path: Path, device: str, backend: str = "torch"):
     """Predictor of checkpoint (or, for backend onnxruntime, ONNX file) `path`; any failure
     becomes a WeightsError naming the file."""
-    from ..inference import Predictor
+    from ..inference import Predictor  # torch: after rclpy.init(), see resolve_weights
 
     try:
         return Predictor.load(str(path), device, backend)
@@ -104,13 +114,8 @@ def file_digest(path: Path) -> str:
 def transform_to_matrix(tf) -> np.ndarray:
     """geometry_msgs/Transform -> (4, 4) float64."""
     t, q = tf.translation, tf.rotation
-    x, y, z, w = q.x, q.y, q.z, q.w
     T = np.eye(4)
-    T[:3, :3] = [
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ]
+    T[:3, :3] = quaternion_matrix(q.x, q.y, q.z, q.w)
     T[:3, 3] = (t.x, t.y, t.z)
     return T
 
@@ -132,7 +137,11 @@ class CigoccNode(Node):
         self.grid_frame = self.cfg.grid_frame or exp.grid.frame_id
         if hasattr(self.predictor, "warmup"):  # kernel selection and allocations before frame 1
             self.predictor.warmup()
-        self.builder = OutputBuilder(exp.grid, load_class_table(), self.grid_frame, self.model_id)
+        self.classes = load_class_table()
+        self.builder = OutputBuilder(exp.grid, self.classes, self.grid_frame, self.model_id)
+        self.model_hw = tuple(int(v) for v in exp.model.image_size)
+        self.costmapper = Costmapper(exp.grid)  # caches the camera view per geometry
+        self._costmap_spec: tuple[NodeConfig, CostmapSpec] | None = None
         self.get_logger().info(
             f"loaded {weights} ({self.model_id}) on {self.device} ({self.predictor.backend}); grid {tuple(exp.grid.size)} in "
             f"'{self.grid_frame}', image {tuple(exp.model.image_size)}, {'stereo' if self.cfg.stereo else 'mono'}"
@@ -148,6 +157,7 @@ class CigoccNode(Node):
         self.pub_occupancy = self.create_publisher(SemanticOccupancy, "~/occupancy", reliable)
         self.pub_cloud = self.create_publisher(PointCloud2, "~/cloud", reliable)
         self.pub_markers = self.create_publisher(MarkerArray, "~/markers", reliable)
+        self.pub_costmap = self.create_publisher(OccupancyGrid, "~/costmap", reliable)
         self.pub_depth = self.create_publisher(Image, "~/stereo_depth", reliable) if self.cfg.stereo else None
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
@@ -166,7 +176,7 @@ class CigoccNode(Node):
         # best-effort link here (docs/node.md); keep-last still never queues old frames. A
         # best-effort camera needs qos_overrides./<topic>.subscription.reliability:=best_effort.
         sensor_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE)
-        streams = STREAMS_STEREO if self.cfg.stereo else STREAMS_MONO
+        streams = self._streams()
         self._topics = [self.resolve_topic_name(t) for _, t in streams]
         self.sync_kind, self._subs = subscribe_synchronized(
             self, streams, sensor_qos, self.cfg.sync_slop, self._on_frame, self.cfg.sync_queue_size,
@@ -176,6 +186,16 @@ class CigoccNode(Node):
         steady = Clock(clock_type=ClockType.STEADY_TIME)  # ticks even when /clock is paused
         self.create_timer(self.cfg.diagnostics_period, self._publish_diagnostics, clock=steady)
         self.get_logger().info(f"listening on {', '.join(self._topics)} (pairing: {self.sync_kind})")
+
+    def _streams(self) -> list[tuple[type, str]]:
+        """(type, topic) of each input; a compressed camera subscribes to its image topic, resolved
+        (remapped) first, plus "/compressed", so remapping `left/image` moves both transports."""
+        streams = list(STREAMS_STEREO if self.cfg.stereo else STREAMS_MONO)
+        transport = {"left/image": self.cfg.left_transport, "right/image": self.cfg.right_transport}
+        for i, (_, topic) in enumerate(streams):
+            if transport.get(topic) == "compressed":
+                streams[i] = (CompressedImage, self.resolve_topic_name(topic) + COMPRESSED_SUFFIX)
+        return streams
 
     # -------------------------------------------------------------------------- logging
     def _warn(self, kind: str, text: str) -> None:
@@ -211,9 +231,9 @@ class CigoccNode(Node):
             self._warn(kind, text)
             return
         self.stats.frame_in()
-        self.queue.put(Frame(msgs, t, time.monotonic()))
+        self.queue.put(PairedFrame(msgs, t, time.monotonic()))
 
-    def _on_worker_error(self, frame: Frame, e: BaseException) -> None:
+    def _on_worker_error(self, frame: PairedFrame, e: BaseException) -> None:
         if isinstance(e, fi.FrameError):
             self.stats.problem(str(e))
             self._warn(e.kind, str(e))
@@ -251,21 +271,19 @@ class CigoccNode(Node):
             )
         return T
 
-    def _process(self, frame: Frame) -> None:
+    def _process(self, frame: PairedFrame) -> None:
         """Worker thread: checks, conversion, stereo depth, forward pass, outputs."""
         cfg = self.cfg
         img, info = frame.msgs[0], frame.msgs[1]
-        fi.check_size(img, info, self._topics[0], self._topics[1])
         K = fi.intrinsics(info, self._topics[1])
-        rgb = fi.to_rgb(img, self._topics[0])
+        rgb = fi.to_rgb(img, info, self._topics[0], self._topics[1])
         camera_frame = img.header.frame_id or info.header.frame_id
         T = self._camera_from_grid(camera_frame)
         depth = None
         if cfg.stereo:
             rimg, rinfo = frame.msgs[2], frame.msgs[3]
-            fi.check_size(rimg, rinfo, self._topics[2], self._topics[3])
             fi.intrinsics(rinfo, self._topics[3])
-            right = fi.to_rgb(rimg, self._topics[2])
+            right = fi.to_rgb(rimg, rinfo, self._topics[2], self._topics[3])
             if right.shape != rgb.shape:
                 raise fi.FrameError("stereo_size", f"{self._topics[2]}: right image {right.shape[:2]} != left {rgb.shape[:2]}")
             depth = self._stereo_depth(rgb, right, K, fi.baseline(info, rinfo, self._topics[3]))
@@ -276,14 +294,29 @@ class CigoccNode(Node):
         pred = self.predictor.predict(rgb, K, T, depth=depth)
         forward = time.perf_counter() - t0
         labels = np.ascontiguousarray(pred.labels, dtype=np.uint8)
-        conf = np.asarray(pred.confidence, dtype=np.uint8) if cfg.publish_confidence else None
-        self._publish(labels, conf, T, frame.stamp_ns, camera_frame)
+        confidence = np.ascontiguousarray(pred.confidence, dtype=np.uint8)
+        want_costmap = cfg.publish_costmap and self.pub_costmap.get_subscription_count() > 0
+        view = None
+        if want_costmap or cfg.unknown_outside_frustum:  # cached: rebuilt only when K or T change
+            view = self.costmapper.view(K, T, rgb.shape[:2], self.model_hw)
+        if cfg.unknown_outside_frustum:
+            outside = ~view.frustum
+            labels[outside] = IGNORE_LABEL
+            confidence[outside] = 0
+        self._publish(labels, confidence if cfg.publish_confidence else None, T, frame.stamp_ns, camera_frame)
+        if want_costmap:
+            costs = self.costmapper.compute(labels, confidence, self._spec(cfg), view)
+            self.pub_costmap.publish(self.builder.costmap(costs, frame.stamp_ns))
         latency = (self.get_clock().now().nanoseconds - frame.stamp_ns) / 1e9
         self.stats.frame_out(latency, forward)
 
-    def _stereo_depth(self, left: np.ndarray, right: np.ndarray, K: np.ndarray, b: float) -> np.ndarray:
-        from ..stereo import StereoDepth, StereoParams
+    def _spec(self, cfg: NodeConfig) -> CostmapSpec:
+        """The costmap rules of `cfg` (parameters change at run time; validated when set)."""
+        if self._costmap_spec is None or self._costmap_spec[0] is not cfg:
+            self._costmap_spec = (cfg, CostmapSpec.from_node_config(cfg, self.classes))
+        return self._costmap_spec[1]
 
+    def _stereo_depth(self, left: np.ndarray, right: np.ndarray, K: np.ndarray, b: float) -> np.ndarray:
         fx = float(K[0, 0])
         if self._stereo is None or self._stereo.fx != fx or abs(self._stereo.baseline - b) > 1e-6:
             params = StereoParams(num_disparities=self.cfg.stereo_num_disparities, block_size=self.cfg.stereo_block_size)

@@ -1,4 +1,4 @@
-"""The node's three outputs, built from a label grid with NumPy (no Python loop over voxels).
+"""The node's outputs, built from a label grid with NumPy (no Python loop over voxels).
 
 - `occupancy`: cigocc_msgs/SemanticOccupancy, the dense (X, Y, Z) uint8 grid + confidence and
   the class table, in the grid frame (velodyne: x forward, y left, z up).
@@ -10,6 +10,8 @@
   CUBE_LIST per present class, namespace = class name, id = label (stable across frames),
   limited to `max_range` metres (horizontal distance from the grid frame's origin) and
   decimated by `decimation` (one cube of `decimation` voxels per side, label of its first voxel).
+- `costmap`: nav_msgs/OccupancyGrid of an (X, Y) int8 cost grid (cigocc_ros/costmap.py), in the
+  grid frame with the grid's origin and resolution: cell (i, j) = data[j * width + i], width = X.
 """
 from __future__ import annotations
 
@@ -19,12 +21,13 @@ from dataclasses import dataclass
 import numpy as np
 from builtin_interfaces.msg import Time
 from cigocc_msgs.msg import SemanticOccupancy
+from nav_msgs.msg import OccupancyGrid
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Header
 
 from ..classes import IGNORE_LABEL, ClassTable
 from ..config import GridConfig
-from ..geometry import voxel_centers
+from ..geometry import quaternion_xyzw, voxel_centers
 from .marker_cdr import ADD, CUBE_LIST, DELETEALL, MarkerSpec, serialize_marker_array
 
 CLOUD_DTYPE = np.dtype(
@@ -35,26 +38,6 @@ CLOUD_DTYPE = np.dtype(
         "itemsize": 16,
     }
 )
-
-
-def rotation_to_quaternion(R: np.ndarray) -> tuple[float, float, float, float]:
-    """(3, 3) rotation matrix -> (x, y, z, w) unit quaternion (Shepperd's method)."""
-    R = np.asarray(R, dtype=np.float64)
-    tr = np.trace(R)
-    if tr > 0:
-        s = 2.0 * np.sqrt(tr + 1.0)
-        q = ((R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s, 0.25 * s)
-    else:
-        i = int(np.argmax(np.diag(R)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * np.sqrt(1.0 + R[i, i] - R[j, j] - R[k, k])
-        v = [0.0, 0.0, 0.0]
-        v[i] = 0.25 * s
-        v[j] = (R[j, i] + R[i, j]) / s
-        v[k] = (R[k, i] + R[i, k]) / s
-        q = (v[0], v[1], v[2], (R[k, j] - R[j, k]) / s)
-    q = np.asarray(q) / np.linalg.norm(q)
-    return tuple(float(x) for x in q)
 
 
 def byte_array(a: np.ndarray) -> array.array:
@@ -215,7 +198,7 @@ class OutputBuilder:
             counts = np.bincount(lab, minlength=256)
         starts = np.concatenate([[0], np.cumsum(counts)])
         T = np.asarray(T_cam_grid, dtype=np.float64)
-        pose = tuple(float(v) for v in T[:3, 3]) + rotation_to_quaternion(T[:3, :3])
+        pose = tuple(float(v) for v in T[:3, 3]) + tuple(float(v) for v in quaternion_xyzw(T[:3, :3]))
         specs = [MarkerSpec(ns="", id=0, type=CUBE_LIST, action=DELETEALL)]
         size = self.voxel * d
         for c in np.flatnonzero(counts):  # at most one iteration per class
@@ -248,3 +231,21 @@ class OutputBuilder:
         specs = self.marker_specs(labels, T_cam_grid, max_range, decimation, occ)
         t = to_time(stamp_ns)
         return serialize_marker_array(specs, t.sec, t.nanosec, camera_frame)
+
+    # ---------------------------------------------------------------------------------------
+    def costmap(self, costs: np.ndarray, stamp_ns: int) -> OccupancyGrid:
+        """OccupancyGrid of (X, Y) int8 `costs` (100 lethal, 0 free, -1 unknown), grid frame."""
+        if costs.shape != self.size[:2] or costs.dtype != np.int8:
+            raise ValueError(f"cost grid must be int8 {self.size[:2]}, got {costs.dtype} {costs.shape}")
+        msg = OccupancyGrid()
+        msg.header = Header(stamp=to_time(stamp_ns), frame_id=self.grid_frame)
+        msg.info.map_load_time = msg.header.stamp
+        msg.info.resolution = self.voxel
+        msg.info.width, msg.info.height = self.size[0], self.size[1]
+        msg.info.origin.position.x, msg.info.origin.position.y, msg.info.origin.position.z = (float(v) for v in self.origin)
+        msg.info.origin.orientation.w = 1.0
+        # Row-major with x fastest: the (X, Y) grid transposed. int8 data wants array('b').
+        data = array.array("b")
+        data.frombytes(np.ascontiguousarray(costs.T).tobytes())
+        msg.data = data
+        return msg

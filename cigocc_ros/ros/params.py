@@ -16,7 +16,11 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.parameter import Parameter
 
-from ..config import NodeConfig
+from ..classes import load_class_table
+from ..config import DEVICE_HELP, NodeConfig, check_device_name
+from ..costmap import CostmapSpec
+
+TRANSPORTS = ("raw", "compressed")
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,7 @@ class ParamInfo:
 
 PARAMS: dict[str, ParamInfo] = {
     "weights": ParamInfo("Checkpoint file (.safetensors); empty = the shipped weights", read_only=True),
-    "device": ParamInfo("Inference device", read_only=True, choices=("auto", "cuda", "cpu")),
+    "device": ParamInfo(f"Inference device: {DEVICE_HELP}", read_only=True),
     "backend": ParamInfo("Network runtime: torch, or onnxruntime for a .onnx file from `cigocc export`",
                          read_only=True, choices=("torch", "onnxruntime")),
     "stereo": ParamInfo("Subscribe to the right camera too and feed stereo depth", read_only=True),
@@ -41,6 +45,12 @@ PARAMS: dict[str, ParamInfo] = {
         "Row-major 4x4 camera(optical) <- grid transform, used when TF has none (16 floats)"
     ),
     "use_tf": ParamInfo("Look the camera <- grid transform up in TF (when tf2_ros is installed)"),
+    "left_transport": ParamInfo(
+        "raw: left/image (Image); compressed: left/image/compressed (CompressedImage)", True, choices=TRANSPORTS
+    ),
+    "right_transport": ParamInfo(
+        "raw: right/image (Image); compressed: right/image/compressed (CompressedImage)", True, choices=TRANSPORTS
+    ),
     "publish_markers": ParamInfo("Publish ~/markers (visualization_msgs/MarkerArray)"),
     "publish_occupancy": ParamInfo("Publish ~/occupancy (cigocc_msgs/SemanticOccupancy)"),
     "publish_cloud": ParamInfo("Publish ~/cloud (sensor_msgs/PointCloud2 of occupied voxels)"),
@@ -48,6 +58,20 @@ PARAMS: dict[str, ParamInfo] = {
     "marker_max_rate": ParamInfo("Max marker publishing rate (Hz); RViz slows on big CUBE_LISTs", range=(0.01, 100.0)),
     "marker_max_range": ParamInfo("Markers only within this horizontal distance (m) of the grid origin", range=(0.0, 1000.0)),
     "marker_decimation": ParamInfo("Draw one cube per N voxels along each axis", range=(1, 16)),
+    "publish_costmap": ParamInfo("Publish ~/costmap (nav_msgs/OccupancyGrid: 100 lethal, 0 free, -1 unknown)"),
+    "costmap_band_bottom": ParamInfo("Obstacle band bottom (m above the local ground)", range=(-5.0, 10.0)),
+    "costmap_band_top": ParamInfo("Obstacle band top (m above the local ground)", range=(-5.0, 20.0)),
+    "costmap_obstacle_classes": ParamInfo("Class names that make a cell lethal inside the band"),
+    "costmap_drivable_classes": ParamInfo("Class names of drivable ground (free cells, local ground height)"),
+    "costmap_max_range": ParamInfo("Cells farther than this (m, horizontal, from the camera) are unknown",
+                                   range=(0.0, 1000.0)),
+    "costmap_min_confidence": ParamInfo("Voxels less confident than this (top class probability) are unknown",
+                                        range=(0.0, 1.0)),
+    "costmap_inflation_radius": ParamInfo("Cells within this distance (m) of a lethal cell become lethal",
+                                          range=(0.0, 10.0)),
+    "costmap_ground_z": ParamInfo("Nominal ground height (m, grid frame) when a frame shows no drivable ground",
+                                  range=(-100.0, 100.0)),
+    "unknown_outside_frustum": ParamInfo("Label voxels outside the camera frustum 255 (unknown) in the 3D outputs"),
     "stereo_num_disparities": ParamInfo("StereoSGBM disparity search range (multiple of 16)", True, (16, 512)),
     "stereo_block_size": ParamInfo("StereoSGBM block size (odd)", True, (1, 31)),
     "diagnostics_period": ParamInfo("Seconds between /diagnostics messages", True, (0.05, 60.0)),
@@ -70,6 +94,8 @@ _TYPES = {
 
 def _param_type(tp) -> int:
     if typing.get_origin(tp) is tuple:
+        if typing.get_args(tp)[0] is str:
+            return ParameterType.PARAMETER_STRING_ARRAY
         return ParameterType.PARAMETER_DOUBLE_ARRAY
     return _TYPES[tp]
 
@@ -101,7 +127,11 @@ def declare_parameters(node, defaults: NodeConfig | None = None) -> NodeConfig:
         value = getattr(defaults, f.name)
         if typing.get_origin(hints[f.name]) is tuple:
             # An empty list has no ROS type of its own: declare the type, the value may stay unset.
-            value = [float(v) for v in value] if value else Parameter.Type.DOUBLE_ARRAY
+            strings = typing.get_args(hints[f.name])[0] is str
+            if value:
+                value = [str(v) for v in value] if strings else [float(v) for v in value]
+            else:
+                value = Parameter.Type.STRING_ARRAY if strings else Parameter.Type.DOUBLE_ARRAY
         node.declare_parameter(f.name, value, descriptor(f.name))
     cfg = read_parameters(node)
     errors = validate(cfg)
@@ -116,7 +146,7 @@ def _field_value(value):
         return ()
     if isinstance(value, (str, bool, int, float)):
         return value
-    return tuple(float(x) for x in value)
+    return tuple(x if isinstance(x, str) else float(x) for x in value)
 
 
 def _get(node, name: str):
@@ -139,8 +169,12 @@ def with_changes(cfg: NodeConfig, params: list) -> NodeConfig:
 def validate(cfg: NodeConfig) -> list[str]:
     """Constraints a descriptor cannot express; each error names the parameter."""
     errors = []
-    if cfg.device not in PARAMS["device"].choices:
-        errors.append(f"device must be one of {PARAMS['device'].choices}, got '{cfg.device}'")
+    device_error = check_device_name(cfg.device)
+    if device_error:
+        errors.append(device_error)
+    for name in ("left_transport", "right_transport"):
+        if getattr(cfg, name) not in PARAMS[name].choices:
+            errors.append(f"{name} must be one of {PARAMS[name].choices}, got '{getattr(cfg, name)}'")
     if cfg.backend not in PARAMS["backend"].choices:
         errors.append(f"backend must be one of {PARAMS['backend'].choices}, got '{cfg.backend}'")
     if cfg.camera_from_grid:
@@ -153,4 +187,8 @@ def validate(cfg: NodeConfig) -> list[str]:
         errors.append(f"stereo_num_disparities must be a multiple of 16, got {cfg.stereo_num_disparities}")
     if cfg.stereo_block_size % 2 == 0:
         errors.append(f"stereo_block_size must be odd, got {cfg.stereo_block_size}")
+    try:
+        CostmapSpec.from_node_config(cfg, load_class_table())
+    except ValueError as e:
+        errors.append(str(e))
     return errors

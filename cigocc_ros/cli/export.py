@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
+
+from ..inference import default_weights
+from ..model.checkpoint import CheckpointError, load_checkpoint
+from ..onnx_export import export_onnx, parity
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -14,12 +19,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import time
-
-    from .inference import default_weights
-    from .model.checkpoint import CheckpointError, load_checkpoint
-    from .onnx_export import export_onnx, parity
-
     weights = Path(args.weights) if args.weights else default_weights()
     out = Path(args.onnx)
     if out.suffix != ".onnx":

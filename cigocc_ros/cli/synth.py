@@ -1,5 +1,5 @@
-"""`cigocc synth`: write synthetic SemanticKITTI sequences (or the default dataset) to disk.
-`cigocc preview` (synthetic_preview.py) draws a frame of them."""
+"""`cigocc synth`: write synthetic SemanticKITTI sequences (or the default dataset) to disk with
+the generator in cigocc_ros.data.synthetic. `cigocc preview` (cli/preview.py) draws a frame."""
 from __future__ import annotations
 
 import argparse
@@ -7,10 +7,9 @@ import sys
 import time
 from pathlib import Path
 
+from ..data import synthetic as syn
 
-# --------------------------------------------------------------------------------------------
-# synth
-# --------------------------------------------------------------------------------------------
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", default="", help="output folder (gets sequences/XX/); "
                    "default with --default: data/synthetic (or $CIGOCC_SYNTHETIC_ROOT)")
@@ -24,8 +23,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import synthetic as syn
-
     frames = args.frames or syn.DEFAULT_FRAMES
     if frames < 1:
         print(f"--frames must be >= 1, got {frames}", file=sys.stderr)

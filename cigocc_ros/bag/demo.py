@@ -1,33 +1,45 @@
-"""`cigocc demo`: the main job, end to end, on the embedded default.
+"""The main job, end to end, on the embedded default (`cigocc demo`: cli/demo.py).
 
 1. generate (or reuse) the default synthetic SemanticKITTI dataset (data/synthetic, seeds fixed);
 2. convert its held-out sequence 08 to a rosbag2 (mcap) with `kitti-to-bag`;
 3. start `cigocc_node` (shipped weights, use_sim_time) as its own OS process;
 4. replay the bag into it, paced by its output, and score every labelled frame against the
    bag's ground truth with the official metric (`bag-eval`): IoU, mIoU, latency;
-5. write PNG renderings of a few frames: image | ground truth | prediction (bird's-eye) | 3D.
+5. write PNG renderings of a few frames: image | ground truth | prediction (bird's-eye) | 3D |
+   costmap (the node's costmap rules, cigocc_ros/costmap.py, applied to the published grid).
 
 Everything talks over real DDS on a private ROS_DOMAIN_ID, as on a vehicle.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
+from .. import viz
+from ..classes import load_class_table
+from ..config import NodeConfig
+from ..costmap import Costmapper, CostmapSpec
+from ..data import semantic_kitti as sk
+from ..data.synthetic import DEFAULT_SEEDS, dataset_complete, default_root, write_sequence
+from ..geometry import split_projection
+from ..inference import default_weights
+from ..model.checkpoint import read_metadata
+from .kitti_to_bag import CAMERA_PAIRS, convert, read_camera_from_grid
+from .play import PlayOptions
+from .score import score_replay
+
 
 def node_command(weights: Path, camera_from_grid: np.ndarray, device: str, camera: str = "color") -> list[str]:
     """The node's command line for a kitti-to-bag bag's left `camera` ("color" | "gray")."""
-    from .bag.kitti_to_bag import CAMERA_PAIRS
-
     cams = CAMERA_PAIRS[camera]
     T = ",".join(repr(float(v)) for v in camera_from_grid.reshape(-1))  # all doubles for rcl
     return [sys.executable, "-m", "cigocc_ros.ros.node", "--ros-args",
@@ -54,8 +66,6 @@ def wait_until_listening(node: subprocess.Popen, log_path: Path, timeout: float)
 
 def watch_node(node: subprocess.Popen) -> None:
     """Interrupt the replay (SIGINT to this process) if the node dies during it."""
-    import threading
-
     def watch() -> None:
         node.wait()
         if not getattr(watch_node, "done", False):
@@ -68,9 +78,6 @@ def watch_node(node: subprocess.Popen) -> None:
 def demo_sequence(out: Path, sequence: str, frames: int):
     """The held-out synthetic sequence: the default dataset's copy when it is complete, else
     only that sequence (its default seed), written once under `out`/data."""
-    from .data import semantic_kitti as sk
-    from .data.synthetic import DEFAULT_SEEDS, dataset_complete, default_root, write_sequence
-
     if dataset_complete(default_root()):
         return sk.SequencePaths(default_root(), sequence)
     root = out / "data"
@@ -82,44 +89,47 @@ def demo_sequence(out: Path, sequence: str, frames: int):
     return paths
 
 
+class DemoCostmap:
+    """The node's ~/costmap for a published grid: the same Costmapper with the default node
+    parameters, the camera's K and pose, and the model's input size from the checkpoint."""
+
+    def __init__(self, weights: Path, P: np.ndarray, camera_from_grid: np.ndarray) -> None:
+        cfg, _ = read_metadata(weights)
+        self.mapper = Costmapper(cfg.grid)
+        self.spec = CostmapSpec.from_node_config(NodeConfig(), load_class_table())
+        self.K = split_projection(P)[0]
+        self.T = np.asarray(camera_from_grid, dtype=np.float64)
+        self.model_hw = tuple(cfg.model.image_size)
+
+    def __call__(self, labels: np.ndarray, confidence: np.ndarray | None, image_hw: tuple[int, int]) -> np.ndarray:
+        view = self.mapper.view(self.K, self.T, image_hw, self.model_hw)
+        return self.mapper.compute(np.ascontiguousarray(labels, np.uint8), confidence, self.spec, view)
+
+
 def frame_of_stamp(times: np.ndarray, start_time: float, stamp_ns: int) -> int:
     return int(np.argmin(np.abs(start_time + times - stamp_ns * 1e-9)))
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="outputs/demo", help="where the bag, report and PNGs go")
-    p.add_argument("--weights", default="", help="checkpoint; default: the shipped weights")
-    p.add_argument("--sequence", default="08", help="sequence of the default dataset to replay")
-    p.add_argument("--frames", type=int, default=30, help="replay the first N frames")
-    p.add_argument("--renders", type=int, default=3, help="PNG renderings of this many labelled frames")
-    p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
-    p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
-
-
-def run(args: argparse.Namespace) -> int:
-    from . import viz
-    from .bag.evaluate import evaluate
-    from .bag.kitti_to_bag import CAMERA_PAIRS, convert, read_camera_from_grid
-    from .bag.play import PlayOptions
-    from .data import semantic_kitti as sk
-    from .inference import default_weights
-
+def run_demo(out: Path, weights: Path | None = None, sequence: str = "08", frames: int = 30, renders: int = 3,
+             device: str = "auto", timeout: float = 600.0) -> int:
+    """Steps 1-5 above, printing progress; the exit status (0 when every labelled frame was
+    scored). Writes the bag, node.log, report.json and frame_NNNNNN.png under `out`."""
     t0 = time.monotonic()
-    out = Path(args.out)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    weights = Path(args.weights) if args.weights else default_weights()
+    weights = Path(weights) if weights else default_weights()
     if not weights.is_file():
         print(f"error: weights file not found: {weights}")
         return 2
 
     print("[1/5] synthetic sequence (generated once, then reused)")
-    seq = demo_sequence(out, args.sequence, args.frames)
+    seq = demo_sequence(out, sequence, frames)
     print(f"      {seq.dir}")
 
     print("[2/5] sequence -> rosbag2 (mcap)")
-    bag = out / f"bag_{args.sequence}"
+    bag = out / f"bag_{sequence}"
     start_time = 1.0e9
-    info = convert(seq.dir, bag, storage="mcap", last=args.frames - 1, start_time=start_time,
+    info = convert(seq.dir, bag, storage="mcap", last=frames - 1, start_time=start_time,
                    overwrite=True, progress=False)
     print(f"      {info['bag']}: {info['frames']} frames, {len(info['topics'])} topics")
 
@@ -133,11 +143,11 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"[3/5] starting cigocc_node ({weights.name}) on ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}")
     log = open(out / "node.log", "w")
-    node = subprocess.Popen(node_command(weights, camera_from_grid, args.device), env=env,
+    node = subprocess.Popen(node_command(weights, camera_from_grid, device), env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         try:
-            wait_until_listening(node, out / "node.log", args.timeout)
+            wait_until_listening(node, out / "node.log", timeout)
         except RuntimeError as e:
             print(f"error: {e}")
             return 1
@@ -145,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         print("[4/5] replaying the bag through the node (paced by its output) and scoring")
         opts = PlayOptions(pace_topic="/cigocc_node/occupancy", wait_subscribers=30.0, pace_timeout=60.0,
                            topics=(cams.image_topic("left"), cams.info_topic("left")))
-        report = evaluate(bag, "/cigocc_node/occupancy", opts, keep_outputs=args.renders)
+        report = score_replay(bag, "/cigocc_node/occupancy", opts, keep_outputs=renders)
     finally:
         watch_node.done = True
         node.send_signal(signal.SIGINT)
@@ -160,12 +170,15 @@ def run(args: argparse.Namespace) -> int:
 
     print("[5/5] renderings")
     times = sk.read_times(seq.times)
-    for stamp, pred, truth in report.samples:
+    costmap = DemoCostmap(weights, sk.read_calib(seq.calib)["P2"], camera_from_grid)
+    for stamp, pred, truth, conf in report.samples:
         frame = frame_of_stamp(times, start_time, stamp)
         image = sk.read_image(seq.image(frame, 2))
+        costs = costmap(pred, conf, image.shape[:2])
         png = viz.save_png(out / f"frame_{frame:06d}.png",
-                           viz.panel([image, viz.bev(truth), viz.bev(pred), viz.view3d(pred)]))
-        print(f"      {png}  (image | ground truth | prediction | 3D prediction)")
+                           viz.panel([image, viz.bev(truth), viz.bev(pred), viz.view3d(pred), viz.costmap_image(costs)]))
+        print(f"      {png}  (image | ground truth | prediction | 3D prediction | costmap: "
+              f"{(costs == 100).mean():.1%} lethal, {(costs == 0).mean():.1%} free)")
 
     summary = {"weights": str(weights), "bag": str(bag), "frames_replayed": report.triggers,
                "frames_with_ground_truth": report.frames_expected, "frames_scored": report.frames_scored,

@@ -1,5 +1,6 @@
-"""`cigocc bag-eval`: replay a bag (bag-play's player) into a running occupancy node, record the
-node's cigocc_msgs/SemanticOccupancy output and score it against the bag's ground truth.
+"""Scoring a replay: play a bag (play.BagPlayer) into a running occupancy node, record the node's
+cigocc_msgs/SemanticOccupancy output and score it against the bag's ground truth
+(`cigocc bag-eval` is cli/bag_eval.py).
 
 Matching: an output belongs to the ground-truth message with the same header stamp (the node
 stamps each grid with its source image's stamp; kitti-to-bag gives the image and the ground
@@ -11,8 +12,6 @@ Latency: wall time from publishing the trigger image to receiving the output wit
 """
 from __future__ import annotations
 
-import argparse
-import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,37 +23,12 @@ from rosbags.highlevel import AnyReader
 from ..classes import IGNORE_LABEL, load_class_table
 from ..metrics import SSCMetric
 from .kitti_to_bag import OCCUPANCY_GT_TOPIC
-from .play import (
-    BagPlayer,
-    PlayOptions,
-    RosSession,
-    cdr_header_stamp,
-    options_from_args,
-    run_guarded,
-)
-from .play import add_arguments as add_play_arguments
-from .types import OCCUPANCY_TYPE, typestore
+from .messages import OccupancyGrid, cdr_header_stamp, decode_occupancy
+from .play import BagPlayer, PlayOptions
+from .session import RosSession
+from .types import OCCUPANCY_TYPE
 
 DEFAULT_OUTPUT_TOPIC = "/cigocc_node/occupancy"
-
-
-@dataclass
-class _Grid:
-    stamp: int
-    labels: np.ndarray  # (X*Y*Z,) uint8
-    size: tuple[int, int, int]
-    frame_id: str
-
-
-def decode_occupancy(raw: bytes) -> _Grid:
-    """CDR SemanticOccupancy -> its stamp (ns), flat labels, (X, Y, Z) size and frame id."""
-    msg = typestore().deserialize_cdr(raw, OCCUPANCY_TYPE)
-    size = (int(msg.size_x), int(msg.size_y), int(msg.size_z))
-    labels = np.asarray(msg.labels, dtype=np.uint8)
-    if labels.size != size[0] * size[1] * size[2]:
-        raise ValueError(f"SemanticOccupancy at stamp {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d} has "
-                         f"{labels.size} labels for a {size} grid")
-    return _Grid(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec, labels, size, msg.header.frame_id)
 
 
 @dataclass
@@ -74,8 +48,8 @@ class EvalReport:
     pace_timeouts: int = 0
     replay_wall_s: float = 0.0
     interrupted: bool = False
-    # (stamp ns, predicted (X, Y, Z), ground truth (X, Y, Z)) of the first `keep_outputs`
-    # scored frames, for pictures; not part of the JSON report.
+    # (stamp ns, predicted (X, Y, Z), ground truth (X, Y, Z), confidence (X, Y, Z) or None) of
+    # the first `keep_outputs` scored frames, for pictures; not part of the JSON report.
     samples: list = field(default_factory=list)
 
     def to_json(self) -> dict:
@@ -89,10 +63,10 @@ class OccupancyScorer:
     def __init__(self, keep: int = 0) -> None:
         self.metric = SSCMetric()
         self.keep = keep
-        self.samples: list[tuple[int, np.ndarray, np.ndarray]] = []
+        self.samples: list[tuple[int, np.ndarray, np.ndarray, np.ndarray | None]] = []
         self.lock = threading.Lock()
-        self.gt: dict[int, _Grid] = {}  # ground truth waiting for its output
-        self.early: dict[int, _Grid] = {}  # outputs waiting for their ground truth
+        self.gt: dict[int, OccupancyGrid] = {}  # ground truth waiting for its output
+        self.early: dict[int, OccupancyGrid] = {}  # outputs waiting for their ground truth
         self.sent: dict[int, float] = {}  # trigger stamp -> wall time published
         self.latencies: list[float] = []
         self.expected = 0
@@ -142,7 +116,7 @@ class OccupancyScorer:
             elif stamp not in self._scored_stamps:
                 self.early[stamp] = grid
 
-    def _score(self, out: _Grid, truth: _Grid) -> None:
+    def _score(self, out: OccupancyGrid, truth: OccupancyGrid) -> None:
         if out.size != truth.size:
             self.mismatches.append(f"stamp {out.stamp}: output grid {out.size} != ground truth {truth.size}")
             return
@@ -154,7 +128,8 @@ class OccupancyScorer:
         self.metric.add(pred, truth.labels)
         self.scored += 1
         if len(self.samples) < self.keep:
-            self.samples.append((out.stamp, out.labels.reshape(out.size), truth.labels.reshape(truth.size)))
+            conf = None if out.confidence is None else out.confidence.reshape(out.size)
+            self.samples.append((out.stamp, out.labels.reshape(out.size), truth.labels.reshape(truth.size), conf))
         self._scored_stamps.add(out.stamp)
 
     def answered_triggers(self) -> int:
@@ -167,7 +142,7 @@ class OccupancyScorer:
             self.gt.clear()
 
 
-def _latency_summary(latencies: list[float]) -> dict:
+def latency_summary(latencies: list[float]) -> dict:
     if not latencies:
         return {}
     ms = np.asarray(latencies) * 1e3
@@ -175,7 +150,7 @@ def _latency_summary(latencies: list[float]) -> dict:
             "p90": float(np.percentile(ms, 90)), "max": float(ms.max())}
 
 
-def evaluate(bag: str | Path, output_topic: str = DEFAULT_OUTPUT_TOPIC, options: PlayOptions | None = None,
+def score_replay(bag: str | Path, output_topic: str = DEFAULT_OUTPUT_TOPIC, options: PlayOptions | None = None,
              gt_topic: str = OCCUPANCY_GT_TOPIC, drain_timeout: float = 10.0,
              session_name: str = "cigocc_bag_eval", keep_outputs: int = 0) -> EvalReport:
     """Replay `bag` (options as bag-play; paced on `output_topic` unless options say
@@ -221,7 +196,7 @@ def evaluate(bag: str | Path, output_topic: str = DEFAULT_OUTPUT_TOPIC, options:
     report.outputs_for_triggers = len(scorer.latencies)
     report.missing_stamps = scorer.missing
     report.mismatches = scorer.mismatches
-    report.latency_ms = _latency_summary(scorer.latencies)
+    report.latency_ms = latency_summary(scorer.latencies)
     report.pace_timeouts = stats.pace_timeouts
     report.replay_wall_s = stats.wall_duration_s
     report.interrupted = stats.interrupted
@@ -232,53 +207,3 @@ def evaluate(bag: str | Path, output_topic: str = DEFAULT_OUTPUT_TOPIC, options:
         report.metrics = {"iou": r["iou"], "miou": r["miou"], "precision": r["precision"], "recall": r["recall"],
                           "iou_per_class": {names[i]: float(v) for i, v in enumerate(r["iou_per_class"])}}
     return report
-
-
-# ------------------------------------------------------------------------------------------
-# CLI
-# ------------------------------------------------------------------------------------------
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_play_arguments(p)
-    p.add_argument("--output-topic", default=DEFAULT_OUTPUT_TOPIC, help="the node's SemanticOccupancy topic")
-    p.add_argument("--gt-topic", default=OCCUPANCY_GT_TOPIC, help="the bag's ground-truth SemanticOccupancy topic")
-    p.add_argument("--no-pace", action="store_true",
-                   help="replay at --rate without waiting for the node (frames it drops count as missing)")
-    p.add_argument("--drain-timeout", type=float, default=10.0,
-                   help="seconds to wait for the node's last outputs after the replay ends")
-    p.add_argument("--json", default="", help="write the report here as JSON")
-
-
-def _print_report(r: EvalReport) -> None:
-    print(f"frames: {r.frames_scored} scored of {r.frames_expected} with ground truth; "
-          f"outputs {r.outputs_received} (for {r.outputs_for_triggers} of {r.triggers} input frames)")
-    if r.latency_ms:
-        lat = r.latency_ms
-        print(f"latency ms: mean {lat['mean']:.1f}, median {lat['median']:.1f}, p90 {lat['p90']:.1f}, "
-              f"max {lat['max']:.1f}")
-    if r.metrics:
-        m = r.metrics
-        print(f"IoU {100 * m['iou']:.2f}  mIoU {100 * m['miou']:.2f}  precision {100 * m['precision']:.2f}  "
-              f"recall {100 * m['recall']:.2f}")
-    for text in r.mismatches[:5]:
-        print(f"not scored: {text}")
-    if r.pace_timeouts:
-        print(f"{r.pace_timeouts} input frames timed out waiting for the node")
-
-
-def run(args: argparse.Namespace) -> int:
-    opt = options_from_args(args)
-    if not args.no_pace and not opt.pace_topic:
-        opt.pace_topic = args.output_topic
-
-    def work() -> int:
-        report = evaluate(args.bag, args.output_topic, opt, args.gt_topic, args.drain_timeout)
-        _print_report(report)
-        if args.json:
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.json).write_text(json.dumps(report.to_json(), indent=2) + "\n")
-            print(f"wrote {args.json}")
-        if report.interrupted:
-            return 130
-        return 0 if report.frames_scored else 1
-
-    return run_guarded("bag-eval", work)

@@ -1,4 +1,4 @@
-"""`cigocc train`: optimise CIGOcc on a SemanticKITTI-layout dataset.
+"""Training CIGOcc on a SemanticKITTI-layout dataset (`cigocc train`: cigocc_ros/cli/train.py).
 
 One process, or many under `torchrun` (DistributedDataParallel; NCCL on GPUs, gloo on CPUs).
 The run folder holds:
@@ -13,13 +13,11 @@ and the loss curve of an uninterrupted run.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import random
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,12 +26,16 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from tqdm import tqdm
 
-from .config import ExperimentConfig, load_experiment, to_dict
-from .model.checkpoint import save_checkpoint
-from .model.cigocc import build_model
-from .model.losses import compute_losses
-from .train_state import load_state, save_state
+from ..config import ExperimentConfig, to_dict
+from ..data.dataset import SemanticKittiDataset, collate, dataset_root
+from ..device import autocast_for, resolve_device, to_device
+from ..model.checkpoint import load_weights, save_checkpoint
+from ..model.cigocc import build_model
+from ..model.losses import compute_losses
+from .evaluation import evaluate_model
+from .state import load_state, save_state
 
 
 # --------------------------------------------------------------------------------------------
@@ -58,18 +60,6 @@ def init_distributed(device: torch.device) -> DistInfo:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' requested but torch sees no CUDA device")
-        return torch.device("cuda", local_rank)
-    if name != "cpu":
-        raise ValueError(f"device must be auto, cuda or cpu, got {name!r}")
-    return torch.device("cpu")
 
 
 # --------------------------------------------------------------------------------------------
@@ -109,10 +99,6 @@ class SeededSamples:
         return self.dataset[index]
 
 
-def to_device(batch: dict, device: torch.device) -> dict:
-    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
-
-
 # --------------------------------------------------------------------------------------------
 # Optimisation
 # --------------------------------------------------------------------------------------------
@@ -144,12 +130,6 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: ExperimentConfig) -> torch.o
 
         return torch.optim.lr_scheduler.LambdaLR(opt, factor)
     raise ValueError(f"train.schedule must be onecycle or cosine, got {t.schedule!r}")
-
-
-def autocast_for(device: torch.device, amp: str):
-    if device.type != "cuda" or amp == "none":
-        return nullcontext()
-    return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,8 +170,6 @@ class Trainer:
                 "config": to_dict(self.cfg)}
 
     def resume(self, run_dir: str | Path) -> None:
-        from .model.checkpoint import load_weights
-
         run_dir = Path(run_dir)
         state = load_state(run_dir / "last.state.safetensors")
         if state["config"] != to_dict(self.cfg):
@@ -216,8 +194,6 @@ class Trainer:
 
     # -- steps ---------------------------------------------------------------------------
     def _batch(self, step: int) -> dict:
-        from .data.dataset import collate
-
         idx = sample_indices(len(self.train_samples.dataset), step, self.cfg.train.batch_size,
                              self.dist.world, self.dist.rank, self.cfg.train.seed)
         return to_device(collate([self.train_samples.get(i, step) for i in idx]), self.device)
@@ -241,11 +217,10 @@ class Trainer:
 
     def fit(self, steps: int | None = None, stop_at: int | None = None) -> list[dict]:
         """Train until cfg.train.steps (or `stop_at`, to simulate an interruption)."""
-        from tqdm import tqdm
-
         total = steps or self.cfg.train.steps
         end = min(total, stop_at) if stop_at is not None else total
         if self.dist.main and self.writer is None:
+            # Imported here: tensorboard's import costs seconds and only the main rank writes.
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(str(self.run_dir / "tb"))
         history = []
@@ -271,8 +246,6 @@ class Trainer:
         return history
 
     def validate(self) -> dict | None:
-        from .evaluate import evaluate_model
-
         if not self.dist.main:
             return None
         metrics = evaluate_model(self.model, self.val_set, self.cfg, self.device)
@@ -288,54 +261,18 @@ class Trainer:
         return metrics
 
 
-# --------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default="lite", help="config name (config/<name>.yaml) or path")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set train.steps=500 (repeatable)")
-    p.add_argument("--data", default="", help="dataset root (sequences/XX/...); default: data.root, "
-                   "else the default synthetic dataset (generated on first use)")
-    p.add_argument("--out", default="runs/train", help="run folder")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
-    p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
-    p.add_argument("--no-val", action="store_true", help="skip periodic validation")
-
-
-def dataset_root(cfg: ExperimentConfig, data_arg: str) -> tuple[ExperimentConfig, str]:
-    """The dataset folder to use, generating the default synthetic dataset when none is named."""
-    import dataclasses
-
-    from .data.synthetic import DEFAULT_SPLIT, default_dataset
-
-    if data_arg:
-        return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=data_arg)), data_arg
-    root = cfg.data.root
-    if root:
-        if not Path(root).is_dir():
-            # A checkpoint stores the data.root of the machine it was trained on.
-            raise FileNotFoundError(f"data.root {root} does not exist here: pass --data <folder with sequences/>")
-        return cfg, root
-    root = str(default_dataset())
-    data = dataclasses.replace(cfg.data, root=root, train_sequences=DEFAULT_SPLIT["train"],
-                               val_sequences=DEFAULT_SPLIT["val"])
-    return dataclasses.replace(cfg, data=data), root
-
-
-def run(args: argparse.Namespace) -> int:
-    from .data.dataset import SemanticKittiDataset
-
-    cfg = load_experiment(args.config, args.overrides)
-    cfg, _ = dataset_root(cfg, args.data)
-    device = resolve_device(args.device, int(os.environ.get("LOCAL_RANK", "0")))
-    info = init_distributed(device)
+def train(cfg: ExperimentConfig, run_dir: str | Path, data: str = "", device: str = "auto",
+          resume: bool = False, validate: bool = True) -> Trainer:
+    """A whole run: the dataset (`data`, else cfg.data.root, else the default synthetic one),
+    the process group under torchrun, `--resume` from `run_dir`, and training to cfg.train.steps."""
+    cfg, _ = dataset_root(cfg, data)
+    info = init_distributed(resolve_device(device, int(os.environ.get("LOCAL_RANK", "0"))))
     train_set = SemanticKittiDataset(cfg, "train")
-    val_set = None if args.no_val else SemanticKittiDataset(cfg, "val")
-    trainer = Trainer(cfg, args.out, train_set, val_set, device=args.device, dist_info=info)
-    if args.resume:
-        trainer.resume(args.out)
+    val_set = SemanticKittiDataset(cfg, "val") if validate else None
+    trainer = Trainer(cfg, run_dir, train_set, val_set, device=device, dist_info=info)
+    if resume:
+        trainer.resume(run_dir)
     trainer.fit()
     if info.world > 1:
         dist.destroy_process_group()
-    return 0
+    return trainer

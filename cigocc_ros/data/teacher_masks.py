@@ -1,4 +1,4 @@
-"""`cigocc make-masks`: offline teacher masks for the BCE distillation of the segmentation branch.
+"""Offline teacher masks (`cigocc make-masks`, cigocc_ros/cli/make_masks.py) for the BCE distillation of the segmentation branch.
 
 CIGOcc distils knowledge from SAM / Grounded-SAM into the segmentation branch; the teacher runs
 offline, once per frame, never on the vehicle. Two ways to give SAM's class-agnostic masks a
@@ -16,12 +16,15 @@ SAM and Grounding DINO are optional dependencies: `pip install segment-anything=
 """
 from __future__ import annotations
 
-import argparse
+import importlib
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-from .classes import IGNORE_LABEL, NUM_CLASSES, load_class_table
+from ..classes import IGNORE_LABEL, NUM_CLASSES, load_class_table
+from ..geometry import camera_from_calib, project
+from . import semantic_kitti as sk
 
 # Text prompts per class for Grounding DINO (SemanticKITTI names are not all good English).
 CLASS_PROMPTS = {
@@ -37,8 +40,6 @@ class MissingDependency(RuntimeError):
 
 
 def _require(module: str, pip_name: str):
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError:
@@ -112,12 +113,12 @@ class SamTeacher:
     def grounded_masks(self, image_rgb: np.ndarray, box_threshold: float = 0.3,
                        text_threshold: float = 0.25) -> tuple[list[np.ndarray], np.ndarray]:
         """Masks and their classes from one Grounding DINO prompt per class."""
+        # Only the optional Grounded-SAM path needs these (groundingdino is not a dependency).
+        import groundingdino.datasets.transforms as T
         import torch
         from PIL import Image
 
         gd, model = self.dino
-        import groundingdino.datasets.transforms as T
-
         tf = T.Compose([T.RandomResize([800], max_size=1333), T.ToTensor(),
                         T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
         img_t, _ = tf(Image.fromarray(image_rgb), None)
@@ -158,53 +159,26 @@ def teacher_mask_for_frame(teacher: SamTeacher, image_rgb: np.ndarray, uv: np.nd
     return masks_to_class_image(owner, label_masks_by_votes(owner, len(masks), uv, point_labels))
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("sequences", nargs="+", help="sequence folders (…/sequences/XX)")
-    p.add_argument("--sam-checkpoint", required=True, help="SAM checkpoint file (e.g. sam_vit_h_4b8939.pth)")
-    p.add_argument("--sam-model", default="vit_h", choices=["vit_h", "vit_l", "vit_b"])
-    p.add_argument("--grounding-dino-config", default="", help="Grounding DINO config (.py) for Grounded-SAM")
-    p.add_argument("--grounding-dino-checkpoint", default="", help="Grounding DINO weights")
-    p.add_argument("--points-per-side", type=int, default=32, help="SAM automatic-mask point grid")
-    p.add_argument("--every", type=int, default=5, help="every n-th frame (labelled frames: 5)")
-    p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
-    p.add_argument("--camera", default="auto", choices=["auto", "image_2", "image_0"])
-
-
-def run(args: argparse.Namespace) -> int:
-    import cv2
-    import torch
-    from tqdm import tqdm
-
-    from .data.semantic_kitti import read_calib, read_image, read_point_labels, read_scan
-    from .geometry import camera_from_calib, project
-    from .infer import sequence_frames
-
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        teacher = SamTeacher(args.sam_checkpoint, args.sam_model, device, args.points_per_side,
-                             args.grounding_dino_config, args.grounding_dino_checkpoint)
-    except MissingDependency as e:
-        print(f"error: {e}")
-        return 2
+def write_teacher_masks(teacher: SamTeacher, sequence: str | Path, camera: str = "auto", every: int = 5,
+                        progress: bool = True) -> Path:
+    """Teacher masks of every `every`-th frame of a sequence folder into its teacher_masks/;
+    frames with velodyne/ and labels/ give LiDAR votes. Returns the folder written."""
+    seq = sk.SequencePaths.at(sequence)
+    p_key, files = seq.camera_images(camera)
+    calib = sk.read_calib(seq.calib)
     lmap = load_class_table().learning_map
-    for seq in map(Path, args.sequences):
-        p_key, files = sequence_frames(seq, args.camera)
-        calib = read_calib(seq / "calib.txt")
-        out_dir = seq / "teacher_masks"
-        out_dir.mkdir(exist_ok=True)
-        for f in tqdm(files[:: max(1, args.every)], desc=f"masks {seq.name}", dynamic_ncols=True):
-            image = read_image(f)
-            if image.ndim == 2:
-                image = np.repeat(image[..., None], 3, axis=2)
-            uv = labels = None
-            scan, lab_file = seq / "velodyne" / f"{f.stem}.bin", seq / "labels" / f"{f.stem}.label"
-            if scan.is_file() and lab_file.is_file():
-                cam = camera_from_calib(calib[p_key], calib["Tr"], image.shape[:2])
-                pts = read_scan(scan)[:, :3]
-                raw, _ = read_point_labels(lab_file)
-                uv, z = project(pts, cam.K, cam.T_cam_grid)
-                front = z > 0.5
-                uv, labels = uv[front], lmap[np.minimum(raw[front], len(lmap) - 1)]
-            mask = teacher_mask_for_frame(teacher, image, uv, labels)
-            cv2.imwrite(str(out_dir / f"{f.stem}.png"), mask)
-    return 0
+    for f in tqdm(files[:: max(1, every)], desc=f"masks {seq.dir.name}", dynamic_ncols=True, disable=not progress):
+        image = sk.read_image(f)
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], 3, axis=2)
+        uv = labels = None
+        scan, lab_file = seq.scan(f.stem), seq.point_labels(f.stem)
+        if scan.is_file() and lab_file.is_file():
+            cam = camera_from_calib(calib[p_key], calib["Tr"], image.shape[:2])
+            pts = sk.read_scan(scan)[:, :3]
+            raw, _ = sk.read_point_labels(lab_file)
+            uv, z = project(pts, cam.K, cam.T_cam_grid)
+            front = z > 0.5
+            uv, labels = uv[front], lmap[np.minimum(raw[front], len(lmap) - 1)]
+        sk.write_teacher_mask(seq.teacher_mask(f.stem), teacher_mask_for_frame(teacher, image, uv, labels))
+    return seq.dir / "teacher_masks"

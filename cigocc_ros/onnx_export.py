@@ -18,6 +18,8 @@ The lift's `index_add_` becomes ScatterND with reduction "add" (opset >= 16).
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -137,10 +139,11 @@ def export_onnx(model: nn.Module, path: str | Path, stereo: bool = False, source
     table = default_decompositions()
     table[torch.ops.aten.linalg_inv_ex.default] = _inv_ex
     program = program.run_decompositions(table)
-    onnx_program = torch.onnx.export(
-        program, args, opset_version=OPSET, verbose=False,
-        input_names=list(INPUTS_STEREO if stereo else INPUTS_MONO), output_names=list(names),
-        custom_translation_table={torch.ops.aten.grid_sampler_3d.default: _grid_sampler_3d})
+    with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress steps
+        onnx_program = torch.onnx.export(
+            program, args, opset_version=OPSET, verbose=False,
+            input_names=list(INPUTS_STEREO if stereo else INPUTS_MONO), output_names=list(names),
+            custom_translation_table={torch.ops.aten.grid_sampler_3d.default: _grid_sampler_3d})
     proto = onnx_program.model_proto
     meta = {"format": FORMAT, "config": json.dumps(to_dict(cfg)), "outputs": json.dumps(names),
             "source": str(source), "torch": torch.__version__}

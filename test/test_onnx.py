@@ -145,3 +145,14 @@ def test_shipped_lite_export_parity_on_a_real_frame(tmp_path, kitti_samples, cap
                                  calib=str(seq / "calib.txt"), camera="auto", out=str(tmp_path / "inf"),
                                  device="cpu", every=1, no_render=True))
     assert (tmp_path / "inf" / f"{frame.stem}.label").is_file()
+
+
+def test_export_command_refuses_bad_arguments_with_one_line(tmp_path):
+    from cigocc_ros.cli import export
+
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"x" * 64)
+    with pytest.raises(SystemExit, match="must name a .onnx file"):
+        export.run(argparse.Namespace(weights="", onnx=str(tmp_path / "m.txt"), stereo=False, no_check=True))
+    with pytest.raises(SystemExit, match="not a safetensors checkpoint"):
+        export.run(argparse.Namespace(weights=str(bad), onnx=str(tmp_path / "m.onnx"), stereo=False, no_check=True))

@@ -150,6 +150,9 @@ def _ort_session(path: str | Path, device: torch.device, threads: int):
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
+    # ONNX Runtime's workers spin for a while after each run by default: CPU taken from the
+    # node's other threads (and from torch in a side-by-side benchmark) for no gain at 2-10 Hz.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), options, providers=providers)
     except Exception as e:  # onnxruntime raises its own exception types for bad files

@@ -139,6 +139,24 @@ class DataConfig:
     teacher_masks: str = "teacher_masks"  # sub-folder of each sequence written by make-masks
     flip_prob: float = 0.5
     color_jitter: float = 0.2
+    # Sim-to-real augmentation of training samples (cigocc_ros/data/augment.py); 0 disables each.
+    exposure: float = 0.0  # stops: the image times 2**U(-e, e)
+    gamma: float = 0.0  # the image to the power exp(U(-g, g))
+    white_balance: float = 0.0  # per-channel gains in [1 - w, 1 + w]
+    blur_prob: float = 0.0  # probability of a Gaussian blur ...
+    blur_sigma: float = 1.5  # ... of sigma U(0.3, blur_sigma) pixels
+    noise_std: float = 0.0  # Gaussian pixel noise of sigma U(0, noise_std) (image in [0, 1])
+    scale_range: tuple[float, float] = (1.0, 1.0)  # rescale the frame (K with it) by U(lo, hi)
+    crop_shift: tuple[int, int] = (0, 0)  # move the crop window by up to (rows, cols) pixels
+    stereo_drop: float = 0.0  # probability a training sample's stereo depth is left out (mono)
+    # Real frames with targets from `cigocc make-targets`, mixed into training (docs/real-frames.md).
+    real_root: str = ""  # a folder holding sequences/XX/ written by make-targets; "" = none
+    real_train_sequences: tuple[str, ...] = ()
+    real_val_sequences: tuple[str, ...] = ()  # validation on real frames instead of val_sequences
+    real_share: float = 0.5  # share of training samples drawn from real frames
+    # Keep each frame's decoded targets and stereo depth in memory after first use (about
+    # 4.5 MB a frame): training reads every frame many times; the sample loop is in-process.
+    cache: bool = False
     num_workers: int = 2
 
 
@@ -343,11 +361,27 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     return CONFIG_DIR / f"{name_or_path}.yaml"
 
 
-def load_experiment(name_or_path: str | Path = "lite", overrides: tuple[str, ...] | list[str] = ()) -> ExperimentConfig:
-    """Load config/<name>.yaml (or a path) with dotted `overrides` applied."""
+def merge_sections(base: dict, overlay: dict) -> dict:
+    """`overlay` merged into `base` recursively (mappings merge, any other value replaces)."""
+    out = dict(base)
+    for k, v in overlay.items():
+        out[k] = merge_sections(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_experiment(name_or_path: str | Path = "lite", overrides: tuple[str, ...] | list[str] = (),
+                    overlays: tuple[str, ...] | list[str] = ()) -> ExperimentConfig:
+    """Load config/<name>.yaml (or a path), merge the `overlays` (YAML files or config names
+    holding some sections, in order), then apply dotted `overrides`."""
     path = resolve_config_path(name_or_path)
-    data = apply_overrides(_read_yaml(path), list(overrides))
-    return from_dict(ExperimentConfig, data, str(path))
+    data = _read_yaml(path)
+    where = [str(path)]
+    for ov in overlays:
+        ov_path = resolve_config_path(ov)
+        data = merge_sections(data, _read_yaml(ov_path))
+        where.append(str(ov_path))
+    data = apply_overrides(data, list(overrides))
+    return from_dict(ExperimentConfig, data, " + ".join(where))
 
 
 def load_node_config(path: str | Path | None = None, overrides: dict | None = None) -> NodeConfig:

@@ -99,17 +99,24 @@ def rotation_vector(R: np.ndarray) -> np.ndarray:
     return vee if angle < 1e-9 else vee * (angle / np.sin(angle))
 
 
-def crop_or_pad(image: np.ndarray, K: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def crop_or_pad(image: np.ndarray, K: np.ndarray, size: tuple[int, int],
+                shift: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
     """Fit an (H, W, ...) image to `size` = (h, w) without resampling.
 
     Rows: keep the bottom h rows (the road and the objects on it; the sky carries no voxels),
-    or pad zeros at the top. Columns: keep / pad symmetrically about the centre. Returns the new
-    image and the K (3, 3) that keeps every pixel's ray unchanged.
+    or pad zeros at the top. Columns: keep / pad symmetrically about the centre. `shift`
+    (rows, cols) moves that window (training augmentation), kept inside the image along an
+    axis the image covers. Returns the new image and the K (3, 3) that keeps every pixel's ray
+    unchanged.
     """
     H, W = image.shape[:2]
     h, w = size
-    top = H - h  # > 0 crops rows from the top, < 0 pads
-    left = (W - w) // 2
+    top = H - h + shift[0]  # > 0 crops rows from the top, < 0 pads
+    left = (W - w) // 2 + shift[1]
+    if H >= h:
+        top = min(max(top, 0), H - h)
+    if W >= w:
+        left = min(max(left, 0), W - w)
     out = np.zeros((h, w) + image.shape[2:], dtype=image.dtype)
     src_r0, dst_r0 = max(top, 0), max(-top, 0)
     src_c0, dst_c0 = max(left, 0), max(-left, 0)

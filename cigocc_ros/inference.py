@@ -316,16 +316,29 @@ def default_weights() -> Path:
         return local
 
 
-def predict_images(predictor: Predictor, files: list[Path], calib: dict[str, np.ndarray], p_key: str = "P2"):
+def predict_images(predictor: Predictor, files: list[Path], calib: dict[str, np.ndarray], p_key: str = "P2",
+                   right_files: list[Path] | None = None, right_key: str = "P3"):
     """Yield (file, image (H, W, 3) uint8 RGB, Prediction) for KITTI image files of the camera
-    whose calib.txt projection is `p_key` (grayscale images are repeated to three channels)."""
-    # Reading files needs OpenCV; the Predictor itself needs only torch and numpy (bench/ runs it
-    # on machines without OpenCV), so the file reader is imported here.
+    whose calib.txt projection is `p_key` (grayscale images are repeated to three channels).
+    With `right_files` (one per file, projection `right_key`), each pair's StereoSGBM depth
+    (default parameters, cigocc_ros/stereo.py) is the network's external depth: the node's
+    stereo mode."""
+    # Reading files and stereo matching need OpenCV; the Predictor itself needs only torch and
+    # numpy (bench/ runs it on machines without OpenCV), so they are imported here.
     from .data import semantic_kitti as sk
+    from .geometry import stereo_baseline
 
-    for f in files:
+    stereo = None
+    for i, f in enumerate(files):
         image = sk.read_image(f)
         if image.ndim == 2:  # grayscale KITTI: the network takes three channels
             image = np.repeat(image[..., None], 3, axis=2)
         cam = camera_from_calib(calib[p_key], calib["Tr"], image.shape[:2])
-        yield f, image, predictor.predict(image, cam.K, cam.T_cam_grid)
+        depth = None
+        if right_files is not None:
+            if stereo is None:
+                from .stereo import StereoDepth
+
+                stereo = StereoDepth(cam.K[0, 0], stereo_baseline(calib[p_key], calib[right_key]))
+            depth = stereo(image, sk.read_image(right_files[i]))
+        yield f, image, predictor.predict(image, cam.K, cam.T_cam_grid, depth=depth)

@@ -44,3 +44,14 @@ def make_batch(cfg: ExperimentConfig, B: int = 1, targets: bool = False, depth: 
         dt = torch.rand(B, H, W, generator=g) * 50 + 3
         batch["depth_target"] = torch.where(torch.rand(B, H, W, generator=g) < 0.2, dt, torch.zeros_like(dt))
     return batch
+
+
+def tiny_checkpoint(path, name: str = "lite", seed: int = 0):
+    """Write a randomly initialised tiny model (tiny_config) as a checkpoint at `path`."""
+    from cigocc_ros.model.checkpoint import save_checkpoint
+    from cigocc_ros.model.cigocc import build_model
+
+    torch.manual_seed(seed)
+    cfg = tiny_config(name)
+    save_checkpoint(path, build_model(cfg), cfg)
+    return path

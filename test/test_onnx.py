@@ -141,10 +141,15 @@ def test_shipped_lite_export_parity_on_a_real_frame(tmp_path, kitti_samples, cap
     assert (a.labels > 0).mean() > 0.01  # a real prediction, not an empty grid
     # `cigocc infer --backend onnxruntime` on that frame writes the same labels.
     frame = sorted((seq / "image_2").glob("*.png"))[0]
-    infer.run(argparse.Namespace(inputs=[str(frame)], weights=str(out), backend="onnxruntime",
-                                 calib=str(seq / "calib.txt"), camera="auto", out=str(tmp_path / "inf"),
-                                 device="cpu", every=1, no_render=True))
+    args = dict(inputs=[str(frame)], weights=str(out), backend="onnxruntime", calib=str(seq / "calib.txt"),
+                camera="auto", out=str(tmp_path / "inf"), device="cpu", every=1, no_render=True, stereo=False,
+                right=None)
+    assert infer.run(argparse.Namespace(**args)) == 0
     assert (tmp_path / "inf" / f"{frame.stem}.label").is_file()
+    # The mono export refuses stereo input with one error line (exit 2), not a traceback.
+    right = seq / "image_3" / frame.name
+    assert infer.run(argparse.Namespace(**{**args, "right": [str(right)], "stereo": True})) == 2
+    assert "exported without a depth input" in capsys.readouterr().err
 
 
 def test_export_command_refuses_bad_arguments_with_one_line(tmp_path):

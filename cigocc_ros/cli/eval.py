@@ -19,6 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="", help="dataset root; default: the checkpoint's data.root, "
                    "else the default synthetic dataset")
     p.add_argument("--split", default="val", choices=["train", "val", "test"])
+    p.add_argument("--sequences", nargs="+", default=None, help="score these sequences of --data as "
+                   "the split (e.g. the real held-out 07 of a make-targets folder)")
     p.add_argument("--device", default="auto", type=device_name, help=DEVICE_HELP)
     p.add_argument("--out", default="", help="metrics JSON path (default: next to the checkpoint)")
     p.add_argument("--submission", default="", help="also write submission .label files here")
@@ -28,11 +30,12 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.checkpoint) == bool(args.predictions):
         raise SystemExit("give either a checkpoint or --predictions")
     if args.predictions:
-        result = evaluate_submission(args.predictions, args.config, args.split, args.data)
+        result = evaluate_submission(args.predictions, args.config, args.split, args.data,
+                                     sequences=args.sequences)
         default_out = Path(args.predictions) / f"{args.split}.metrics.json"
     else:
         result = evaluate_checkpoint(args.checkpoint, args.split, args.data, args.device,
-                                     submission_dir=args.submission or None)
+                                     submission_dir=args.submission or None, sequences=args.sequences)
         default_out = Path(args.checkpoint).with_suffix(f".{args.split}.metrics.json")
     out = Path(args.out) if args.out else default_out
     out.parent.mkdir(parents=True, exist_ok=True)

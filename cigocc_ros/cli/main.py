@@ -13,6 +13,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "the main job: synthetic data -> bag -> node -> scored occupancy + PNGs"),
     "train": ("train", "train CIGOcc (one process, or DDP under torchrun)"),
     "eval": ("eval", "score a checkpoint on a split with the official SSC metric"),
+    "make-targets": ("make_targets", "voxel targets from labelled LiDAR scans (SemanticKITTI's recipe)"),
+    "lidar-report": ("lidar_report", "quality on real frames against their labelled LiDAR scans, beside trivial predictors"),
     "infer": ("infer", "predict occupancy for images or a sequence; write labels and PNGs"),
     "export": ("export", "export a checkpoint to ONNX (for ONNX Runtime / TensorRT)"),
     "make-masks": ("make_masks", "teacher masks from SAM / Grounded-SAM (optional deps)"),

@@ -3,8 +3,10 @@ docs/training.md for the run folder and `--resume`)."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..config import load_experiment
+from ..model.checkpoint import CheckpointError
 from ..training.trainer import train
 from .args import DEVICE_HELP, device_name
 
@@ -16,12 +18,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="", help="dataset root (sequences/XX/...); default: data.root, "
                    "else the default synthetic dataset (generated on first use)")
     p.add_argument("--out", default="runs/train", help="run folder")
+    p.add_argument("--overlay", dest="overlays", action="append", default=[], metavar="YAML",
+                   help="a YAML of config sections merged over --config before --set (e.g. "
+                   "config/real.yaml: the real-frame fine-tune's data section; repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    p.add_argument("--init", default="", metavar="CKPT", help="start from these weights (fine-tune; "
+                   "the checkpoint must fit the config's model section)")
     p.add_argument("--device", default="auto", type=device_name, help=DEVICE_HELP)
     p.add_argument("--no-val", action="store_true", help="skip periodic validation")
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_experiment(args.config, args.overrides)
-    train(cfg, args.out, data=args.data, device=args.device, resume=args.resume, validate=not args.no_val)
+    cfg = load_experiment(args.config, args.overrides, args.overlays)
+    try:
+        train(cfg, args.out, data=args.data, device=args.device, resume=args.resume, validate=not args.no_val,
+              init=args.init)
+    except CheckpointError as e:  # --init / --resume weights that do not fit: a user mistake
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0

@@ -19,6 +19,7 @@ from ..classes import IGNORE_LABEL
 from ..config import ConfigError, ExperimentConfig
 from ..geometry import camera_from_calib, crop_or_pad, flip_horizontal, project, stereo_baseline
 from ..stereo import StereoDepth
+from . import augment
 from . import semantic_kitti as sk
 from .synthetic import DEFAULT_SPLIT, default_dataset
 
@@ -134,6 +135,7 @@ class SemanticKittiDataset(Dataset):
             raise FileNotFoundError(
                 f"no {split} frames under {self.root}/sequences/ (looked for {', '.join(sequences)})")
         self._stereo: dict[str, StereoDepth] = {}
+        self._cache: dict[tuple, object] = {}
 
     def _frames(self, paths: sk.SequencePaths) -> list[str]:
         labelled = paths.frames("voxels", ".label")
@@ -153,51 +155,69 @@ class SemanticKittiDataset(Dataset):
         """(sequence, 6-digit frame) of sample `index`."""
         return self.samples[index]
 
+    def target(self, index: int) -> np.ndarray | None:
+        """(X, Y, Z) uint8 SSC target (labels 0..19, 255 ignored) of sample `index` straight
+        from its voxel files, without image or augmentation; None if it has no labels."""
+        seq, frame = self.samples[index]
+        stem = sk.SequencePaths(self.root, seq).voxel_stem(frame)
+        if not Path(f"{stem}.label").is_file():
+            return None
+        return sk.read_voxel_target(stem, tuple(self.cfg.grid.size), self.cfg.data.legacy_voxel_shift)
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         seq, frame = self.samples[index]
         paths = sk.SequencePaths(self.root, seq)
         calib = self._calib[seq]
-        data, grid = self.cfg.data, self.cfg.grid
+        data = self.cfg.data
         out_size = tuple(self.cfg.model.image_size)
 
         image = sk.read_image(paths.image(frame, self.camera_index))
         H, W = image.shape[:2]
         cam = camera_from_calib(calib[f"P{self.camera_index}"], calib["Tr"], (H, W))
-        img, K = crop_or_pad(image, cam.K, out_size)
         T = cam.T_cam_grid
-        in_image = crop_or_pad(np.ones((H, W), dtype=bool), cam.K, out_size)[0]
+        rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,)).item())) if self.augment else None
         arrays: dict[str, np.ndarray] = {}
 
-        stem = paths.voxel_stem(frame)
-        if Path(f"{stem}.label").is_file():
-            target = sk.read_voxel_target(stem, tuple(grid.size), data.legacy_voxel_shift)
-            arrays["target"] = target
-            for ds in self.target_scales:
-                arrays[f"target_{ds}"] = sk.downsample_labels(target, ds)
-        scan_path = paths.scan(frame)
-        if data.depth_targets and scan_path.is_file():
-            arrays["depth_target"] = lidar_depth_map(sk.read_scan(scan_path), K, T, out_size)
+        # Per-pixel maps at the full image size, cropped (and rescaled) with the image below.
+        maps: dict[str, np.ndarray] = {"in_image": np.ones((H, W), dtype=np.uint8)}
         mask_path = paths.teacher_mask(frame, data.teacher_masks)
         if mask_path.is_file():
             mask = sk.read_teacher_mask(mask_path)
             if mask.shape != (H, W):
                 raise sk.DataFormatError(f"{mask_path}: teacher mask is {mask.shape}, image is {(H, W)}")
-            teacher = crop_or_pad(mask, cam.K, out_size)[0]
-            teacher[~in_image] = IGNORE_LABEL
-            arrays["teacher"] = teacher
-        if data.stereo:
-            right = sk.read_image(paths.image(frame, 3))
-            arrays["depth"] = crop_or_pad(self._stereo_for(seq, cam.K[0, 0])(image, right), cam.K, out_size)[0]
+            maps["teacher"] = mask
+        if data.stereo and not (rng is not None and data.stereo_drop > 0 and rng.random() < data.stereo_drop):
+            maps["depth"] = self._cached(("stereo", seq, frame), lambda: self._stereo_for(seq, cam.K[0, 0])(
+                image, sk.read_image(paths.image(frame, 3))))
+        K_full, shift = cam.K, (0, 0)
+        if rng is not None and augment.geometric_enabled(data):
+            scale, dr, dc = augment.draw_geometry(data, rng)
+            shift = (dr, dc)
+            if scale != 1.0:
+                image, K_full, maps = augment.rescale(image, K_full, maps, scale)
+        img, K = crop_or_pad(image, K_full, out_size, shift)
+        maps = {key: crop_or_pad(m, K_full, out_size, shift)[0] for key, m in maps.items()}
+        if "teacher" in maps:
+            maps["teacher"][maps["in_image"] == 0] = IGNORE_LABEL
+            arrays["teacher"] = maps["teacher"]
+        if "depth" in maps:
+            arrays["depth"] = maps["depth"]
+
+        arrays.update(self._cached(("targets", seq, frame), lambda: self._targets(index)))
+        scan_path = paths.scan(frame)
+        if data.depth_targets and scan_path.is_file():
+            arrays["depth_target"] = lidar_depth_map(sk.read_scan(scan_path), K, T, out_size)
 
         rgb = img.astype(np.float32) / 255.0
-        if self.augment:
-            rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,)).item()))
+        if rng is not None:
             if rng.random() < data.flip_prob:
                 rgb, K, F = flip_horizontal(rgb, K)
                 T = F @ T @ np.diag([1.0, -1.0, 1.0, 1.0])  # mirror the grid's y with the image
                 # (X, Y, Z) volumes flip their Y axis, (H, W) maps their columns: both axis 1.
                 arrays = {key: a[:, ::-1] for key, a in arrays.items()}
             rgb = color_jitter(rgb, data.color_jitter, rng)
+            if augment.photometric_enabled(data):
+                rgb = augment.photometric(rgb, data, rng)
 
         item = {
             "img": torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))),
@@ -213,6 +233,22 @@ class SemanticKittiDataset(Dataset):
         if "depth" in arrays:
             item["depth"] = torch.from_numpy(np.ascontiguousarray(arrays["depth"], dtype=np.float32))[None]
         return item
+
+    def _targets(self, index: int) -> dict[str, np.ndarray]:
+        """{target, target_d...} (X, Y, Z) uint8 of sample `index`; {} without labels."""
+        target = self.target(index)
+        if target is None:
+            return {}
+        return {"target": target, **{f"target_{ds}": sk.downsample_labels(target, ds) for ds in self.target_scales}}
+
+    def _cached(self, key: tuple, make):
+        """make() once per key with data.cache (the arrays are never modified in place:
+        augmentation makes new ones), else every time."""
+        if not self.cfg.data.cache:
+            return make()
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
 
     def _stereo_for(self, seq: str, fx: float) -> StereoDepth:
         if seq not in self._stereo:

@@ -179,6 +179,18 @@ def read_image(path: PathLike, rgb: bool = True) -> np.ndarray:
     return img
 
 
+def image_size(path: PathLike) -> tuple[int, int]:
+    """(H, W) of an image file without decoding it (PNG header; other formats are decoded)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(f"image not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+    return read_image(path, rgb=False).shape[:2]
+
+
 def write_image(path: PathLike, image: np.ndarray) -> None:
     """Write an (H, W) grayscale or (H, W, 3) RGB uint8 image as PNG (lossless)."""
     img = np.asarray(image)

@@ -29,6 +29,7 @@ from ..classes import load_class_table
 from ..config import GridConfig
 from ..geometry import CameraModel, camera_from_calib, voxel_centers
 from . import semantic_kitti as sk
+from .ray_march import march_cells as _march_cells
 from .raycast import GROUND, SKY, camera_blocks, cast, lidar_blocks, surface_normals
 from .synthetic_scene import (
     BOX,
@@ -196,28 +197,6 @@ class VoxelTruth:
     invalid: np.ndarray  # bool: never observed over the sequence
     occluded: np.ndarray  # bool: not observed by this frame's scan
     occupancy: np.ndarray  # bool: this frame's scan voxelised (the `.bin` input)
-
-
-def _march_cells(origin: np.ndarray, dirs: np.ndarray, t: np.ndarray, step: float, grid_origin: np.ndarray,
-                 cell: float, shape: tuple[int, int, int], end: bool = True) -> np.ndarray:
-    """Flat indices (M,) of the cells of a grid (corner `grid_origin`, cubic cells of `cell`
-    metres, `shape`) met every `step` metres along rays origin + s * dirs, s in [0, t], and at
-    s = t itself with `end` (dirs (N, 3), t (N,) finite). Samples outside the grid are dropped."""
-    t = np.maximum(t, 0.0)
-    n = (np.floor(t / step) + (2 if end else 1)).astype(np.int32)
-    ray = np.repeat(np.arange(len(t), dtype=np.int32), n)
-    k = np.arange(int(n.sum()), dtype=np.int32) - np.repeat((np.cumsum(n) - n).astype(np.int32), n)
-    s = np.minimum(k.astype(np.float32) * np.float32(step / cell), (t / cell).astype(np.float32)[ray])
-    if int(np.prod(shape)) >= 2**31:
-        raise ValueError(f"grid {shape} too large for int32 cell indices")
-    flat = np.zeros(len(s), np.int32)
-    ok = np.ones(len(s), dtype=bool)
-    for a in range(3):
-        o = np.float32((origin[a] - grid_origin[a]) / cell)
-        ia = np.floor(o + dirs[:, a].astype(np.float32)[ray] * s).astype(np.int32)
-        ok &= ia.view(np.uint32) < shape[a]  # negative indices wrap to huge values
-        flat = flat * np.int32(shape[a]) + ia
-    return flat[ok]
 
 
 class _Visibility:

@@ -5,6 +5,7 @@ uint16 raw ids). `cigocc eval` (cigocc_ros/cli/eval.py) is the command around it
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,16 @@ def evaluate_predictions(pred_root: str | Path, dataset) -> dict:
     return metric.summary()
 
 
+def with_split_sequences(cfg: ExperimentConfig, split: str, sequences: tuple[str, ...] | list[str] | None
+                         ) -> ExperimentConfig:
+    """cfg whose `split` reads `sequences` instead (e.g. the real held-out 07 of a make-targets
+    folder); unchanged when sequences is empty."""
+    if not sequences:
+        return cfg
+    key = {"train": "train_sequences", "val": "val_sequences", "test": "test_sequences"}[split]
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **{key: tuple(sequences)}))
+
+
 @dataclass
 class EvalResult:
     metrics: dict  # SSCMetric.summary()
@@ -68,20 +79,24 @@ class EvalResult:
 
 
 def evaluate_checkpoint(checkpoint: str | Path, split: str = "val", data: str = "", device: str = "auto",
-                        submission_dir: str | Path | None = None, progress: bool = True) -> EvalResult:
+                        submission_dir: str | Path | None = None, progress: bool = True,
+                        sequences: tuple[str, ...] | None = None) -> EvalResult:
     """Score a checkpoint on `split` of `data` (default: its data.root, else the default
-    synthetic dataset)."""
+    synthetic dataset); `sequences` replaces the split's sequences."""
     dev = resolve_device(device)
     model, _ = load_checkpoint(checkpoint, map_location=dev)
     cfg, root = dataset_root(model.cfg, data)
+    cfg = with_split_sequences(cfg, split, sequences)
     dataset = SemanticKittiDataset(cfg, split, augment=False)
     metrics = evaluate_model(model.to(dev), dataset, cfg, dev, submission_dir=submission_dir, progress=progress)
     return EvalResult(metrics, root, len(dataset))
 
 
 def evaluate_submission(pred_root: str | Path, config: str = "lite", split: str = "val",
-                        data: str = "") -> EvalResult:
-    """Score submission files under `pred_root` against `split` of the dataset of `config`."""
+                        data: str = "", sequences: tuple[str, ...] | None = None) -> EvalResult:
+    """Score submission files under `pred_root` against `split` of the dataset of `config`
+    (`sequences` replaces the split's sequences)."""
     cfg, root = dataset_root(load_experiment(config), data)
+    cfg = with_split_sequences(cfg, split, sequences)
     dataset = SemanticKittiDataset(cfg, split, augment=False)
     return EvalResult(evaluate_predictions(pred_root, dataset), root, len(dataset))

@@ -29,7 +29,8 @@ from torch import nn
 from tqdm import tqdm
 
 from ..config import ExperimentConfig, to_dict
-from ..data.dataset import SemanticKittiDataset, collate, dataset_root
+from ..data.dataset import collate, dataset_root
+from ..data.mixed import training_sets
 from ..device import autocast_for, resolve_device, to_device
 from ..model.checkpoint import load_weights, save_checkpoint
 from ..model.cigocc import build_model
@@ -262,16 +263,19 @@ class Trainer:
 
 
 def train(cfg: ExperimentConfig, run_dir: str | Path, data: str = "", device: str = "auto",
-          resume: bool = False, validate: bool = True) -> Trainer:
-    """A whole run: the dataset (`data`, else cfg.data.root, else the default synthetic one),
-    the process group under torchrun, `--resume` from `run_dir`, and training to cfg.train.steps."""
+          resume: bool = False, validate: bool = True, init: str | Path = "") -> Trainer:
+    """A whole run: the dataset (`data`, else cfg.data.root, else the default synthetic one;
+    plus real frames with data.real_root, data/mixed.py), the process group under torchrun,
+    `--resume` from `run_dir` or weights from `init` (fine-tuning), and training to cfg.train.steps."""
     cfg, _ = dataset_root(cfg, data)
     info = init_distributed(resolve_device(device, int(os.environ.get("LOCAL_RANK", "0"))))
-    train_set = SemanticKittiDataset(cfg, "train")
-    val_set = SemanticKittiDataset(cfg, "val") if validate else None
+    train_set, val_set = training_sets(cfg, with_val=validate)
     trainer = Trainer(cfg, run_dir, train_set, val_set, device=device, dist_info=info)
     if resume:
         trainer.resume(run_dir)
+    elif init:
+        load_weights(trainer.model, init, map_location=trainer.device)
+        trainer.log(f"initialised from {init}")
     trainer.fit()
     if info.world > 1:
         dist.destroy_process_group()

@@ -1,6 +1,8 @@
 """The paper's ablation on our synthetic data: the full model against the model without the
 segmentation branch, without teacher-mask distillation, and without the depth branch, each
-trained with the same split, steps, seed and schedule, then scored on the held-out sequence.
+trained with the same split, steps, seed and schedule, then scored on the held-out sequence
+beside the controls `cigocc eval` prints (shuffled image per variant; flat ground and the
+voxel prior of the training frames once).
 
 The 2-core CPU cannot train four full-grid models in a working day, so this runs at a coarser
 grid: the default synthetic dataset's targets downsampled 1:4 by the benchmark's rule (64x64x8
@@ -80,15 +82,22 @@ def main() -> int:
         subprocess.run([sys.executable, "-m", "cigocc_ros.cli", "eval", str(run / "last.safetensors"),
                         "--data", str(data), "--split", "val", "--out", str(metrics)], check=True)
         m = json.loads(metrics.read_text())
+        # `cigocc eval` scores the controls on the same frames (cigocc_ros/controls.py).
         results[name] = {"iou": m["iou"], "miou": m["miou"], "train_s": round(train_s, 1),
-                         "overrides": VARIANTS[name]}
+                         "overrides": VARIANTS[name],
+                         "controls": {k: {"iou": c["iou"], "miou": c["miou"]} for k, c in m["controls"].items()}}
         print(f"{name}: IoU {m['iou']:.2f} mIoU {m['miou']:.2f} ({train_s:.0f} s)", flush=True)
     (out / "ablation.json").write_text(json.dumps({"steps": args.steps, "factor": FACTOR,
                                                    "common_overrides": common[:-3], "results": results},
                                                   indent=2))
-    print("\n| variant | IoU | mIoU | training time |\n|---|---:|---:|---:|")
+    print("\n| variant | IoU | mIoU | shuffled-image IoU / mIoU | training time |\n|---|---:|---:|---:|---:|")
     for name, r in results.items():
-        print(f"| {name} | {r['iou']:.2f} | {r['miou']:.2f} | {r['train_s']:.0f} s |")
+        sh = r["controls"].get("shuffled image", {"iou": float("nan"), "miou": float("nan")})
+        print(f"| {name} | {r['iou']:.2f} | {r['miou']:.2f} | {sh['iou']:.2f} / {sh['miou']:.2f} | {r['train_s']:.0f} s |")
+    # The image-free controls do not depend on the variant: one row each.
+    for control, c in next(iter(results.values()))["controls"].items():
+        if control != "shuffled image":
+            print(f"| control: {control} | {c['iou']:.2f} | {c['miou']:.2f} | | |")
     return 0
 
 

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from cigocc_ros.data import synthetic as syn  # noqa: E402
-from cigocc_ros.data.synthetic_scene import make_scene  # noqa: E402
+from cigocc_ros.data.synthetic import make_scene, sensors  # noqa: E402
 from cigocc_ros.geometry import project  # noqa: E402
 
 
@@ -97,10 +97,10 @@ def main() -> int:
     ap.add_argument("--dataset", default="", help="also print the class frequencies of a written dataset "
                     "(e.g. data/synthetic), per split of DEFAULT_SPLIT")
     ap.add_argument("--lidar-noise", type=float, default=None,
-                    help=f"LiDAR range noise in metres (default {syn.LIDAR_RANGE_NOISE})")
+                    help=f"LiDAR range noise in metres (default {sensors.LIDAR_RANGE_NOISE})")
     args = ap.parse_args()
     if args.lidar_noise is not None:
-        syn.LIDAR_RANGE_NOISE = args.lidar_noise
+        sensors.LIDAR_RANGE_NOISE = args.lidar_noise
 
     if args.dataset:
         class_frequencies(Path(args.dataset))

@@ -146,7 +146,10 @@ def load_or_fit_prior(path: str | Path, targets_fn, source: dict) -> VoxelPrior:
         if prior is not None and prior.source == source:
             return prior
     prior = VoxelPrior.fit(targets_fn(), source)
-    prior.save(path)
+    try:
+        prior.save(path)
+    except OSError as e:  # a read-only dataset folder: use the prior, refit next time
+        print(f"note: cannot cache the voxel prior at {path}: {e}")
     return prior
 
 
@@ -208,6 +211,63 @@ def score_constant(volume: np.ndarray, targets: Iterable[np.ndarray], num_classe
     for t in targets:
         metric.add(volume, t)
     return metric.summary()
+
+
+def _targets(dataset):
+    """The targets (X, Y, Z) of a dataset with `target(i)` (SemanticKittiDataset), lazily,
+    skipping frames without labels."""
+    for i in range(len(dataset)):
+        t = dataset.target(i)
+        if t is not None:
+            yield t
+
+
+def prior_source(train, grid: GridConfig) -> dict:
+    """What a voxel prior fitted on `train` depends on (compared when a cached prior is reused)."""
+    return {"root": str(Path(train.root).resolve()), "frames": [list(s) for s in train.samples],
+            "grid": [list(grid.size), grid.voxel_size, list(grid.origin)]}
+
+
+def image_free_controls(train, val, grid: GridConfig, prior_path: str | Path | None = None) -> dict[str, dict]:
+    """SSCMetric summaries (percent) on `val` of the image-free controls:
+    'flat ground' (road at KITTI's LiDAR height, `flat_ground`) and, when `train` is given,
+    'voxel prior' (`VoxelPrior` of train's targets; cached at prior_path when given).
+    train / val: datasets with `target(i)`, `samples` and `root` (SemanticKittiDataset)."""
+    predictors = {"flat ground": flat_ground(grid)}
+    if train is not None:
+        if prior_path is None:
+            prior = VoxelPrior.fit(_targets(train), prior_source(train, grid))
+        else:
+            prior = load_or_fit_prior(prior_path, lambda: _targets(train), prior_source(train, grid))
+        predictors["voxel prior"] = prior.predict()
+    metrics = {name: SSCMetric() for name in predictors}
+    for t in _targets(val):
+        for name, vol in predictors.items():
+            metrics[name].add(vol, t)
+    return {name: m.summary() for name, m in metrics.items()}
+
+
+def control_checks(model: dict, controls: dict[str, dict]) -> list[str]:
+    """Lines comparing a model's summary with its controls' (issue 16's targets): mIoU against
+    twice the voxel prior's, IoU against every control's, and how much the shuffled image
+    costs in mIoU (a model that reads the image loses at least a third)."""
+    lines = []
+    prior = controls.get("voxel prior")
+    if prior is not None:
+        ratio = model["miou"] / prior["miou"] if prior["miou"] > 0 else float("inf")
+        lines.append(f"mIoU {model['miou']:.2f} = {ratio:.2f}x the voxel prior's {prior['miou']:.2f} "
+                     f"(target >= 2x): {'met' if ratio >= 2 else 'MISSED'}")
+    best = max(controls.items(), key=lambda kv: kv[1]["iou"], default=None)
+    if best is not None:
+        ok = all(model["iou"] > c["iou"] for c in controls.values())
+        lines.append(f"IoU {model['iou']:.2f} vs best control '{best[0]}' {best[1]['iou']:.2f} "
+                     f"(target: above every control): {'met' if ok else 'MISSED'}")
+    shuffled = controls.get("shuffled image")
+    if shuffled is not None and model["miou"] > 0:
+        drop = 1.0 - shuffled["miou"] / model["miou"]
+        lines.append(f"shuffled image mIoU {shuffled['miou']:.2f}: {100 * drop:.1f} % below the model's "
+                     f"(target >= 33.3 %): {'met' if drop >= 1 / 3 else 'MISSED'}")
+    return lines
 
 
 # --------------------------------------------------------------------------------------------

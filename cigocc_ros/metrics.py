@@ -89,16 +89,22 @@ class SSCMetric:
 def format_table(summary: dict, method: str = "CIGOcc (ours)") -> str:
     """The papers' table from SSCMetric.summary() (percent): precision, recall, IoU, mIoU, then
     the 19 classes in the papers' order."""
+    return format_rows([(method, summary)])
+
+
+def format_rows(rows: list[tuple[str, dict]]) -> str:
+    """The papers' table with one row per (method, SSCMetric.summary()) pair, columns aligned
+    (the model beside its controls)."""
     cols = ["Method", "Prec.", "Rec.", "IoU", "mIoU", *PAPER_ORDER]
-    vals = [method, *(f"{summary[k]:.2f}" for k in ("precision", "recall", "iou", "miou"))]
-    vals += [f"{summary['per_class'][c]:.2f}" for c in PAPER_ORDER]
-    widths = [max(len(c), len(v)) for c, v in zip(cols, vals, strict=True)]
+    table = [[method, *(f"{summary[k]:.2f}" for k in ("precision", "recall", "iou", "miou")),
+              *(f"{summary['per_class'][c]:.2f}" for c in PAPER_ORDER)] for method, summary in rows]
+    widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(cols)]
 
     def line(xs: list[str]) -> str:
         return "| " + " | ".join(x.rjust(w) for x, w in zip(xs, widths, strict=True)) + " |"
 
     rule = "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|"
-    return "\n".join([line(cols), rule, line(vals)])
+    return "\n".join([line(cols), rule, *(line(r) for r in table)])
 
 
 def _as_numpy(x) -> np.ndarray:

@@ -141,3 +141,50 @@ def test_dataset_target_matches_the_sample(tiny_dataset):
     ds = SemanticKittiDataset(tiny_config(tiny_dataset), "train", augment=False)
     for i in range(len(ds)):
         np.testing.assert_array_equal(ds.target(i), ds[i]["target"].numpy())
+
+
+class _Targets:
+    """A dataset stand-in with the attributes image_free_controls reads."""
+
+    def __init__(self, targets, root):
+        self.targets, self.root = targets, root
+        self.samples = [("00", f"{5 * i:06d}") for i in range(len(targets))]
+
+    def __len__(self):
+        return len(self.targets)
+
+    def target(self, i):
+        return self.targets[i]
+
+
+def test_image_free_controls_and_checks(tmp_path):
+    grid = GridConfig(size=(8, 8, 4), voxel_size=0.5, origin=(0.0, -2.0, -2.0))  # -1.73 in layer 0
+    train = []
+    for k in range(3):
+        t = np.zeros((8, 8, 4), np.uint8)
+        t[:, :, 0] = controls.ROAD
+        t[2:4, 2:4, 1:3] = 1  # a car always there
+        t[k, 7, 3] = IGNORE_LABEL
+        train.append(t)
+    val = [train[0].copy(), train[1].copy()]
+    val[1][5:7, 5:7, 1] = 13  # a building the prior never saw
+    path = tmp_path / "prior.npz"
+    out = controls.image_free_controls(_Targets(train, tmp_path), _Targets(val, tmp_path), grid, path)
+    assert set(out) == {"flat ground", "voxel prior"} and path.is_file()
+    assert out["voxel prior"]["per_class"]["car"] == pytest.approx(100.0)
+    assert out["voxel prior"]["per_class"]["building"] == 0.0
+    assert out["flat ground"]["per_class"]["road"] == pytest.approx(100.0)
+    assert out["flat ground"]["iou"] < out["voxel prior"]["iou"] < 100.0
+    assert set(controls.image_free_controls(None, _Targets(val, tmp_path), grid)) == {"flat ground"}
+
+    model = {"iou": 50.0, "miou": 10.0}
+    lines = controls.control_checks(model, {"voxel prior": {"iou": 40.0, "miou": 4.0},
+                                            "flat ground": {"iou": 45.0, "miou": 1.0},
+                                            "shuffled image": {"iou": 30.0, "miou": 6.0}})
+    assert lines[0].endswith("met") and "2.50x" in lines[0]
+    assert lines[1].endswith("met") and "flat ground" in lines[1]
+    assert lines[2].endswith("met") and "40.0 %" in lines[2]
+    worse = controls.control_checks({"iou": 42.0, "miou": 6.0}, {"voxel prior": {"iou": 40.0, "miou": 4.0},
+                                                                  "flat ground": {"iou": 45.0, "miou": 1.0},
+                                                                  "shuffled image": {"iou": 30.0, "miou": 5.0}})
+    assert all(line.endswith("MISSED") for line in worse)

@@ -37,6 +37,8 @@ def test_main_job_scores_the_shipped_weights(tmp_path, ros_env):
     assert report["frames_with_ground_truth"] == 2 == report["frames_scored"]
     assert report["outputs_received"] == 10  # paced replay: no frame dropped
     assert report["iou"] >= MIN_IOU and report["miou"] >= MIN_MIOU, report
+    # The controls are scored on the same frames (the voxel prior needs the default dataset).
+    assert {"shuffled image", "flat ground"} <= set(report["controls"]), report
     assert len(list(out.glob("frame_*.png"))) == 2
 
 

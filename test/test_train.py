@@ -49,6 +49,10 @@ def test_short_run_lowers_loss_then_eval_and_infer_load_the_checkpoint(tiny_data
     m = json.loads(out.read_text())
     assert m["frames"] == 2 and 0 <= m["iou"] <= 100 and 0 <= m["miou"] <= 100
     assert set(m["per_class"]) >= {"car", "road", "traffic-sign"}
+    # The controls are scored on the same frames; the prior of the train split is cached.
+    assert set(m["controls"]) == {"shuffled image", "flat ground", "voxel prior"}
+    assert all(0 <= c["iou"] <= 100 for c in m["controls"].values())
+    assert list((tiny_dataset / ".cigocc-controls").glob("prior-*.npz"))
     assert (tmp_path / "sub" / "sequences" / "01" / "predictions" / "000005.label").stat().st_size == 32 * 32 * 8 * 2
 
     seq = tiny_dataset / "sequences" / "01"

@@ -111,9 +111,12 @@ def frame_of_stamp(times: np.ndarray, start_time: float, stamp_ns: int) -> int:
 
 
 def run_demo(out: Path, weights: Path | None = None, sequence: str = "08", frames: int = 30, renders: int = 3,
-             device: str = "auto", timeout: float = 600.0) -> int:
+             device: str = "auto", timeout: float = 600.0, controls=None) -> int:
     """Steps 1-5 above, printing progress; the exit status (0 when every labelled frame was
-    scored). Writes the bag, node.log, report.json and frame_NNNNNN.png under `out`."""
+    scored). Writes the bag, node.log, report.json and frame_NNNNNN.png under `out`.
+    `controls(weights, root, sequence, before_frame, device, train_root) -> {name: summary}`
+    scores the controls on the same labelled frames (cli/demo.py passes
+    training.evaluation.sequence_controls); train_root is the default dataset when complete."""
     t0 = time.monotonic()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -180,10 +183,16 @@ def run_demo(out: Path, weights: Path | None = None, sequence: str = "08", frame
         print(f"      {png}  (image | ground truth | prediction | 3D prediction | costmap: "
               f"{(costs == 100).mean():.1%} lethal, {(costs == 0).mean():.1%} free)")
 
+    scored_controls = {}
+    if controls is not None:
+        print("      controls on the same labelled frames (offline)")
+        train_root = default_root() if dataset_complete(default_root()) else None
+        scored_controls = controls(weights, seq.root, sequence, frames, device, train_root)
     summary = {"weights": str(weights), "bag": str(bag), "frames_replayed": report.triggers,
                "frames_with_ground_truth": report.frames_expected, "frames_scored": report.frames_scored,
                "outputs_received": report.outputs_received, "latency_ms": report.latency_ms,
                "iou": 100 * report.metrics.get("iou", 0.0), "miou": 100 * report.metrics.get("miou", 0.0),
+               "controls": {k: {"iou": c["iou"], "miou": c["miou"]} for k, c in scored_controls.items()},
                "wall_s": round(time.monotonic() - t0, 1)}
     (out / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
     lat = report.latency_ms
@@ -192,5 +201,7 @@ def run_demo(out: Path, weights: Path | None = None, sequence: str = "08", frame
     if lat:
         print(f"latency image -> occupancy: median {lat['median']:.0f} ms, p90 {lat['p90']:.0f} ms")
     print(f"IoU {summary['iou']:.2f}   mIoU {summary['miou']:.2f}   ({summary['wall_s']} s in all)")
+    for name, c in scored_controls.items():
+        print(f"  control {name:>15}: IoU {c['iou']:.2f}   mIoU {c['miou']:.2f}")
     print(f"report: {out / 'report.json'}")
     return 0 if report.frames_scored == report.frames_expected and report.frames_expected else 1

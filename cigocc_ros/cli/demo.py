@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..bag.demo import run_demo
+from ..training.evaluation import sequence_controls
 from .args import DEVICE_HELP, device_name
 
 
@@ -21,4 +22,4 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     return run_demo(Path(args.out), Path(args.weights) if args.weights else None, args.sequence, args.frames,
-                    args.renders, args.device, args.timeout)
+                    args.renders, args.device, args.timeout, controls=sequence_controls)

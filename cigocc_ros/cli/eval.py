@@ -1,12 +1,14 @@
 """`cigocc eval`: score a checkpoint (or submission files) on a split with the official SSC
-metric; writes the metrics JSON and prints the papers' table (cigocc_ros.training.evaluation)."""
+metric; writes the metrics JSON and prints the papers' table with the controls scored on the
+same frames below the model (cigocc_ros.training.evaluation, cigocc_ros.controls)."""
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
 
-from ..metrics import format_table
+from ..controls import control_checks
+from ..metrics import format_rows
 from ..training.evaluation import evaluate_checkpoint, evaluate_submission
 from .args import DEVICE_HELP, device_name
 
@@ -24,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", type=device_name, help=DEVICE_HELP)
     p.add_argument("--out", default="", help="metrics JSON path (default: next to the checkpoint)")
     p.add_argument("--submission", default="", help="also write submission .label files here")
+    p.add_argument("--no-controls", action="store_true", help="skip the controls (shuffled image, "
+                   "flat ground, voxel prior of the training frames) printed beside the model")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,16 +35,20 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("give either a checkpoint or --predictions")
     if args.predictions:
         result = evaluate_submission(args.predictions, args.config, args.split, args.data,
-                                     sequences=args.sequences)
+                                     sequences=args.sequences, controls=not args.no_controls)
         default_out = Path(args.predictions) / f"{args.split}.metrics.json"
     else:
         result = evaluate_checkpoint(args.checkpoint, args.split, args.data, args.device,
-                                     submission_dir=args.submission or None, sequences=args.sequences)
+                                     submission_dir=args.submission or None, sequences=args.sequences,
+                                     controls=not args.no_controls)
         default_out = Path(args.checkpoint).with_suffix(f".{args.split}.metrics.json")
     out = Path(args.out) if args.out else default_out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"source": str(args.checkpoint or args.predictions), "data": result.data_root,
-                               "split": args.split, "frames": result.frames, **result.metrics}, indent=2))
-    print(format_table(result.metrics, "CIGOcc"))
+                               "split": args.split, "frames": result.frames, **result.metrics,
+                               "controls": result.controls}, indent=2))
+    print(format_rows([("CIGOcc", result.metrics), *result.controls.items()]))
+    for line in control_checks(result.metrics, result.controls):
+        print(line)
     print(f"metrics written to {out}")
     return 0

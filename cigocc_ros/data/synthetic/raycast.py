@@ -1,4 +1,4 @@
-"""Vectorised ray casting against the analytic solids of a synthetic scene and its ground plane.
+"""Vectorised ray casting against the analytic solids of a synthetic scene and its ground.
 
 Rays come in 2D bundles that share one origin: a camera's pixels (H, W) or a spinning LiDAR's
 (beams, azimuth steps). A cheap broad phase bounds every solid in the bundle's own 2D index
@@ -6,15 +6,22 @@ space (projected bounding box for a pinhole camera, elevation / azimuth interval
 each solid is intersected only with the rays of its block; the loop runs over solids, the rays
 of a block are one numpy expression. All coordinates are in the scene's map frame.
 
-Hit ids: >= 0 a solid's index, GROUND (-2) the ground plane, SKY (-1) nothing.
+The ground is the scene's height field: a piecewise-planar terrain (met exactly, piece by
+piece along each ray) raised by the roads' crowns and kerbs (`Scene.ground_offset`, a few
+centimetres to 0.2 m), which a short fixed-point iteration folds in: intersect the terrain
+lifted by the offset found at the previous hit. Rays grazing a kerb's face end on the surface
+at either side of it (within the kerb's height).
+
+Hit ids: >= 0 a solid's index, GROUND (-2) the ground, SKY (-1) nothing.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .synthetic_scene import BOX, CYLINDER, ELLIPSOID, GROUND_Z, Primitives
+from .scene import BOX, CYLINDER, ELLIPSOID, Primitives, Scene, Terrain
 
 SKY, GROUND = -1, -2
+NEAR = 90.0  # metres: ground hits nearer than this get the roads' crowns and kerbs
 _EPS = 1e-6
 _EDGES = np.array([(a, b) for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1])
 
@@ -70,11 +77,15 @@ def intersect(prims: Primitives, i: int, origin: np.ndarray, dirs: np.ndarray) -
     raise ValueError(f"unknown solid kind {kind} at index {i}")
 
 
-def surface_normals(prims: Primitives, ids: np.ndarray, points: np.ndarray) -> np.ndarray:
+def surface_normals(prims: Primitives, ids: np.ndarray, points: np.ndarray,
+                    terrain: Terrain | None = None) -> np.ndarray:
     """Outward unit normals (N, 3), map frame, at hit points (N, 3) of solids ids (N,) (>= 0);
-    the ground's normal (0, 0, 1) where ids == GROUND."""
+    where ids == GROUND the terrain's normal (or (0, 0, 1) without a terrain)."""
     n = np.zeros_like(points)
     n[:, 2] = 1.0
+    g = ids < 0
+    if terrain is not None and g.any():
+        n[g] = terrain.normal(points[g, :2])
     m = ids >= 0
     if not m.any():
         return n
@@ -107,12 +118,101 @@ def surface_normals(prims: Primitives, ids: np.ndarray, points: np.ndarray) -> n
     return n
 
 
-def ground_hits(origin: np.ndarray, dirs: np.ndarray, max_t: float) -> np.ndarray:
-    """t (...) where rays meet the ground plane z = GROUND_Z (inf if never or beyond max_t)."""
-    dz = dirs[..., 2]
+def terrain_hits(terrain: Terrain, origin: np.ndarray, dirs: np.ndarray, max_t: float,
+                 lift: np.ndarray | float = 0.0) -> np.ndarray:
+    """t (M,) where rays origin (3,) + t * dirs (M, 3) first meet the terrain raised by `lift`
+    (scalar or (M,)), inf if not within max_t. Exact: each ray walks the profile's pieces from
+    the one under the origin, in the direction it moves along the axis, solving a line-plane
+    equation per piece; rays leave the walk when they hit, pass max_t, or climb above the
+    highest ground still ahead of them."""
+    U, Z = terrain.u, terrain.z
+    M = len(dirs)
+    lift = np.broadcast_to(np.asarray(lift, np.float64), (M,))
+    ou = float(origin[:2] @ terrain.axis)
+    du = dirs[:, :2] @ terrain.axis
+    dz = dirs[:, 2]
+    step = np.where(du > 1e-12, 1, np.where(du < -1e-12, -1, 0))
+    n = len(U) - 1
+    # Pieces are numbered 0..n+1: piece p spans u in [E[p], E[p + 1]] with E = (-inf, U, inf)
+    # and height A[p] + Bs[p] * u (the two outer pieces level at the end knots' heights).
+    E = np.concatenate([[-np.inf], U, [np.inf]])
+    Bs = np.concatenate([[0.0], np.diff(Z) / np.diff(U), [0.0]])
+    A = np.concatenate([[Z[0]], Z[:-1] - Bs[1:-1] * U[:-1], [Z[-1]]])
+    # Highest ground from piece p on when walking up (ahead) or down (behind) the axis.
+    ahead = np.concatenate([np.maximum.accumulate(Z[::-1])[::-1], [Z[-1]]])  # knots p-1.. -> ahead[p]
+    ahead = np.concatenate([[Z.max()], ahead])
+    behind = np.concatenate([[Z[0]], np.maximum.accumulate(Z), [Z.max()]])  # knots ..p -> behind[p]
+    p0 = int(np.searchsorted(U, ou, side="right"))  # 0..n+1
+    out = np.full(M, np.inf)
+    idx = np.flatnonzero(np.ones(M, dtype=bool))
+    t_in = np.zeros(M)
+    p = np.full(M, p0)
+    # Per ray: f(t) = ray height - ground height = (oz - lift - A - Bs ou) + (dz - Bs du) t.
+    oz = origin[2] - lift
     with np.errstate(divide="ignore", invalid="ignore"):
-        t = (GROUND_Z - origin[2]) / dz
-    return np.where((dz < -1e-9) & (t > 0) & (t <= max_t), t, np.inf)
+        while idx.size:
+            st = step[idx]
+            b = Bs[p]
+            f0 = oz[idx] - A[p] - b * ou
+            r = dz[idx] - b * du[idx]
+            ti = t_in[idx]
+            t_out = (E[p + (st > 0)] - ou) / du[idx]  # +-inf at the outer pieces' far ends
+            t_out[st == 0] = np.inf
+            f_in = f0 + r * ti
+            root = np.where(f_in <= 0, ti, -f0 / r)  # already below on entry: hit at the entry
+            hit = (root <= t_out) & (root <= max_t) & ((r < 0) | (f_in <= 0)) & (root >= ti)
+            out[idx[hit]] = root[hit]
+            # Climbing and above all ground still ahead of it: the ray never comes down.
+            top = np.where(st > 0, ahead[np.minimum(p + 1, n + 1)], behind[p])
+            climbing_clear = (r >= 0) & (dz[idx] >= 0) & (oz[idx] + dz[idx] * np.minimum(t_out, max_t) > top)
+            keep = ~(hit | (t_out >= max_t) | climbing_clear)
+            idx = idx[keep]
+            t_in[idx] = t_out[keep]
+            p = p[keep] + st[keep]
+    return out
+
+
+def ground_hits(scene: Scene, origin: np.ndarray, dirs: np.ndarray, max_t: float, passes: int = 2,
+                bisections: int = 8) -> np.ndarray:
+    """t (...) where rays origin (3,) + t * dirs (..., 3) meet the scene's ground (terrain plus
+    crown / kerb offsets; module docstring), inf if never or beyond max_t."""
+    shape = dirs.shape[:-1]
+    D = dirs.reshape(-1, 3)
+    lift = np.zeros(len(D))
+    t = terrain_hits(scene.terrain, origin, D, max_t)
+    # Crowns and kerbs matter only where the voxel grid and the LiDAR reach: beyond NEAR
+    # metres the ground is the bare terrain (a camera pixel there covers > 0.1 m anyway).
+    todo = np.flatnonzero(t <= NEAR)
+    for _ in range(passes):
+        off = scene.ground_offset(origin[:2] + t[todo, None] * D[todo, :2])
+        changed = np.abs(off - lift[todo]) > 1e-3
+        todo = todo[changed]
+        lift[todo] = off[changed]
+        if not todo.size:
+            break
+        t[todo] = terrain_hits(scene.terrain, origin, D[todo], max_t, lift[todo])
+        todo = todo[np.isfinite(t[todo])]
+    if todo.size:
+        # Hits that still disagree with the band under them cross a step (a kerb): the hits
+        # on the two heights bracket its face; bisect on "below the ground" to find it.
+        off = scene.ground_offset(origin[:2] + t[todo, None] * D[todo, :2])
+        bad = np.abs(off - lift[todo]) > 1e-3
+        todo, off = todo[bad], off[bad]
+        t2 = terrain_hits(scene.terrain, origin, D[todo], max_t, off)
+        lo, hi = np.minimum(t[todo], t2), np.maximum(t[todo], t2)
+        Dt = D[todo]
+
+        def below(tt: np.ndarray) -> np.ndarray:
+            p = origin + np.where(np.isfinite(tt), tt, 0.0)[:, None] * Dt
+            return p[:, 2] <= scene.ground_height(p[:, :2]) + 1e-9
+
+        ok = np.isfinite(hi) & ~below(lo) & below(hi)
+        for _ in range(bisections):
+            mid = 0.5 * (lo + hi)
+            b = below(mid)
+            hi, lo = np.where(b, mid, hi), np.where(b, lo, mid)
+        t[todo[ok]] = hi[ok]
+    return t.reshape(shape)
 
 
 def camera_blocks(prims: Primitives, T_cam_map: np.ndarray, K: np.ndarray, size: tuple[int, int],
@@ -171,8 +271,15 @@ def lidar_blocks(prims: Primitives, T_velo_map: np.ndarray, elevations: np.ndarr
         e_hi = np.arctan2(ztop, np.where(ztop > 0, dmin, dmax))
         e_lo = np.arctan2(zbot, np.where(zbot < 0, dmin, dmax))
     step = (elevations[0] - elevations[-1]) / max(len(elevations) - 1, 1)
-    r0 = np.clip(np.floor((elevations[0] - e_hi) / step) - 1, 0, len(elevations)).astype(np.int64)
-    r1 = np.clip(np.ceil((elevations[0] - e_lo) / step) + 2, 0, len(elevations)).astype(np.int64)
+    # The bounds above are for a level sensor with the velodyne's yaw. A pitched / rolled one
+    # (tilt = angle between its z and the map's) sees each direction's elevation moved by at
+    # most the tilt and its azimuth by at most about tilt * tan(|elevation| + tilt): widen.
+    tilt = float(np.arccos(np.clip(T_map_velo[2, 2], -1.0, 1.0)))
+    e_max = float(np.max(np.abs(elevations)))
+    pad_rows = int(np.ceil(tilt / step))
+    pad_cols = int(np.ceil(1.5 * tilt * np.tan(min(e_max + tilt, 1.4)) / (2 * np.pi / n_azimuth)))
+    r0 = np.clip(np.floor((elevations[0] - e_hi) / step) - 1 - pad_rows, 0, len(elevations)).astype(np.int64)
+    r1 = np.clip(np.ceil((elevations[0] - e_lo) / step) + 2 + pad_rows, 0, len(elevations)).astype(np.int64)
     # Azimuth interval from the footprint's corners, relative to the direction of its centre.
     corners = prims.corners()[:, ::2, :2]  # (N, 4, 2): the 4 distinct xy corners
     az = np.arctan2(corners[..., 1] - o[1], corners[..., 0] - o[0]) - sensor_yaw
@@ -181,8 +288,8 @@ def lidar_blocks(prims: Primitives, T_velo_map: np.ndarray, elevations: np.ndarr
     lo = azc + relaz.min(1)
     hi = azc + relaz.max(1)
     dstep = 2 * np.pi / n_azimuth
-    c0 = np.floor((lo + np.pi) / dstep).astype(np.int64) - 1
-    c1 = np.ceil((hi + np.pi) / dstep).astype(np.int64) + 2
+    c0 = np.floor((lo + np.pi) / dstep).astype(np.int64) - 1 - pad_cols
+    c1 = np.ceil((hi + np.pi) / dstep).astype(np.int64) + 2 + pad_cols
     inside = dmin <= 0.0
     near = (dmin < max_range) & (r1 > r0)
     out: list[tuple[int, slice, slice]] = []
@@ -202,13 +309,15 @@ def lidar_blocks(prims: Primitives, T_velo_map: np.ndarray, elevations: np.ndarr
     return out
 
 
-def cast(prims: Primitives, origin: np.ndarray, dirs: np.ndarray, blocks: list[tuple[int, slice, slice]],
+def cast(scene: Scene, origin: np.ndarray, dirs: np.ndarray, blocks: list[tuple[int, slice, slice]],
          max_t: float) -> tuple[np.ndarray, np.ndarray]:
-    """First hits of the ray bundle origin (3,) + t * dirs (H, W, 3) (unit dirs, map frame).
+    """First hits of the ray bundle origin (3,) + t * dirs (H, W, 3) (unit dirs, map frame)
+    in the scene's ground and solids.
 
     Returns t (H, W) float64 (inf = sky) and hit ids (H, W) int32 (solid index, GROUND, SKY).
     """
-    t = ground_hits(origin, dirs, max_t)
+    prims = scene.prims
+    t = ground_hits(scene, origin, dirs, max_t)
     ids = np.where(np.isfinite(t), GROUND, SKY).astype(np.int32)
     for i, rs, cs in blocks:
         d = dirs[rs, cs]

@@ -1,243 +1,53 @@
-"""Procedural street scenes for the synthetic SemanticKITTI: roads, ground zones, analytic solids
-and the ego trajectory, all drawn from one seed.
-
-Frames: everything here lives in the *map* frame, a flat world whose ground is the plane
-z = GROUND_Z and whose x, y, z axes are those of a velodyne frame (z up). The ego's velodyne
-moves at z = 0 (1.73 m above the ground, as in KITTI), so a frame's velodyne pose is a yaw and
-a 2D translation. `Scene.velo_poses` (F, 4, 4) maps velodyne-frame points of frame i into the map.
-
-Solids (`Primitives`) are of three kinds, each with a centre, half sizes and a yaw about z:
-  box       — |local| <= half on every axis (buildings, vehicles, fences, sign plates, limbs);
-  cylinder  — vertical axis, radius half[0], half height half[2] (poles, trunks);
-  ellipsoid — semi-axes half (tree crowns, bushes, heads).
-The ground is not a solid: it is the plane with a class per point given by `Scene.ground_labels`.
+"""Drawing a street scene from a seed: the roads and junctions, the terrain, cambers and
+kerbs, every object placed along the roads (checked against the ground bands and each other),
+and the ego's poses. Everything comes from the seed's random streams (docs/synthetic.md,
+"Determinism").
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
-# Training labels (cigocc_ros.classes order: 0 empty .. 19 traffic-sign).
-CAR, BICYCLE, MOTORCYCLE, TRUCK, OTHER_VEHICLE = 1, 2, 3, 4, 5
-PERSON, BICYCLIST, MOTORCYCLIST = 6, 7, 8
-ROAD, PARKING, SIDEWALK, OTHER_GROUND = 9, 10, 11, 12
-BUILDING, FENCE, VEGETATION, TRUNK, TERRAIN, POLE, TRAFFIC_SIGN = 13, 14, 15, 16, 17, 18, 19
+from .scene import (
+    BICYCLE,
+    BICYCLIST,
+    BOX,
+    BUILDING,
+    CAR,
+    CLASS_PRIORITY,
+    CYLINDER,
+    ELLIPSOID,
+    FENCE,
+    GROUND_Z,
+    MOTORCYCLE,
+    MOTORCYCLIST,
+    OTHER_GROUND,
+    OTHER_VEHICLE,
+    PARKING,
+    PAT_BARK,
+    PAT_FOLIAGE,
+    PAT_PLAIN,
+    PAT_SLATS,
+    PAT_WINDOWS,
+    PERSON,
+    POLE,
+    ROAD,
+    SIDEWALK,
+    TERRAIN,
+    TRAFFIC_SIGN,
+    TRUCK,
+    TRUNK,
+    VEGETATION,
+    Primitives,
+    Road,
+    RoadPath,
+    Scene,
+    hash01,
+    make_terrain,
+)
 
-BOX, CYLINDER, ELLIPSOID = 0, 1, 2
-GROUND_Z = -1.73  # the ground plane in the map / velodyne frame (KITTI's lidar height)
-LANE_WIDTH = 3.5
 # The layout is planned for at least this many frames, so a shorter sequence of a seed is the
 # start of the longer one (same scene, same poses).
 LAYOUT_FRAMES = 50
-
-# Surface patterns the renderer knows (per primitive).
-PAT_PLAIN, PAT_WINDOWS, PAT_SLATS, PAT_FOLIAGE, PAT_BARK = 0, 1, 2, 3, 4
-
-# Order in which solids are written into the voxel truth: later wins where two overlap
-# (a crown hides the top of its trunk, a rider sits on the vehicle part of the compound).
-CLASS_PRIORITY = np.zeros(20, dtype=np.int32)
-for _rank, _c in enumerate([FENCE, BUILDING, TRUNK, VEGETATION, POLE, TRAFFIC_SIGN, BICYCLE, MOTORCYCLE,
-                            OTHER_VEHICLE, TRUCK, CAR, PERSON, BICYCLIST, MOTORCYCLIST]):
-    CLASS_PRIORITY[_c] = _rank + 1
-
-
-# --------------------------------------------------------------------------------------------
-# Roads: polylines of straight pieces and circular arcs, with (s, d) coordinates
-# --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Segment:
-    """A straight piece (curvature 0) or a circular arc of a road's centreline."""
-
-    s0: float
-    p0: tuple[float, float]
-    heading: float
-    length: float
-    curvature: float  # 1/m, > 0 turns left
-
-
-class RoadPath:
-    """A road centreline: continuous chain of segments starting at `start` with `heading`."""
-
-    def __init__(self, start: tuple[float, float], heading: float, pieces: list[tuple[float, float]]):
-        self.segments: list[Segment] = []
-        p = np.asarray(start, dtype=np.float64)
-        h, s = float(heading), 0.0
-        for length, k in pieces:
-            self.segments.append(Segment(s, (float(p[0]), float(p[1])), h, float(length), float(k)))
-            p, h = self._advance(p, h, length, k)
-            s += length
-        self.length = s
-
-    @staticmethod
-    def _advance(p: np.ndarray, h: float, L: float, k: float) -> tuple[np.ndarray, float]:
-        if abs(k) < 1e-12:
-            return p + L * np.array([np.cos(h), np.sin(h)]), h
-        h1 = h + k * L
-        return p + np.array([np.sin(h1) - np.sin(h), np.cos(h) - np.cos(h1)]) / k, h1
-
-    def pose(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Centreline points (N, 2) and headings (N,) at arc lengths s (N,)."""
-        s = np.atleast_1d(np.asarray(s, dtype=np.float64))
-        xy = np.zeros((len(s), 2))
-        hd = np.zeros(len(s))
-        for seg in self.segments:
-            m = np.ones(len(s), dtype=bool) if seg is self.segments[0] else s >= seg.s0
-            u = s[m] - seg.s0
-            k = seg.curvature
-            if abs(k) < 1e-12:
-                xy[m] = np.asarray(seg.p0) + u[:, None] * np.array([np.cos(seg.heading), np.sin(seg.heading)])
-                hd[m] = seg.heading
-            else:
-                h1 = seg.heading + k * u
-                xy[m, 0] = seg.p0[0] + (np.sin(h1) - np.sin(seg.heading)) / k
-                xy[m, 1] = seg.p0[1] + (np.cos(seg.heading) - np.cos(h1)) / k
-                hd[m] = h1
-        return xy, hd
-
-    def local(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(s, d) of points (N, 2): arc length of the nearest centreline point and the signed
-        lateral offset (> 0 left of the direction of travel)."""
-        xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
-        best = np.full(len(xy), np.inf)
-        s_out = np.zeros(len(xy))
-        d_out = np.zeros(len(xy))
-        mids, _ = self.pose(np.array([seg.s0 + seg.length / 2 for seg in self.segments]))
-        for seg, mid in zip(self.segments, mids, strict=True):
-            # Every point of a segment lies within half its length of its middle: points whose
-            # distance to the middle exceeds that by more than their best distance so far
-            # cannot come closer, so only the others are measured.
-            lower = np.hypot(xy[:, 0] - mid[0], xy[:, 1] - mid[1]) - seg.length / 2
-            sel = np.flatnonzero(lower < best)
-            if sel.size == 0:
-                continue
-            u, d, dist = self._segment_local(seg, xy[sel])
-            m = dist < best[sel]
-            idx = sel[m]
-            best[idx] = dist[m]
-            s_out[idx] = seg.s0 + u[m]
-            d_out[idx] = d[m]
-        return s_out, d_out
-
-    def _segment_local(self, seg: Segment, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(arc length within the segment, signed offset, distance) of points (N, 2)."""
-        rel = xy - np.asarray(seg.p0)
-        k = seg.curvature
-        t = np.array([np.cos(seg.heading), np.sin(seg.heading)])
-        n = np.array([-t[1], t[0]])
-        if abs(k) < 1e-12:
-            a = rel @ t
-            d = rel @ n
-            u = np.clip(a, 0.0, seg.length)
-            return u, d, np.hypot(a - u, d)
-        R = 1.0 / abs(k)
-        c = n / k  # centre relative to p0
-        q = rel - c
-        r = np.hypot(q[:, 0], q[:, 1])
-        phi = np.arctan2(q[:, 1], q[:, 0])
-        phi0 = np.arctan2(-c[1], -c[0])
-        sweep = np.mod((phi - phi0) * np.sign(k), 2 * np.pi)
-        inside = sweep <= abs(k) * seg.length
-        # Beyond the arc's ends: measure from the nearer end point.
-        end_xy, end_h = self._advance(np.zeros(2), seg.heading, seg.length, k)
-        d_start = np.hypot(rel[:, 0], rel[:, 1])
-        d_end = np.hypot(rel[:, 0] - end_xy[0], rel[:, 1] - end_xy[1])
-        at_end = d_end < d_start
-        u = np.where(inside, sweep * R, np.where(at_end, seg.length, 0.0))
-        dist = np.where(inside, np.abs(np.sign(k) * (R - r)), np.minimum(d_start, d_end))
-        n_end = np.array([-np.sin(end_h), np.cos(end_h)])
-        d = np.where(inside, np.sign(k) * (R - r), np.where(at_end, (rel - end_xy) @ n_end, rel @ n))
-        return u, d, dist
-
-
-@dataclass
-class Road:
-    """A road and the ground bands beside it, measured from its centreline (metres)."""
-
-    path: RoadPath
-    lanes: int  # per direction
-    median: float  # half width of a central island (other-ground), 0 = none
-    sidewalk: float  # sidewalk width
-    parking: list[tuple[float, float, int]] = field(default_factory=list)  # (s0, s1, side +1 left / -1 right)
-    parking_width: float = 2.5
-    verge_seed: int = 0
-
-    @property
-    def half_width(self) -> float:
-        return self.median + self.lanes * LANE_WIDTH + 0.3
-
-    def lane_offset(self, lane: int, side: int) -> float:
-        """Lateral offset of the centre of lane `lane` (0 = innermost) on `side` (+1 left)."""
-        return side * (self.median + (lane + 0.5) * LANE_WIDTH)
-
-    def parking_at(self, s: np.ndarray, side: np.ndarray) -> np.ndarray:
-        out = np.zeros(len(s), dtype=bool)
-        for s0, s1, sd in self.parking:
-            out |= (s >= s0) & (s <= s1) & (side == sd)
-        return out
-
-    def zones(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Ground class (N,) uint8 of this road's bands at points (N, 2), a rank (N,) (road 4 >
-        parking 3 > sidewalk 2 > verge 1) to merge roads, and the points' (s, d)."""
-        s, d = self.path.local(xy)
-        ad = np.abs(d)
-        side = np.where(d >= 0, 1, -1)
-        hw = self.half_width
-        pw = np.where(self.parking_at(s, side), self.parking_width, 0.0)
-        # Verges alternate between grass and paved/gravel blocks of 25 m.
-        block = np.floor(s / 25.0).astype(np.int64)
-        paved = _hash01(block * 2 + (side > 0), self.verge_seed) < 0.25
-        lab = np.where(paved, OTHER_GROUND, TERRAIN).astype(np.uint8)
-        rank = np.ones(len(s), dtype=np.int8)
-        m = ad <= hw + pw + self.sidewalk
-        lab[m], rank[m] = SIDEWALK, 2
-        m = (ad > hw) & (ad <= hw + pw)
-        lab[m], rank[m] = PARKING, 3
-        m = ad <= hw
-        lab[m], rank[m] = ROAD, 4
-        m = ad <= self.median
-        lab[m] = OTHER_GROUND
-        return lab, rank, s, d
-
-
-def _hash01(x: np.ndarray, seed: int) -> np.ndarray:
-    """Deterministic uniform [0, 1) numbers from integers (vectorised)."""
-    h = (np.asarray(x, dtype=np.int64).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ np.uint64(seed * 0x632BE5AB + 1)
-    h ^= h >> np.uint64(29)
-    h *= np.uint64(0xBF58476D1CE4E5B9)
-    h ^= h >> np.uint64(32)
-    return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-
-
-# --------------------------------------------------------------------------------------------
-# Solids
-# --------------------------------------------------------------------------------------------
-@dataclass
-class Primitives:
-    """N analytic solids in the map frame (see module docstring for the kinds)."""
-
-    kind: np.ndarray  # (N,) int8
-    center: np.ndarray  # (N, 3) float64
-    half: np.ndarray  # (N, 3) float64
-    yaw: np.ndarray  # (N,) float64
-    label: np.ndarray  # (N,) uint8 training class 1..19
-    color: np.ndarray  # (N, 3) float32 albedo in [0, 1]
-    pattern: np.ndarray  # (N,) int8 PAT_*
-    instance: np.ndarray  # (N,) int32: object id (> 0 for vehicles and people), 0 for stuff
-
-    def __len__(self) -> int:
-        return len(self.kind)
-
-    def corners(self) -> np.ndarray:
-        """(N, 8, 3) corners of each solid's yawed bounding box, map frame."""
-        sgn = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=np.float64)
-        local = sgn[None] * self.half[:, None, :]
-        c, s = np.cos(self.yaw)[:, None], np.sin(self.yaw)[:, None]
-        out = np.empty_like(local)
-        out[..., 0] = c * local[..., 0] - s * local[..., 1] + self.center[:, None, 0]
-        out[..., 1] = s * local[..., 0] + c * local[..., 1] + self.center[:, None, 1]
-        out[..., 2] = local[..., 2] + self.center[:, None, 2]
-        return out
 
 
 class _Builder:
@@ -301,55 +111,6 @@ class _Builder:
             "kind", "center", "half", "yaw", "label", "color", "pattern", "instance")))
 
 
-# --------------------------------------------------------------------------------------------
-# The scene
-# --------------------------------------------------------------------------------------------
-@dataclass
-class Scene:
-    """One procedural street scene and the ego trajectory through it (map frame)."""
-
-    seed: int
-    roads: list[Road]
-    prims: Primitives
-    velo_poses: np.ndarray  # (F, 4, 4) velodyne -> map
-    sun: np.ndarray  # (3,) unit vector towards the sun, map frame
-    palette_shift: np.ndarray  # (3,) per-scene white balance
-
-    def ground_labels(self, xy: np.ndarray) -> np.ndarray:
-        """(N,) uint8 ground class (road, parking, sidewalk, other-ground, terrain) at map-frame
-        points (N, 2): the band of highest rank over all roads."""
-        return self.ground_surface(xy, with_paint=False)[0]
-
-    def ground_surface(self, xy: np.ndarray, with_paint: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Ground class (N,) uint8 as `ground_labels`, and white paint (N,) float32 in [0, 1]
-        (lane lines, parking bays; zeros without `with_paint`) at map-frame points (N, 2)."""
-        xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
-        best_lab = best_rank = None
-        paint = np.zeros(len(xy), dtype=bool)
-        for road in self.roads:
-            lab, rank, s, d = road.zones(xy)
-            if best_lab is None:
-                best_lab, best_rank = lab, rank
-            else:
-                m = rank > best_rank
-                best_lab[m], best_rank[m] = lab[m], rank[m]
-            if not with_paint:
-                continue
-            ad = np.abs(d)
-            hw = road.half_width
-            dashed = np.mod(s, 9.0) < 4.0
-            centre = (np.abs(ad - road.median) < 0.07) & (dashed | (road.median > 0))
-            m = centre | (np.abs(ad - (hw - 0.35)) < 0.07)
-            for lane in range(1, road.lanes):
-                m |= dashed & (np.abs(ad - road.median - lane * LANE_WIDTH) < 0.07)
-            m &= ad <= hw
-            # Paint of a road only where that road is the ground shown (not across junctions).
-            paint |= m & (lab == ROAD) & (rank >= best_rank)
-            paint |= (lab == PARKING) & (np.mod(s, 5.5) < 0.12) & (rank >= best_rank)
-        paint &= (best_lab == ROAD) | (best_lab == PARKING)
-        return best_lab, paint.astype(np.float32)
-
-
 _CAR_COLORS = np.array([
     [0.75, 0.1, 0.08], [0.1, 0.2, 0.55], [0.85, 0.85, 0.85], [0.6, 0.62, 0.65], [0.08, 0.08, 0.09],
     [0.3, 0.32, 0.35], [0.55, 0.45, 0.3], [0.15, 0.35, 0.2], [0.9, 0.9, 0.92], [0.45, 0.05, 0.1],
@@ -383,6 +144,7 @@ class _Placer:
         self.scene = scene_for_zones
         self.b = _Builder()
         self.corridor = corridor  # (path, s0, s1, d): the ego's swept lane, kept clear
+        self._offsets: dict[tuple[float, float], float] = {}
 
     # -- checks -------------------------------------------------------------------------
     def _samples(self, c, h, yaw, n=4) -> np.ndarray:
@@ -407,20 +169,35 @@ class _Placer:
         self.b.reserve(c, (h[0] + margin, h[1] + margin), yaw)
 
     # -- compounds ------------------------------------------------------------------------
-    def box(self, c2, z0, size, yaw, label, color, pattern=PAT_PLAIN, inst=0, dx=0.0, dy=0.0):
-        """Box of size (l, w, h) whose bottom is z0 above ground, offset (dx, dy) in the object's
-        frame from the object's ground centre c2."""
+    def ground(self, c2, xy=None) -> float:
+        """Map z of the ground under point xy (default c2) of the object standing at c2: the
+        terrain there plus the crown / kerb of the band under c2 (one band per object, so the
+        parts of a car on a kerb's edge stay together)."""
+        key = (float(c2[0]), float(c2[1]))
+        off = self._offsets.get(key)
+        if off is None:
+            off = self._offsets[key] = float(self.scene.ground_offset(np.asarray(key)[None])[0])
+        p = np.asarray(c2 if xy is None else xy, np.float64)[None]
+        return float(self.scene.terrain.height(p)[0]) + off
+
+    def box(self, c2, z0, size, yaw, label, color, pattern=PAT_PLAIN, inst=0, dx=0.0, dy=0.0, base=None):
+        """Box of size (l, w, h) whose bottom is z0 above the ground under its own centre (or
+        above map z `base`), offset (dx, dy) in the object's frame from the object's ground
+        centre c2."""
         off = _rot(yaw, dx, dy)
-        self.b.add(BOX, (c2[0] + off[0], c2[1] + off[1], GROUND_Z + z0 + size[2] / 2),
+        xy = (c2[0] + off[0], c2[1] + off[1])
+        z = self.ground(c2, xy) if base is None else base
+        self.b.add(BOX, (xy[0], xy[1], z + z0 + size[2] / 2),
                    (size[0] / 2, size[1] / 2, size[2] / 2), yaw, label, color, pattern, inst)
 
     def cylinder(self, c2, z0, r, height, label, color, pattern=PAT_PLAIN, inst=0):
-        self.b.add(CYLINDER, (c2[0], c2[1], GROUND_Z + z0 + height / 2), (r, r, height / 2), 0.0,
+        self.b.add(CYLINDER, (c2[0], c2[1], self.ground(c2) + z0 + height / 2), (r, r, height / 2), 0.0,
                    label, color, pattern, inst)
 
     def ellipsoid(self, c2, zc, radii, yaw, label, color, pattern=PAT_PLAIN, inst=0, dx=0.0, dy=0.0):
         off = _rot(yaw, dx, dy)
-        self.b.add(ELLIPSOID, (c2[0] + off[0], c2[1] + off[1], GROUND_Z + zc), radii, yaw, label, color,
+        xy = (c2[0] + off[0], c2[1] + off[1])
+        self.b.add(ELLIPSOID, (xy[0], xy[1], self.ground(c2, xy) + zc), radii, yaw, label, color,
                    pattern, inst)
 
     def car(self, c2, yaw, label=CAR, inst=0) -> None:
@@ -522,10 +299,13 @@ class _Placer:
             self.box(c2, h - side / 2, (0.04, side, side), facing, TRAFFIC_SIGN, col, dx=0.07)
 
     def building(self, c2, yaw, L, D, H) -> None:
+        """A block standing on the lowest ground under its footprint (dug into a slope)."""
         col = _pick(self.rng, _BUILDING_COLORS, 0.03)
-        self.box(c2, 0.0, (L, D, H), yaw, BUILDING, col, PAT_WINDOWS)
+        corners = self._samples(c2, (L / 2, D / 2), yaw, n=2)
+        base = min(self.ground(c2, p) for p in corners)
+        self.box(c2, 0.0, (L, D, H), yaw, BUILDING, col, PAT_WINDOWS, base=base)
         if self.rng.random() < 0.3:  # a rooftop block
-            self.box(c2, H, (L * 0.5, D * 0.5, self.rng.uniform(1.0, 2.5)), yaw, BUILDING, col * 0.9)
+            self.box(c2, H, (L * 0.5, D * 0.5, self.rng.uniform(1.0, 2.5)), yaw, BUILDING, col * 0.9, base=base)
 
 
 def _road_pieces(rng: np.random.Generator) -> list[tuple[float, float]]:
@@ -544,9 +324,13 @@ def make_scene(seed: int, num_frames: int, rate_hz: float = 10.0) -> Scene:
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5C3E]))
     start_back = 60.0  # metres of road behind the first frame (the lidar sees all around)
     pieces = _road_pieces(rng)
+    # Terrain, cambers, kerbs and the ego's jitter come from their own stream, so the layout
+    # draws below are those of the flat generator of the same seed.
+    rng_z = np.random.default_rng(np.random.SeedSequence([int(seed), 0x7E44]))
     main = Road(RoadPath((-start_back, 0.0), 0.0, pieces),
                 lanes=int(rng.choice([1, 1, 2])), median=float(rng.choice([0.0, 0.0, 1.0])),
-                sidewalk=float(rng.uniform(2.0, 4.0)), verge_seed=int(rng.integers(1 << 30)))
+                sidewalk=float(rng.uniform(2.0, 4.0)), verge_seed=int(rng.integers(1 << 30)),
+                crown=float(rng_z.uniform(0.01, 0.03)), kerb=float(rng_z.uniform(0.1, 0.2)))
     speed = float(rng.uniform(5.0, 9.0))
     s_ego0 = start_back
     s_ego1 = s_ego0 + speed * (max(num_frames, LAYOUT_FRAMES) - 1) / rate_hz
@@ -580,31 +364,68 @@ def make_scene(seed: int, num_frames: int, rate_hz: float = 10.0) -> Scene:
         start = pj[0] - back * np.array([np.cos(a), np.sin(a)])
         road = Road(RoadPath((float(start[0]), float(start[1])), float(a), [(back + 80.0, 0.0)]),
                     lanes=1, median=0.0, sidewalk=float(rng.uniform(1.8, 3.5)),
-                    verge_seed=int(rng.integers(1 << 30)))
+                    verge_seed=int(rng.integers(1 << 30)),
+                    crown=float(rng_z.uniform(0.01, 0.03)), kerb=float(rng_z.uniform(0.1, 0.2)))
         for side in (-1, 1):
             if rng.random() < 0.4:
                 road.parking.append((back + 15.0, back + 60.0, side))
         roads.append(road)
 
-    # Ego poses: right lane of the main road, constant speed along the centreline.
-    t = np.arange(num_frames) / rate_hz
-    s = s_ego0 + speed * t
-    c, h = main.path.pose(s)
-    xy = c + d_ego * np.stack([-np.sin(h), np.cos(h)], 1)
-    poses = np.tile(np.eye(4), (num_frames, 1, 1))
-    poses[:, 0, 0], poses[:, 0, 1] = np.cos(h), -np.sin(h)
-    poses[:, 1, 0], poses[:, 1, 1] = np.sin(h), np.cos(h)
-    poses[:, :2, 3] = xy
-
     sun_az, sun_el = rng.uniform(-np.pi, np.pi), rng.uniform(0.5, 1.1)
     sun = np.array([np.cos(sun_el) * np.cos(sun_az), np.cos(sun_el) * np.sin(sun_az), np.sin(sun_el)])
-    scene = Scene(int(seed), roads, None, poses, sun, rng.normal(0, 0.03, 3))  # type: ignore[arg-type]
+    p0, _ = main.path.pose(np.array([s_ego0]))
+    # The profile spans the drive and the scene around it; the ground is level beyond.
+    u_start = float(p0[0, 0])
+    terrain = make_terrain(rng_z, u_start, u_start - 200.0, u_start + (s_ego1 - s_ego0) + 250.0)
+    scene = Scene(int(seed), roads, None, None, sun, rng.normal(0, 0.03, 3), terrain)  # type: ignore[arg-type]
+    scene.velo_poses = _ego_poses(scene, main, rng_z, s_ego0 + speed * np.arange(num_frames) / rate_hz, d_ego,
+                                  np.arange(num_frames) / rate_hz)
 
     placer = _Placer(rng, roads, scene, (main.path, s_ego0 - 8.0, s_ego1 + 8.0, d_ego))
     _populate(placer, roads, s_ego0 - 50.0, s_ego1 + 90.0)
     _ensure_rare(placer, main, s_ego0 + 5.0, s_ego1 + 40.0)
     scene.prims = placer.b.build()
     return scene
+
+
+LIDAR_HEIGHT = -GROUND_Z  # metres of the velodyne above the road (KITTI), before jitter
+
+
+def _ego_poses(scene: Scene, road: Road, rng: np.random.Generator, s: np.ndarray, d: float,
+               t: np.ndarray) -> np.ndarray:
+    """(F, 4, 4) velodyne -> map poses of an ego at arc lengths s (F,) and lateral offset d of
+    `road`, at times t (F,): yaw along the road, pitch and roll with the ground under the
+    wheels (heights 1.4 m ahead / behind and 0.8 m left / right), the velodyne LIDAR_HEIGHT
+    above the ground along the body's up axis; plus a per-sequence mounting offset (height
+    +-0.08 m, pitch +-1 deg) and a suspension sway (height 0.03 m, pitch 0.6 deg, roll 0.4 deg
+    at 0.4-1.5 Hz). Parameters are drawn before any time is used, so a longer sequence starts
+    with the same poses."""
+    dh0, dp0 = rng.uniform(-0.08, 0.08), np.deg2rad(rng.uniform(-1.0, 1.0))
+    amp = np.array([0.03, np.deg2rad(0.6), np.deg2rad(0.4)]) * rng.uniform(0.5, 1.0, 3)
+    freq = rng.uniform(0.4, 1.5, 3)
+    phase = rng.uniform(0, 2 * np.pi, 3)
+    sway = amp[:, None] * np.sin(2 * np.pi * freq[:, None] * t[None] + phase[:, None])  # (3, F)
+    c, h = road.path.pose(s)
+    fwd = np.stack([np.cos(h), np.sin(h)], 1)
+    left = np.stack([-np.sin(h), np.cos(h)], 1)
+    xy = c + d * left
+    z = scene.ground_height(xy)
+    pitch = np.arctan2(scene.ground_height(xy + 1.4 * fwd) - scene.ground_height(xy - 1.4 * fwd), 2.8)
+    roll = np.arctan2(scene.ground_height(xy + 0.8 * left) - scene.ground_height(xy - 0.8 * left), 1.6)
+    pitch = pitch + dp0 + sway[1]
+    roll = roll + sway[2]
+    poses = np.tile(np.eye(4), (len(s), 1, 1))
+    for i in range(len(s)):
+        cy, sy = np.cos(h[i]), np.sin(h[i])
+        cp, sp = np.cos(pitch[i]), np.sin(pitch[i])
+        cr, sr = np.cos(roll[i]), np.sin(roll[i])
+        Rz = np.array([[cy, -sy, 0.0], [sy, cy, 0.0], [0.0, 0.0, 1.0]])
+        Ry = np.array([[cp, 0.0, -sp], [0.0, 1.0, 0.0], [sp, 0.0, cp]])  # nose up for pitch > 0
+        Rx = np.array([[1.0, 0.0, 0.0], [0.0, cr, -sr], [0.0, sr, cr]])  # left side up for roll > 0
+        R = Rz @ Ry @ Rx
+        poses[i, :3, :3] = R
+        poses[i, :3, 3] = (xy[i, 0], xy[i, 1], z[i]) + R[:, 2] * (LIDAR_HEIGHT + dh0 + sway[0, i])
+    return poses
 
 
 def _populate(P: _Placer, roads: list[Road], s_lo: float, s_hi: float) -> None:
@@ -631,7 +452,7 @@ def _populate_side(P: _Placer, road: Road, ri: int, side: int, lo: float, hi: fl
     s = lo + rng.uniform(0, 8)
     while s < hi:
         L, D, H = rng.uniform(8, 28), rng.uniform(8, 16), rng.uniform(4.5, 20)
-        park = _hash01(np.array([int(s // 60), side + 7 * ri]), 11)[0] < 0.25
+        park = hash01(np.array([int(s // 60), side + 7 * ri]), 11)[0] < 0.25
         if not park:
             setback = rng.uniform(1.0, 7.0)
             c, hd = at(s + L / 2, side * (edge(s + L / 2) + setback + D / 2))
@@ -648,13 +469,13 @@ def _populate_side(P: _Placer, road: Road, ri: int, side: int, lo: float, hi: fl
         c, hd = at(s + L / 2, side * (edge(s + L / 2) + rng.uniform(0.4, 1.2)))
         if rng.random() < 0.6:
             if P.fits(c, (L / 2, 0.1), hd, verge, margin=0.1):
-                P.box(c, 0.0, (L, 0.06, rng.uniform(0.9, 2.0)), hd, FENCE,
-                      _pick(rng, np.array([[0.45, 0.4, 0.32], [0.55, 0.56, 0.58], [0.3, 0.3, 0.28]])),
-                      PAT_SLATS)
+                _stepped(P, c, L, (0.06, rng.uniform(0.9, 2.0)), hd, FENCE,
+                         _pick(rng, np.array([[0.45, 0.4, 0.32], [0.55, 0.56, 0.58], [0.3, 0.3, 0.28]])),
+                         PAT_SLATS)
                 P.reserve(c, (L / 2, 0.1), hd, 0.1)
         elif P.fits(c, (L / 2, 0.6), hd, verge, margin=0.1):
-            P.box(c, 0.0, (L, rng.uniform(0.8, 1.4), rng.uniform(0.8, 1.8)), hd, VEGETATION,
-                  np.array([0.18, 0.33, 0.1]) + rng.normal(0, 0.03, 3), PAT_FOLIAGE)
+            _stepped(P, c, L, (rng.uniform(0.8, 1.4), rng.uniform(0.8, 1.8)), hd, VEGETATION,
+                     np.array([0.18, 0.33, 0.1]) + rng.normal(0, 0.03, 3), PAT_FOLIAGE)
             P.reserve(c, (L / 2, 0.6), hd, 0.1)
         s += L + rng.uniform(5, 25)
     # Trees: in sidewalk pits and out on the verge.
@@ -732,6 +553,14 @@ def _populate_side(P: _Placer, road: Road, ri: int, side: int, lo: float, hi: fl
         else:
             _park_two_wheeler(P, road, s, side, motor=rng.random() < 0.4)
         s += rng.uniform(3, 14)
+
+
+def _stepped(P: _Placer, c, L: float, wh: tuple[float, float], yaw: float, label: int, color, pattern) -> None:
+    """A long fence / hedge of length L as pieces of at most 4 m, each on the ground under it,
+    so it follows a slope in steps instead of floating or sinking at one end."""
+    n = int(np.ceil(L / 4.0))
+    for j in range(n):
+        P.box(c, 0.0, (L / n, *wh), yaw, label, color, pattern, dx=-L / 2 + (j + 0.5) * L / n)
 
 
 def _at(road: Road, s: float, d: float) -> tuple[np.ndarray, float]:

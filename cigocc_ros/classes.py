@@ -1,6 +1,6 @@
 """The SemanticKITTI class table: the 20 training classes, their colours and the raw-id maps.
 
-Read once from `config/semantic-kitti.yaml` (PRBonn/semantic-kitti-api, MIT licence; see
+Read once from `config/semantic-kitti.yaml` (found by cigocc_ros.resources) (PRBonn/semantic-kitti-api, MIT licence; see
 config/ATTRIBUTION.md). Label 0 is empty space, 1-19 are the semantic classes; 255 is the
 ignore value used by the targets and the metric.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .config import CONFIG_DIR
+from . import resources
 
 IGNORE_LABEL = 255
 NUM_CLASSES = 20
@@ -54,7 +54,10 @@ def class_weights(frequencies: np.ndarray = SEMANTIC_KITTI_FREQUENCIES) -> np.nd
 @lru_cache(maxsize=4)
 def load_class_table(path: str | Path | None = None) -> ClassTable:
     """Parse semantic-kitti.yaml into a ClassTable; errors name the file and the key."""
-    path = Path(path) if path else CONFIG_DIR / "semantic-kitti.yaml"
+    try:
+        path = Path(path) if path else resources.class_table_file()
+    except resources.ResourceNotFound as e:
+        raise ValueError(f"cannot find the class table: {e}") from None
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as e:

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+from . import resources
 
 
 class ConfigError(ValueError):
@@ -195,7 +195,7 @@ class NodeConfig:
     """ROS parameters of `cigocc_node` (config/cigocc.yaml mirrors these defaults; each one is
     declared with a descriptor in cigocc_ros/ros/params.py, docs/node.md explains them)."""
 
-    weights: str = ""  # a checkpoint (.safetensors); "" = the shipped weights in share/cigocc_ros/weights
+    weights: str = ""  # a checkpoint (.safetensors); "" = the shipped weights (resources.shipped_weights_file)
     device: str = "auto"  # auto | cpu | cuda | cuda:N (cigocc_ros.device)
     backend: str = "torch"  # torch | onnxruntime (weights then names an exported .onnx file)
     stereo: bool = False
@@ -239,6 +239,10 @@ class NodeConfig:
     input_stall_timeout: float = 2.0  # seconds without a paired frame -> WARN
     max_latency: float = 2.0  # seconds; latency p95 (image stamp -> outputs) above it -> WARN
     log_throttle: float = 5.0  # seconds between repeats of one kind of bad-input warning
+    # Time jumps (docs/node.md): stamps further ahead of the node's clock are refused; a stamp (or
+    # the ROS clock) stepping back by more than time_jump_threshold resets the pairing.
+    max_stamp_ahead: float = 2.0  # seconds
+    time_jump_threshold: float = 1.0  # seconds
 
 
 # --------------------------------------------------------------------------------------------
@@ -354,11 +358,14 @@ def _read_yaml(path: Path) -> dict:
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:
-    """'lite' -> config/lite.yaml; anything else is a path."""
+    """'lite' -> the shipped config/lite.yaml (cigocc_ros.resources); anything else is a path."""
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.exists():
         return p
-    return CONFIG_DIR / f"{name_or_path}.yaml"
+    try:
+        return resources.experiment_file(str(name_or_path))
+    except resources.ResourceNotFound as e:
+        raise ConfigError(f"no experiment config named '{name_or_path}': {e}") from None
 
 
 def merge_sections(base: dict, overlay: dict) -> dict:
@@ -386,7 +393,10 @@ def load_experiment(name_or_path: str | Path = "lite", overrides: tuple[str, ...
 
 def load_node_config(path: str | Path | None = None, overrides: dict | None = None) -> NodeConfig:
     """Load the node's parameters from a ROS parameter file (`/**: ros__parameters:`)."""
-    path = Path(path) if path else CONFIG_DIR / "cigocc.yaml"
+    try:
+        path = Path(path) if path else resources.node_params_file()
+    except resources.ResourceNotFound as e:
+        raise ConfigError(str(e)) from None
     data = _read_yaml(path)
     params: dict = {}
     for node_name, section in data.items():

@@ -129,6 +129,33 @@ def crop_or_pad(image: np.ndarray, K: np.ndarray, size: tuple[int, int],
     return out, K2
 
 
+RIGID_TOLERANCE = 1e-3
+
+
+def rigid_transform_error(T: np.ndarray, tol: float = RIGID_TOLERANCE) -> str | None:
+    """Why (4, 4) `T` is not a rigid transform (rotation + translation), or None when it is.
+
+    The 3x3 block must be a proper rotation: orthonormal (max |R^T R - I| <= tol) with
+    det(R) = +1 (within tol; -1 is a reflection, e.g. a swapped axis), all finite, last row
+    0 0 0 1. `tol` absorbs matrices typed with 4-6 significant digits (KITTI's calib: ~1e-6).
+    """
+    T = np.asarray(T, dtype=np.float64)
+    if T.shape != (4, 4):
+        return f"must be 4x4, got shape {T.shape}"
+    if not np.all(np.isfinite(T)):
+        return "holds NaN or inf"
+    if not np.allclose(T[3], (0.0, 0.0, 0.0, 1.0), rtol=0.0, atol=tol):
+        return f"last row must be 0 0 0 1, got {T[3].tolist()}"
+    R = T[:3, :3]
+    ortho = float(np.abs(R.T @ R - np.eye(3)).max())
+    if ortho > tol:
+        return f"rotation block is not orthonormal (max |R^T R - I| = {ortho:.3g} > {tol:g})"
+    det = float(np.linalg.det(R))
+    if abs(det - 1.0) > tol:
+        return f"rotation block has determinant {det:.4g}, not +1 (a reflection)"
+    return None
+
+
 def crop_window(image_hw: tuple[int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
     """(v0, v1, u0, u1): the rows [v0, v1) and columns [u0, u1) of an (H, W) image that
     `crop_or_pad(image, K, size)` keeps; the rest of the model's input is zero padding, so these

@@ -19,7 +19,6 @@ ONNX Runtime, an optional dependency: a clear ImportError when it is missing).
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import resources
 from .config import ExperimentConfig
 from .device import resolve_device
 from .geometry import camera_from_calib, crop_or_pad
@@ -296,24 +296,10 @@ class Predictor:
             self.predict(np.zeros((H, W, 3), np.uint8), K, T)
 
 
-SHIPPED_WEIGHTS = "cigocc_lite.safetensors"
-
-
 def default_weights() -> Path:
-    """The shipped weights: $CIGOCC_WEIGHTS, else weights/ of this checkout, else the installed
-    share/cigocc_ros/weights/ (colcon install). Returns the path even when it does not exist,
-    so the caller's error names where it looked."""
-    if os.environ.get("CIGOCC_WEIGHTS"):
-        return Path(os.environ["CIGOCC_WEIGHTS"])
-    local = Path(__file__).resolve().parent.parent / "weights" / SHIPPED_WEIGHTS
-    if local.is_file():
-        return local
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-
-        return Path(get_package_share_directory("cigocc_ros")) / "weights" / SHIPPED_WEIGHTS
-    except (ImportError, PackageNotFoundError, ValueError):
-        return local
+    """The shipped weights file ($CIGOCC_WEIGHTS, else weights/ in the share folders that
+    cigocc_ros.resources searches). Raises resources.ResourceNotFound naming where it looked."""
+    return resources.shipped_weights_file()
 
 
 def predict_images(predictor: Predictor, files: list[Path], calib: dict[str, np.ndarray], p_key: str = "P2",

@@ -13,21 +13,21 @@ from the `config` file (config/cigocc.yaml by default). docs/node.md describes a
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
+from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
-from launch_ros.substitutions import FindPackageShare
+
+from cigocc_ros import resources  # the one lookup of the package's files (share/, checkout)
 
 
 def generate_launch_description():
-    share = FindPackageShare("cigocc_ros")
     camera = LaunchConfiguration("camera")
     args = [
         DeclareLaunchArgument("mode", default_value="mono", choices=["mono", "stereo"],
                               description="mono: left camera only; stereo: left + right with stereo depth"),
         DeclareLaunchArgument("weights", default_value="",
                               description="checkpoint (.safetensors); empty = the shipped weights"),
-        DeclareLaunchArgument("config", default_value=PathJoinSubstitution([share, "config", "cigocc.yaml"]),
+        DeclareLaunchArgument("config", default_value=str(resources.node_params_file()),
                               description="ROS parameter file of the node"),
         DeclareLaunchArgument("device", default_value="auto",
                               description="inference device: auto | cpu | cuda | cuda:N"),
@@ -83,7 +83,7 @@ def generate_launch_description():
         package="rviz2",
         executable="rviz2",
         name="rviz2",
-        arguments=["-d", PathJoinSubstitution([share, "config", "cigocc.rviz"])],
+        arguments=["-d", str(resources.rviz_layout_file())],
         parameters=[{"use_sim_time": use_sim_time}],
         condition=IfCondition(LaunchConfiguration("rviz")),
     )

@@ -17,7 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cigocc_ros.inference import SHIPPED_WEIGHTS  # noqa: E402
+from cigocc_ros.resources import SHIPPED_WEIGHTS  # noqa: E402
 from cigocc_ros.model.checkpoint import read_metadata  # noqa: E402
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
+from cigocc_ros import resources
 from cigocc_ros.config import (
-    CONFIG_DIR,
     ConfigError,
     ExperimentConfig,
     NodeConfig,
@@ -25,7 +25,7 @@ def test_shipped_experiment_configs_load(name):
 
 
 def test_node_parameter_file_loads_into_the_dataclass():
-    cfg = load_node_config(CONFIG_DIR / "cigocc.yaml")
+    cfg = load_node_config(resources.node_params_file())
     assert isinstance(cfg, NodeConfig)
     assert cfg.device in ("auto", "cuda", "cpu")
 

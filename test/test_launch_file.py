@@ -87,19 +87,24 @@ def test_every_launch_configuration_is_declared(tree):
         assert const(kwarg(c, "description")), f"{const(c.args[0])} has no description"
 
 
-def test_named_files_exist_and_are_installed(tree, setup_kwargs):
+def test_named_files_come_from_resources_and_are_installed(tree, setup_kwargs):
+    """The launch file finds its files through cigocc_ros.resources (no lookup of its own), and
+    the files those functions name exist and are installed into share/cigocc_ros."""
+    from cigocc_ros import resources
+
     installed = {}
     for dest, files in setup_kwargs["data_files"]:
         for f in files:
             installed[f] = dest
     assert installed.get("launch/cigocc.launch.py") == f"share/{PACKAGE}/launch"
-    named = []
-    for c in calls(tree, "PathJoinSubstitution"):
-        parts = [const(e) for e in c.args[0].elts[1:]]  # [share, "config", "x"] -> config/x
-        named.append("/".join(parts))
-    assert "config/cigocc.yaml" in named and "config/cigocc.rviz" in named
-    for rel in named:
-        assert (REPO / rel).is_file(), f"{rel} is named by the launch file but missing"
+    assert not calls(tree, "FindPackageShare") and not calls(tree, "PathJoinSubstitution")
+    used = {n.func.attr for n in ast.walk(tree) if isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Attribute) and getattr(n.func.value, "id", None) == "resources"}
+    assert {"node_params_file", "rviz_layout_file"} <= used
+    for fn in used:
+        path = getattr(resources, fn)()
+        rel = path.relative_to(REPO).as_posix()
+        assert path.is_file(), f"{rel} is named by the launch file but missing"
         assert installed.get(rel) == f"share/{PACKAGE}/{Path(rel).parent}", f"{rel} is not installed by setup.py"
 
 

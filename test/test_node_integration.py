@@ -5,13 +5,16 @@ The model is the `lite` architecture with random weights, shrunk (image 128x384,
 it reads everything from the checkpoint. Covered: the three outputs (stamps, frames, sizes),
 stereo pairing (checked through the stereo depth of a known disparity), the real grayscale KITTI
 frames in mono and stereo, a 30 Hz flood (bounded memory, flat latency, counted drops), every bad
-input (the node logs, skips and keeps running), use_sim_time, and refusing bad weights.
+input (the node logs, skips and keeps running), time jumps (a far-future stamp, stamps and /clock
+stepping back), use_sim_time, start-up refusals (one line, exit 1, no traceback) and SIGINT /
+SIGTERM during start-up.
 """
 from __future__ import annotations
 
 import array
 import os
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -86,7 +89,7 @@ def node_env() -> dict:
 
 
 def start_node(log: Path, params: dict, ns: str = "", env: dict | None = None,
-               remaps: dict | None = None) -> subprocess.Popen:
+               remaps: dict | None = None, stderr: Path | None = None) -> subprocess.Popen:
     args = [sys.executable, "-m", "cigocc_ros.ros.node", "--ros-args"] + (["-r", f"__ns:={ns}"] if ns else [])
     for k, v in (remaps or {}).items():
         args += ["-r", f"{k}:={v}"]
@@ -98,8 +101,8 @@ def start_node(log: Path, params: dict, ns: str = "", env: dict | None = None,
         elif v == "":
             v = "''"  # rcl cannot parse an empty override; YAML's empty string
         args += ["-p", f"{k}:={v}"]
-    return subprocess.Popen(args, env=node_env() | (env or {}), stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            cwd=REPO)
+    err = open(stderr, "w") if stderr else subprocess.STDOUT
+    return subprocess.Popen(args, env=node_env() | (env or {}), stdout=open(log, "w"), stderr=err, cwd=REPO)
 
 
 def stop_node(proc: subprocess.Popen) -> int | None:
@@ -378,18 +381,22 @@ def test_real_kitti_grayscale_frames_mono(mono, kitti_samples):  # the fixture f
         assert (occ.size_x, occ.size_y, occ.size_z) == GRID
 
 
+def expect_log(log: Path, text: str, timeout: float = 15.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if text in log.read_text():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"'{text}' not logged:\n{log.read_text()[-3000:]}")
+
+
 def test_bad_inputs_are_logged_skipped_and_survived(mono):
     f, proc, log = mono
     good_roundtrip(f)
     rgb = texture(1)[:, : IMAGE[1], None].repeat(3, 2)
 
     def expect(text, timeout=15.0):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if text in log.read_text():
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"'{text}' not logged:\n{log.read_text()[-3000:]}")
+        expect_log(log, text, timeout)
 
     send_mono(f, Clock_.next(), rgb=rgb[:, :, 0].copy(), encoding="bayer_rggb8")
     expect("unsupported image encoding 'bayer_rggb8'")
@@ -407,6 +414,17 @@ def test_bad_inputs_are_logged_skipped_and_survived(mono):
     expect(f"message stamped {(stamp - 500_000_000) / 1e9:.6f} s not used: stamp is not newer")
     send_mono(f, stamp)  # the same stamp again
     expect(f"message stamped {stamp / 1e9:.6f} s not used: stamp is not newer")
+    # A 53x37 image: with the rig's camera_info its principal point lies outside the image; with
+    # a matching one it is still far smaller than the model input (padding would make the grid).
+    tiny = rgb[:37, :53].copy()
+    tiny_stamp = Clock_.next()
+    send_mono(f, tiny_stamp, rgb=tiny)
+    expect("a 53x37 image cannot match /left/camera_info: its principal point (192, 64) lies outside")
+    tiny_P = synthetic_P()
+    tiny_P[0, 2], tiny_P[1, 2] = 26.5, 18.5
+    send_mono(f, Clock_.next(), rgb=tiny, P=tiny_P)
+    expect(f"a 53x37 image is far smaller than the model input {IMAGE[1]}x{IMAGE[0]}")
+    assert wait_output(f, tiny_stamp, timeout=1.0) is None
     # still alive and still producing
     good_roundtrip(f)
     assert proc.poll() is None
@@ -469,6 +487,39 @@ def test_flood_keeps_memory_bounded_latency_flat_and_counts_drops(mono):
     v = diag_values(diag)
     assert int(v["frames_out"]) < int(v["frames_in"])
     assert proc.poll() is None
+
+
+def test_a_far_future_stamp_is_refused_and_does_not_wedge_the_node(mono):
+    """One frame stamped 1000 s ahead: refused with a warning (max_stamp_ahead), never
+    published, and current frames go on (before: published, then every frame refused)."""
+    f, proc, log = mono
+    good_roundtrip(f)
+    future = time.time_ns() + 1000 * 1_000_000_000
+    send_mono(f, future)
+    expect_log(log, f"message stamped {future / 1e9:.6f} s refused: ")
+    assert "ahead of the node's clock (max_stamp_ahead 2 s)" in log.read_text()
+    good_roundtrip(f)
+    assert wait_output(f, future, timeout=0.5) is None
+    assert proc.poll() is None
+
+
+def test_stamps_stepping_back_30s_reset_the_pairing_once(mono):
+    """A camera clock that steps 30 s back (a looping bag): logged once, and the frames of the
+    new timeline come out at once (before: refused until the stamps passed the old value)."""
+    f, proc, log = mono
+    good_roundtrip(f)
+    base = Clock_.next() - 30 * 1_000_000_000
+    outs = []
+    for k in range(3):
+        stamp = base + k * 100_000_000
+        send_mono(f, stamp)
+        outs.append(wait_output(f, stamp, timeout=20.0))
+    assert all(o is not None for o in outs), log.read_text()[-3000:]
+    text = log.read_text()
+    assert text.count("stamps jumped back") == 1 and "pairing and stamp guard reset" in text
+    good_roundtrip(f)  # and back to the present: a forward step needs nothing
+    diag = f.wait_for("diag", lambda m: int(diag_values(m)["time_jumps"]) >= 1, 5)
+    assert diag is not None
 
 
 # ------------------------------------------------------------------------------------------ stereo
@@ -539,6 +590,24 @@ def test_stereo_pairs_the_right_frames_and_honours_sim_time(stereo):
     assert 9_000 < float(diag_values(diag)["latency_p50_ms"]) < 11_000
 
 
+def test_clock_restart_under_sim_time_resets_and_goes_on(stereo):
+    """/clock stepping back (a bag replayed again): the node logs it once and keeps pairing."""
+    f, proc, log = stereo
+    f.clock_pub.publish(Clock(clock=rclpy.time.Time(nanoseconds=Clock_.last - 60_000_000_000).to_msg()))
+    expect_log(log, "the ROS clock (/clock) jumped back")
+    tex = texture(9)
+    left = np.ascontiguousarray(tex[:, :IMAGE[1]])
+    right = np.ascontiguousarray(tex[:, 8:IMAGE[1] + 8])
+    for _ in range(3):
+        stamp = Clock_.next()
+        send_stereo(f, stamp, left, right, synthetic_P(), synthetic_P(-FX * BASELINE))
+        if wait_output(f, stamp, 20) is not None:
+            break
+    else:
+        raise AssertionError(f"no output after the /clock jump:\n{log.read_text()[-3000:]}")
+    assert proc.poll() is None
+
+
 def test_real_kitti_grayscale_frames_stereo(stereo, kitti_samples):
     import cv2
 
@@ -561,20 +630,82 @@ def test_real_kitti_grayscale_frames_stereo(stereo, kitti_samples):
     assert proc.poll() is None
 
 
-# ------------------------------------------------------------------------------------------ weights
-def test_missing_or_corrupt_weights_refuse_to_start(tmp_path):
+# ------------------------------------------------------------------------------------------ start-up
+def test_refusals_exit_1_with_one_line_and_no_traceback(tmp_path, checkpoint):
+    """Missing, corrupt, truncated and non-safetensors weights, a bad device and a
+    camera_from_grid that is no rotation: one FATAL line naming the cause, exit status 1, and
+    nothing else on stderr (before: an AttributeError traceback from destroy_node)."""
+    import torch
+
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(os.urandom(4096))
-    missing = tmp_path / "nope.safetensors"
-    shipped = tmp_path / "not_shipped.safetensors"  # weights:="" falls back to the shipped file
-    procs = {p: start_node(tmp_path / f"{p.stem}.log", {"weights": str(p), "device": "cpu"}) for p in (missing, corrupt)}
-    procs[shipped] = start_node(tmp_path / f"{shipped.stem}.log", {"weights": "", "device": "cpu"},
-                                env={"CIGOCC_WEIGHTS": str(shipped)})
-    for path, proc in procs.items():
+    truncated = tmp_path / "truncated.safetensors"
+    data = checkpoint.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    pickle = tmp_path / "model.pt"
+    torch.save({"state_dict": {"w": torch.zeros(3)}}, pickle)
+    zero_rotation = [0.0] * 12 + [0.0, 0.0, 0.0, 1.0]
+    cases = {
+        "missing": ({"weights": str(tmp_path / "nope.safetensors")}, str(tmp_path / "nope.safetensors")),
+        "corrupt": ({"weights": str(corrupt)}, str(corrupt)),
+        "truncated": ({"weights": str(truncated)}, str(truncated)),
+        "pickle": ({"weights": str(pickle)}, str(pickle)),
+        "tpu": ({"weights": str(checkpoint), "device": "tpu"}, "device must be "),
+        "rotation": ({"weights": str(checkpoint), "camera_from_grid": zero_rotation},
+                     "camera_from_grid is not a rigid transform: rotation block is not orthonormal"),
+    }
+    not_shipped = tmp_path / "not_shipped.safetensors"  # weights:="" falls back to the shipped file
+    procs = {name: start_node(tmp_path / f"{name}.log", {"device": "cpu"} | params, stderr=tmp_path / f"{name}.err")
+             for name, (params, _) in cases.items()}
+    procs["shipped"] = start_node(tmp_path / "shipped.log", {"weights": "", "device": "cpu"},
+                                  env={"CIGOCC_WEIGHTS": str(not_shipped)}, stderr=tmp_path / "shipped.err")
+    cases["shipped"] = ({}, str(not_shipped))
+    for name, proc in procs.items():
         rc = proc.wait(STARTUP_TIMEOUT)
-        text = (tmp_path / f"{path.stem}.log").read_text()
-        assert rc == 1, text
-        assert "refusing to start" in text and str(path) in text
+        out, err = (tmp_path / f"{name}.log").read_text(), (tmp_path / f"{name}.err").read_text()
+        assert rc == 1, f"{name}: {rc}\n{out}\n{err}"
+        fatal = [ln for ln in err.splitlines() if "refusing to start" in ln]
+        assert len(fatal) == 1 and "[FATAL]" in fatal[0], f"{name}: {err}"
+        assert cases[name][1] in fatal[0], f"{name}: {fatal[0]}"
+        assert "Traceback" not in out + err and "Error" not in err.replace(fatal[0], ""), f"{name}: {err}"
+
+
+def wait_for_log_line(proc: subprocess.Popen, log: Path, text: str, timeout: float = STARTUP_TIMEOUT) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if text in log.read_text():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"node exited ({proc.returncode}) before '{text}':\n{log.read_text()}")
+        time.sleep(0.02)
+    raise AssertionError(f"'{text}' not logged:\n{log.read_text()}")
+
+
+@pytest.mark.parametrize("sig, when", [(signal.SIGINT, "warming up"), (signal.SIGTERM, "loading "),
+                                       (signal.SIGINT, "loading ")],
+                         ids=["SIGINT-warm-up", "SIGTERM-loading", "SIGINT-loading"])
+def test_signals_during_start_up_stop_promptly_and_cleanly(tmp_path, sig, when):
+    """SIGINT / SIGTERM while the weights load or during the warm-up forward: exit 0 within
+    seconds, no traceback, start-up not finished (before: SIGINT gave KeyboardInterrupt and
+    exit -2; SIGTERM waited for loading and warm-up to end). The shipped full-size weights make
+    loading and warm-up take seconds."""
+    log = tmp_path / "node.log"
+    proc = start_node(log, {"weights": "", "device": "cpu"})
+    try:
+        wait_for_log_line(proc, log, when)
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        rc = proc.wait(20)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text()
+    assert rc == 0, f"exit {rc}:\n{text}"
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
+    assert "listening on" not in text and "loaded " not in text, f"start-up finished first:\n{text}"
+    assert took < 10.0, f"{took:.1f} s to stop"
 
 
 # ------------------------------------------------------------------------------------------ compressed
@@ -591,7 +722,7 @@ def test_compressed_bag_replays_through_the_node(checkpoint, context, tmp_path, 
     from cigocc_ros.bag.demo import wait_until_listening
     from cigocc_ros.bag.play import BagPlayer, PlayOptions, RosSession
 
-    seq = write_tiny_sequence(tmp_path / "seq", frames=4, labelled=(), size=IMAGE)
+    seq = write_tiny_sequence(tmp_path / "seq", frames=4, labelled=(), size=IMAGE, scaled_calib=True)
     bag = tmp_path / "bag"
     k2b.convert(seq, bag, camera="gray", velodyne=False, compressed="png", progress=False)
     cams = k2b.CAMERA_PAIRS["gray"]
@@ -619,7 +750,8 @@ def test_compressed_bag_replays_through_the_node(checkpoint, context, tmp_path, 
             info_pub = session.node.create_publisher(CameraInfo, cams.info_topic("left"), 10)
             img_pub = session.node.create_publisher(CompressedImage, cams.image_topic("left", "png"), 10)
             time.sleep(1.0)
-            info = make_info(P_left, IMAGE, 2_000_000_000 * 10**9, cams.frame_id("left"))
+            # stamped now: newer than the bag's frames (start_time 1e9 s), not in the future
+            info = make_info(P_left, IMAGE, time.time_ns() // 10**9 * 10**9, cams.frame_id("left"))
             bad = CompressedImage(header=info.header, format="mono8; png compressed mono8")
             bad.data = array.array("B", b"\x89PNG\r\n\x1a\n" + bytes(64))
             deadline = time.time() + 15

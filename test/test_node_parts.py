@@ -116,6 +116,52 @@ def test_diagnostics_warn_on_stall_and_latency():
     assert "input stalled" in build_status(snap, 0, "n", "cpu", 2.0, 1.0).message
 
 
+def test_latency_warning_covers_a_time_window_not_the_last_100_frames():
+    """One slow frame (5 s) among fast ones: WARN while it is in the last LATENCY_WINDOW_S
+    seconds, OK once it is older, however few frames came since (a 100-frame window at 1 Hz
+    kept it for 100 s)."""
+    now = [1000.0]
+    stats = NodeStats(clock=lambda: now[0])
+    stats.frame_in()
+    stats.frame_out(latency_s=5.0, forward_s=4.0)
+    for _ in range(5):
+        now[0] += 1.0
+        stats.frame_in()
+        stats.frame_out(latency_s=0.2, forward_s=0.1)
+    snap = stats.snapshot()
+    assert snap["latency_p95_ms"] > 2000  # the slow frame is 5 s old: still in the window
+    assert build_status(snap, 0, "n", "cpu", 2.0, max_latency=2.0).level == DiagnosticStatus.WARN
+    for _ in range(10):  # 10 more frames at 1 Hz: the slow one is now 15 s old
+        now[0] += 1.0
+        stats.frame_in()
+        stats.frame_out(latency_s=0.2, forward_s=0.1)
+    snap = stats.snapshot()
+    assert snap["latency_p95_ms"] == pytest.approx(200.0)
+    assert build_status(snap, 0, "n", "cpu", 2.0, max_latency=2.0).level == DiagnosticStatus.OK
+    now[0] += 60.0  # no output for a minute: no latency figure, no latency warning
+    snap = stats.snapshot()
+    assert np.isnan(snap["latency_p95_ms"]) and "latency" not in build_status(snap, 0, "n", "cpu", 1e9, 2.0).message
+
+
+def test_images_that_cannot_feed_the_model_are_refused_and_big_crops_warned():
+    model_hw = (370, 1220)
+    K = fi.intrinsics(info(), "left/camera_info")  # KITTI: cx 607, cy 185
+    assert fi.check_image_fits((376, 1241), K, model_hw, "left/image", "left/camera_info") is None
+    with pytest.raises(fi.FrameError, match=r"53x37 image cannot match left/camera_info: its principal point") as e:
+        fi.check_image_fits((37, 53), K, model_hw, "left/image", "left/camera_info")
+    assert e.value.kind == "intrinsics_size"
+    small_K = np.array([[50.0, 0, 26.5], [0, 50.0, 18.5], [0, 0, 1]])  # a consistent 53x37 camera
+    with pytest.raises(fi.FrameError, match=r"far smaller than the model input 1220x370: 96% .* zero padding") as e:
+        fi.check_image_fits((37, 53), small_K, model_hw, "left/image", "left/camera_info")
+    assert e.value.kind == "image_too_small"
+    half_K = np.array([[300.0, 0, 320.0], [0, 300.0, 150.0], [0, 0, 1]])
+    warning = fi.check_image_fits((300, 640), half_K, model_hw, "left/image", "left/camera_info")
+    assert warning is not None and "640x300 images are padded to the model input 1220x370 (48%" in warning
+    big = fi.check_image_fits((1080, 1920), np.array([[1e3, 0, 960], [0, 1e3, 540], [0, 0, 1]]),
+                              model_hw, "left/image", "left/camera_info")
+    assert big is not None and "cropped" in big
+
+
 def test_compressed_frames_are_decoded_and_size_checked():
     import array
 

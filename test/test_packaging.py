@@ -1,7 +1,10 @@
 """package.xml, setup.py and what colcon installs agree, and the ROS-workspace path works:
-the repository, put in a workspace's src/, builds both packages with the documented colcon
-command; every launch/config/weights file lands in share/cigocc_ros, every console entry
-point is installed where `ros2 run` looks (lib/cigocc_ros/) and imports."""
+the repository, put in a workspace's src/, builds both packages with a plain `colcon build`
+(no --symlink-install: the usual build on a vehicle, where the code runs from site-packages,
+away from the checkout); every launch/config/weights file lands in share/cigocc_ros, every
+console entry point is installed where `ros2 run` looks (lib/cigocc_ros/) and imports, and the
+installed `cigocc_node`, started with the install space's own environment only, turns a real
+KITTI frame into a SemanticOccupancy message with the shipped weights it finds in share/."""
 from __future__ import annotations
 
 import ast
@@ -71,9 +74,10 @@ def test_message_package_is_its_own_interface_package():
     assert "rosidl_generate_interfaces" in (REPO / "msg" / "CMakeLists.txt").read_text()
 
 
-@pytest.mark.slow
-def test_colcon_workspace_build_installs_everything(tmp_path):
-    """The README's ROS-workspace command, against the ROS wheels in this venv."""
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    """The repository copied into <ws>/src and built with a plain `colcon build`."""
+    tmp_path = tmp_path_factory.mktemp("colcon")
     src = tmp_path / "ws" / "src" / "cigocc_ros"
     files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                            cwd=REPO, check=True, capture_output=True).stdout.decode().split("\0")
@@ -89,7 +93,30 @@ def test_colcon_workspace_build_installs_everything(tmp_path):
            "--cmake-args", "-DBUILD_TESTING=OFF", f"-DPython3_EXECUTABLE={sys.executable}"]
     res = subprocess.run(cmd, cwd=ws, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    assert not (ws / "install" / "cigocc_ros" / "share" / "cigocc_ros" / "package.xml").is_symlink()
+    return ws
 
+
+def workspace_env(ws: Path) -> dict:
+    """The environment of `source <ws>/install/setup.bash` on top of this one without any
+    PYTHONPATH (so not this checkout): what a vehicle's shell has."""
+    base = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CIGOCC_SHARE", "CIGOCC_WEIGHTS")}
+    venv = Path(sys.prefix)
+    base.update(CMAKE_PREFIX_PATH=str(venv), AMENT_PREFIX_PATH=str(venv))
+    out = subprocess.run(["bash", "-c", f"source {ws / 'install' / 'setup.bash'} && env -0"], env=base,
+                         capture_output=True, timeout=120, check=True).stdout.decode()
+    env = dict(kv.split("=", 1) for kv in out.split("\0") if "=" in kv)
+    assert str(REPO) not in env.get("PYTHONPATH", ""), env.get("PYTHONPATH")
+    return env
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_colcon_workspace_build_installs_everything(workspace, tmp_path):
+    """The README's ROS-workspace command, against the ROS wheels in this venv."""
+    ws = workspace
+    venv = Path(sys.prefix)
+    env = dict(os.environ, CMAKE_PREFIX_PATH=str(venv), AMENT_PREFIX_PATH=str(venv))
     share = ws / "install" / "cigocc_ros" / "share" / "cigocc_ros"
     assert (share / "package.xml").read_text() == (REPO / "package.xml").read_text()
     for folder, patterns in {"launch": ["*.launch.py"], "config": ["*.yaml", "*.rviz"],
@@ -124,3 +151,102 @@ def test_colcon_workspace_build_installs_everything(tmp_path):
     res = subprocess.run([str(libdir / "cigocc"), "--help"], cwd=tmp_path, env=run_env,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "usage: cigocc" in res.stdout, res.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_installed_node_runs_from_the_install_space_only(workspace, tmp_path, kitti_samples):
+    """The plain install's `cigocc_node` (its environment from install/setup.bash, cwd outside
+    the checkout, weights:="" = the shipped weights) answers a real KITTI frame. Before
+    resources.py it refused to start: "cannot read class table" (config/ was looked for next to
+    site-packages)."""
+    import random
+    import time
+
+    import cv2
+    import numpy as np
+    import rclpy
+    from cigocc_msgs.msg import SemanticOccupancy
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from cigocc_ros.data.semantic_kitti import read_calib
+
+    ws = workspace
+    env = workspace_env(ws)
+    site = next((ws / "install" / "cigocc_ros" / "lib").glob("python3*/site-packages"))
+    probe = "import cigocc_ros.resources as r; print(r.__file__); print(r.class_table_file())"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    code, table = out.stdout.split()
+    assert code.startswith(str(site)), code  # the installed copy, not the checkout
+    assert table == str(ws / "install" / "cigocc_ros" / "share" / "cigocc_ros" / "config" / "semantic-kitti.yaml")
+
+    seq = kitti_samples / "sequences" / "00"
+    calib = read_calib(seq / "calib.txt")
+    T = np.eye(4)
+    T[:3, :4] = calib["Tr"]
+    domain = random.Random(os.getpid() ^ time.time_ns()).randint(1, 200)
+    env.update(ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1",
+               RCUTILS_LOGGING_BUFFERED_STREAM="0", OMP_NUM_THREADS="2")
+    exe = ws / "install" / "cigocc_ros" / "lib" / "cigocc_ros" / "cigocc_node"
+    matrix = "[" + ",".join(repr(float(v)) for v in T.ravel()) + "]"
+    log = tmp_path / "node.log"
+    node_proc = subprocess.Popen([str(exe), "--ros-args", "-p", "device:=cpu", "-p", f"camera_from_grid:={matrix}"],
+                                 cwd=tmp_path, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=domain, args=[])
+    got = []
+    try:
+        node = Node("installed_feeder", context=ctx)
+        qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+        pub_img = node.create_publisher(Image, "left/image", qos)
+        pub_info = node.create_publisher(CameraInfo, "left/camera_info", qos)
+        node.create_subscription(SemanticOccupancy, "/cigocc_node/occupancy", got.append, qos)
+        from rclpy.executors import SingleThreadedExecutor
+
+        executor = SingleThreadedExecutor(context=ctx)
+        executor.add_node(node)
+        deadline = time.time() + 240
+        while "listening on" not in log.read_text():
+            assert node_proc.poll() is None, f"installed node exited {node_proc.returncode}:\n{log.read_text()}"
+            assert time.time() < deadline, f"installed node not ready:\n{log.read_text()}"
+            executor.spin_once(timeout_sec=0.2)
+        assert "share/cigocc_ros/weights/cigocc_lite.safetensors" in log.read_text(), log.read_text()
+        gray = cv2.imread(str(seq / "image_0" / "000000.png"), cv2.IMREAD_UNCHANGED)
+        P = np.asarray(calib["P0"], dtype=np.float64).reshape(3, 4)
+        for _attempt in range(3):
+            while node.count_subscribers("left/image") < 1 and time.time() < deadline:
+                executor.spin_once(timeout_sec=0.2)
+            stamp = time.time_ns()
+            info = CameraInfo(height=gray.shape[0], width=gray.shape[1], k=[float(v) for v in P[:, :3].ravel()],
+                              p=[float(v) for v in P.ravel()])
+            img = Image(height=gray.shape[0], width=gray.shape[1], encoding="mono8", step=gray.shape[1])
+            img.data = gray.tobytes()
+            for msg in (info, img):
+                msg.header.frame_id = "camera_gray_left"
+                msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+            time.sleep(0.5)  # let the endpoints match before the first message
+            pub_info.publish(info)
+            pub_img.publish(img)
+            end = time.time() + 60
+            while time.time() < end and not got:
+                executor.spin_once(timeout_sec=0.2)
+            if got:
+                break
+        assert got, f"no occupancy from the installed node:\n{log.read_text()[-3000:]}"
+        occ = got[0]
+        assert (occ.size_x, occ.size_y, occ.size_z) == (256, 256, 32) and occ.header.frame_id == "velodyne"
+        assert occ.model_id.startswith("lite@") and len(occ.labels) == 256 * 256 * 32
+        executor.shutdown()
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)
+        if node_proc.poll() is None:
+            node_proc.terminate()
+            node_proc.wait(30)
+    assert node_proc.returncode == 0, log.read_text()[-2000:]
+    assert "Traceback" not in log.read_text()

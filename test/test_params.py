@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import rclpy
 from rclpy.node import Node
@@ -68,6 +69,29 @@ def test_onnxruntime_backend_needs_an_exported_file():
 
     with pytest.raises(WeightsError, match="cigocc export"):
         load_predictor(default_weights(), "cpu", "onnxruntime")
+
+
+@pytest.mark.parametrize("matrix, why", [
+    ([0.0] * 12 + [0.0, 0.0, 0.0, 1.0], "not orthonormal"),  # the issue's all-zero rotation
+    ([2.0, 0, 0, 0, 0, 2.0, 0, 0, 0, 0, 2.0, 0, 0, 0, 0, 1.0], "not orthonormal"),  # a scale
+    ([0.0, 1.0, 0, 0, 1.0, 0, 0, 0, 0, 0, 1.0, 0, 0, 0, 0, 1.0], "determinant -1"),  # swapped axes
+    (KITTI_TR[:12] + [0.0, 0.0, 1.0, 1.0], "last row"),
+    (KITTI_TR[:3] + [float("nan")] + KITTI_TR[4:], "NaN"),
+])
+def test_camera_from_grid_must_be_a_rigid_transform(matrix, why):
+    errors = validate(NodeConfig(camera_from_grid=tuple(float(v) for v in matrix)))
+    assert len(errors) == 1 and "camera_from_grid is not a rigid transform" in errors[0] and why in errors[0], errors
+
+
+def test_real_calibrations_pass_the_rigid_check():
+    from cigocc_ros.geometry import rigid_transform_error
+
+    assert validate(NodeConfig(camera_from_grid=tuple(KITTI_TR))) == []
+    # KITTI sequence 00's Tr as printed in calib.txt (6 significant digits)
+    tr = [4.276802385584e-04, -9.999672484946e-01, -8.084491683471e-03, -1.198459927713e-02,
+          -7.210626507497e-03, 8.081198471645e-03, -9.999413164504e-01, -5.403984729748e-02,
+          9.999738645903e-01, 4.859485810390e-04, -7.206933692422e-03, -2.921968648686e-01]
+    assert rigid_transform_error(np.array(tr + [0, 0, 0, 1]).reshape(4, 4)) is None
 
 
 def test_read_only_and_range_enforced_at_run_time(context):

@@ -23,9 +23,12 @@ class Recorder:
         self.drops.append((index, msg, why))
 
 
-def make(n=2, slop=0.02, queue_size=10):
+def make(n=2, slop=0.02, queue_size=10, jump_back=None):
     rec = Recorder()
-    return ApproximateTimeSync(n, slop, rec, queue_size, rec.drop), rec
+    rec.jumps = []
+    sync = ApproximateTimeSync(n, slop, rec, queue_size, rec.drop, jump_back,
+                               lambda i, before, after: rec.jumps.append((i, before, after)))
+    return sync, rec
 
 
 def test_exact_stamps_pair_in_any_arrival_order():
@@ -97,6 +100,59 @@ def test_duplicate_and_out_of_order_stamps_are_dropped():
     assert len(rec.sets) == 1
 
 
+S = 1_000_000_000
+
+
+def test_a_clock_stepping_back_resets_the_pairing_once():
+    """A bag that loops (stamps 30 s back): pairing goes on at once, the jump is reported once,
+    and the old timeline's messages still queued are discarded."""
+    sync, rec = make(jump_back=1.0)
+    for k in range(3):
+        sync.add(1, 100 * S + k * 100 * MS, f"i{k}")
+        sync.add(0, 100 * S + k * 100 * MS, f"m{k}")
+    sync.add(1, 100 * S + 300 * MS, "i3-old")  # an info of the old timeline, still unpaired
+    assert len(rec.sets) == 3 and rec.jumps == []
+    sync.add(0, 70 * S, "m-new")  # 30 s back
+    assert rec.jumps == [(0, 100 * S + 200 * MS, 70 * S)]
+    assert (1, "i3-old", "discarded: the clock jumped back") in rec.drops
+    sync.add(1, 70 * S, "i-new")
+    assert rec.sets[-1] == ("m-new", "i-new")
+    for k in range(1, 4):  # and the new timeline goes on without further jumps
+        sync.add(1, 70 * S + k * 100 * MS, f"i+{k}")
+        sync.add(0, 70 * S + k * 100 * MS, f"m+{k}")
+    assert len(rec.sets) == 7 and len(rec.jumps) == 1
+
+
+def test_one_far_future_stamp_does_not_wedge_the_pairing():
+    sync, rec = make(jump_back=1.0)
+    sync.add(0, 1000 * S, "future")
+    sync.add(1, 1000 * S, "future-info")
+    assert rec.sets == [("future", "future-info")]
+    sync.add(0, 10 * S, "now")  # without jump handling: "stamp is not newer" forever
+    sync.add(1, 10 * S, "now-info")
+    assert rec.sets[-1] == ("now", "now-info") and len(rec.jumps) == 1
+
+
+def test_small_steps_back_are_out_of_order_not_jumps():
+    sync, rec = make(jump_back=1.0)
+    sync.add(0, 10 * S, "a")
+    sync.add(1, 10 * S, "b")
+    sync.add(0, 10 * S - 500 * MS, "late")
+    assert rec.drops[-1] == (0, "late", "stamp is not newer than the last paired set") and rec.jumps == []
+
+
+def test_reset_forgets_queued_messages_and_guards():
+    sync, rec = make()
+    sync.add(0, 10 * S, "a")
+    sync.add(1, 10 * S, "b")
+    sync.add(0, 11 * S, "queued")
+    sync.reset()
+    assert rec.drops[-1] == (0, "queued", "discarded: the clock jumped back") and sync.pending() == [0, 0]
+    sync.add(0, 5 * S, "c")
+    sync.add(1, 5 * S, "d")
+    assert rec.sets[-1] == ("c", "d")
+
+
 def test_single_stream_passes_through():
     sync, rec = make(n=1)
     sync.add(0, 5, "x")
@@ -104,7 +160,7 @@ def test_single_stream_passes_through():
     assert rec.sets == [("x",), ("y",)]
 
 
-@pytest.mark.parametrize("kwargs", [{"n": 0}, {"slop": -1.0}, {"queue_size": 0}])
+@pytest.mark.parametrize("kwargs", [{"n": 0}, {"slop": -1.0}, {"queue_size": 0}, {"jump_back": 0.0}])
 def test_bad_arguments_are_rejected(kwargs):
     args = {"n": 2, "slop": 0.01, "callback": print, "queue_size": 5} | kwargs
     with pytest.raises(ValueError):

@@ -24,13 +24,28 @@ CALIB = {
 }
 
 
+KITTI_SIZE = (376, 1241)  # (H, W) of the images CALIB belongs to
+
+
+def calib_for(size) -> dict:
+    """CALIB for images of `size` (H, W): the projections' u and v rows scaled, so the principal
+    point stays inside the image (the node refuses intrinsics that cannot match the image)."""
+    sy, sx = size[0] / KITTI_SIZE[0], size[1] / KITTI_SIZE[1]
+    out = {k: v.copy() for k, v in CALIB.items()}
+    for k in ("P0", "P1", "P2", "P3"):
+        out[k][0] *= sx
+        out[k][1] *= sy
+    return out
+
+
 def write_tiny_sequence(root: Path, frames: int = 8, labelled: tuple[int, ...] = (0, 5), size=(48, 96),
-                        grid=(256, 256, 32), seed: int = 0) -> Path:
+                        grid=(256, 256, 32), seed: int = 0, scaled_calib: bool = False) -> Path:
     """Write sequence folder `root` and return it. Frame i is at t = 0.1 * i s (+ jitter) and
-    the car drives 0.7 m a frame along cam0's z (forward) while turning slowly."""
+    the car drives 0.7 m a frame along cam0's z (forward) while turning slowly. `scaled_calib`
+    writes calib_for(size) instead of KITTI's full-size numbers (for a node to run on it)."""
     rng = np.random.default_rng(seed)
     root = Path(root)
-    sk.write_calib(root / "calib.txt", CALIB)
+    sk.write_calib(root / "calib.txt", calib_for(size) if scaled_calib else CALIB)
     times = np.arange(frames) * 0.1 + rng.uniform(0, 0.004, frames)
     times[0] = 0.0
     sk.write_times(root / "times.txt", times)

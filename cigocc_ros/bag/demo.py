@@ -120,7 +120,11 @@ def run_demo(out: Path, weights: Path | None = None, sequence: str = "08", frame
     t0 = time.monotonic()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    weights = Path(weights) if weights else default_weights()
+    try:
+        weights = Path(weights) if weights else default_weights()
+    except FileNotFoundError as e:  # resources.ResourceNotFound names where it looked
+        print(f"error: {e}")
+        return 2
     if not weights.is_file():
         print(f"error: weights file not found: {weights}")
         return 2

@@ -2,7 +2,10 @@
 
 Rates and stalls are measured on the monotonic wall clock (a paused bag or a missing /clock must
 not freeze them); latency is `ROS now - image header.stamp` on the node's clock, so it stays
-meaningful under `use_sim_time` replay. Windows are bounded deques: memory stays constant.
+meaningful under `use_sim_time` replay. Latency and forward-time percentiles cover the frames of
+the last `window_s` seconds (LATENCY_WINDOW_S), not the last N frames: one slow frame stops
+counting after that time whatever the frame rate. Windows are bounded deques: memory stays
+constant.
 """
 from __future__ import annotations
 
@@ -13,46 +16,58 @@ import time
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
+LATENCY_WINDOW_S = 10.0
+
 
 class NodeStats:
-    """Thread-safe counters and windows fed by the callbacks and the worker."""
+    """Thread-safe counters and windows fed by the callbacks and the worker. `clock` (seconds,
+    monotonic) is injectable for tests."""
 
-    def __init__(self, window: int = 100) -> None:
+    def __init__(self, window: int = 100, window_s: float = LATENCY_WINDOW_S, clock=time.monotonic) -> None:
         self._lock = threading.Lock()
-        self.started = time.monotonic()
+        self._clock = clock
+        self.window_s = window_s
+        self.started = clock()
         self.frame_times: collections.deque = collections.deque(maxlen=window)  # paired frames in
         self.output_times: collections.deque = collections.deque(maxlen=window)
-        self.latencies: collections.deque = collections.deque(maxlen=window)  # seconds
-        self.forward: collections.deque = collections.deque(maxlen=window)  # seconds
+        # (time out, latency s, forward s) of the frames published in the last window_s seconds;
+        # the maxlen only bounds memory (1000 frames = 10 s at 100 Hz).
+        self.timings: collections.deque = collections.deque(maxlen=1000)
         self.message_counts: collections.Counter = collections.Counter()  # per topic
         self.last_message: dict[str, float] = {}
         self.frames_in = 0
         self.frames_out = 0
         self.skipped = 0  # bad input
         self.unpaired = 0  # messages the synchroniser could not pair
+        self.time_jumps = 0  # clock steps back that reset the pairing
         self.last_problem = ""
 
     def message(self, topic: str) -> None:
         with self._lock:
             self.message_counts[topic] += 1
-            self.last_message[topic] = time.monotonic()
+            self.last_message[topic] = self._clock()
 
     def frame_in(self) -> None:
         with self._lock:
             self.frames_in += 1
-            self.frame_times.append(time.monotonic())
+            self.frame_times.append(self._clock())
 
     def frame_out(self, latency_s: float, forward_s: float) -> None:
         with self._lock:
+            now = self._clock()
             self.frames_out += 1
-            self.output_times.append(time.monotonic())
-            self.latencies.append(latency_s)
-            self.forward.append(forward_s)
+            self.output_times.append(now)
+            self.timings.append((now, latency_s, forward_s))
 
     def problem(self, text: str, skipped: bool = True, unpaired: bool = False) -> None:
         with self._lock:
             self.skipped += int(skipped)
             self.unpaired += int(unpaired)
+            self.last_problem = text
+
+    def time_jump(self, text: str) -> None:
+        with self._lock:
+            self.time_jumps += 1
             self.last_problem = text
 
     @staticmethod
@@ -65,10 +80,12 @@ class NodeStats:
 
     def snapshot(self) -> dict:
         """Current figures (rates in Hz, times in ms) as a plain dict."""
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
-            lat = np.asarray(self.latencies, dtype=np.float64) * 1e3
-            fwd = np.asarray(self.forward, dtype=np.float64) * 1e3
+            while self.timings and now - self.timings[0][0] > self.window_s:
+                self.timings.popleft()
+            recent = np.asarray([t[1:] for t in self.timings], dtype=np.float64).reshape(-1, 2) * 1e3
+            lat, fwd = recent[:, 0], recent[:, 1]
             last_frame = self.frame_times[-1] if self.frame_times else None
             return {
                 "input_rate_hz": self._rate(self.frame_times, now),
@@ -80,6 +97,7 @@ class NodeStats:
                 "frames_out": self.frames_out,
                 "frames_skipped": self.skipped,
                 "messages_unpaired": self.unpaired,
+                "time_jumps": self.time_jumps,
                 "seconds_since_input": now - (last_frame if last_frame is not None else self.started),
                 "messages": dict(self.message_counts),
                 "last_problem": self.last_problem,
@@ -95,7 +113,8 @@ def build_status(
     max_latency: float,
     extra: dict[str, str] | None = None,
 ) -> DiagnosticStatus:
-    """DiagnosticStatus: OK, or WARN when input stalls / latency p95 exceeds `max_latency` s."""
+    """DiagnosticStatus: OK, or WARN when input stalls / latency p95 (over the stats' time
+    window) exceeds `max_latency` s."""
     problems = []
     if stats["seconds_since_input"] > stall_timeout:
         if stats["frames_in"] == 0:
@@ -119,6 +138,7 @@ def build_status(
         "frames_dropped": str(dropped),
         "frames_skipped": str(stats["frames_skipped"]),
         "messages_unpaired": str(stats["messages_unpaired"]),
+        "time_jumps": str(stats["time_jumps"]),
         "device": device,
         "last_problem": stats["last_problem"],
     }

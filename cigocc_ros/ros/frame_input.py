@@ -64,6 +64,43 @@ def check_size(image, info, image_topic: str, info_topic: str) -> None:
         )
 
 
+# The model crops or zero-pads a frame to its input size (geometry.crop_or_pad), it never scales.
+# Refuse a frame when padding would fill more than MAX_PAD_FRACTION of the input's rows or
+# columns (the grid would be predicted from mostly black pixels); warn once per image size when
+# more than FIT_WARN_FRACTION of the rows or columns are cropped or padded.
+MAX_PAD_FRACTION = 0.5
+FIT_WARN_FRACTION = 0.1
+
+
+def check_image_fits(image_hw, K: np.ndarray, model_hw, image_topic: str, info_topic: str) -> str | None:
+    """Raise FrameError when an image of size `image_hw` = (H, W) cannot belong to its
+    camera_info (principal point outside it) or is far smaller than the model input `model_hw`
+    = (h, w); return a warning text when it is cropped / padded by more than FIT_WARN_FRACTION,
+    else None."""
+    H, W = (int(v) for v in image_hw)
+    h, w = (int(v) for v in model_hw)
+    cx, cy = float(K[0, 2]), float(K[1, 2])
+    if not (0.0 <= cx <= W and 0.0 <= cy <= H):
+        raise FrameError(
+            "intrinsics_size",
+            f"{image_topic}: a {W}x{H} image cannot match {info_topic}: its principal point "
+            f"({cx:g}, {cy:g}) lies outside the image",
+        )
+    pad = max((h - H) / h, (w - W) / w)
+    if pad > MAX_PAD_FRACTION:
+        raise FrameError(
+            "image_too_small",
+            f"{image_topic}: a {W}x{H} image is far smaller than the model input {w}x{h}: "
+            f"{pad:.0%} of its rows or columns would be zero padding (limit {MAX_PAD_FRACTION:.0%})",
+        )
+    change = max(abs(H - h) / h, abs(W - w) / w)
+    if change > FIT_WARN_FRACTION:
+        verb = "padded" if pad > 0 and max(H - h, W - w) <= 0 else "cropped" if pad <= 0 else "cropped and padded"
+        return (f"{image_topic}: {W}x{H} images are {verb} to the model input {w}x{h} ({change:.0%} of the rows "
+                f"or columns; more than {FIT_WARN_FRACTION:.0%} degrades the prediction)")
+    return None
+
+
 def is_compressed(image) -> bool:
     """True for a sensor_msgs/CompressedImage (it has `format`, an Image has `encoding`)."""
     return hasattr(image, "format") and not hasattr(image, "encoding")

@@ -13,10 +13,18 @@ optional), `/diagnostics`.
 Threads: the executor thread only checks stamps and enqueues; one worker thread converts the
 images, runs the model and publishes (rclpy publishers are thread-safe), so a slow forward pass
 never blocks subscriptions or /clock.
+
+Time: stamps further ahead of the node's clock than `max_stamp_ahead` are refused; a stamp or the
+ROS clock (/clock restarting under use_sim_time) stepping back by more than
+`time_jump_threshold` is logged once and resets the pairing and the stamp guard (docs/node.md).
+
+Start-up: a refusal (weights, parameters) logs one FATAL line and exits 1; SIGINT / SIGTERM at
+any point of the start-up (torch import, loading, warm-up) exits 0 at once (`main`).
 """
 from __future__ import annotations
 
 import hashlib
+import signal
 import sys
 import threading
 import time
@@ -30,7 +38,9 @@ from cigocc_msgs.msg import SemanticOccupancy
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import OccupancyGrid
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.clock import Clock, ClockType
+from rclpy.clock import Clock, ClockType, JumpThreshold
+from rclpy.duration import Duration
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -40,13 +50,13 @@ from visualization_msgs.msg import MarkerArray
 from ..classes import IGNORE_LABEL, load_class_table
 from ..config import NodeConfig
 from ..costmap import Costmapper, CostmapSpec
-from ..geometry import quaternion_matrix
+from ..geometry import quaternion_matrix, rigid_transform_error
 from ..stereo import StereoDepth, StereoParams
 from . import frame_input as fi
 from .diagnostics import NodeStats, build_status
 from .outputs import OutputBuilder, byte_array
 from .params import declare_parameters, validate, with_changes
-from .sync import stamp_ns, subscribe_synchronized
+from .sync import ApproximateTimeSync, stamp_ns, subscribe_synchronized
 from .worker import FrameQueue, Worker
 
 try:  # tf2_ros is part of a ROS distribution, not of PyPI
@@ -125,8 +135,10 @@ class CigoccNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
+        self.worker = None  # destroy_node() must work on a node whose start-up was refused
         self.cfg: NodeConfig = declare_parameters(self)
         weights = resolve_weights(self.cfg.weights)
+        self.get_logger().info(f"loading {weights} (device {self.cfg.device}, backend {self.cfg.backend})")
         self.predictor = load_predictor(weights, self.cfg.device, self.cfg.backend)
         if self.cfg.stereo and not self.predictor.takes_depth:
             raise WeightsError(f"stereo:=true, but {weights} was exported without a depth input "
@@ -136,6 +148,7 @@ class CigoccNode(Node):
         self.model_id = f"{exp.name}@{file_digest(weights)}"
         self.grid_frame = self.cfg.grid_frame or exp.grid.frame_id
         if hasattr(self.predictor, "warmup"):  # kernel selection and allocations before frame 1
+            self.get_logger().info("warming up")
             self.predictor.warmup()
         self.classes = load_class_table()
         self.builder = OutputBuilder(exp.grid, self.classes, self.grid_frame, self.model_id)
@@ -149,6 +162,7 @@ class CigoccNode(Node):
         self.stats = NodeStats()
         self._log_times: dict[str, float] = {}
         self._last_stamp = -1
+        self._fit_warned: set[tuple] = set()  # (topic, width, height) already warned about
         self._last_markers = 0.0
         self._stereo = None  # StereoDepth, built for the rig's fx and baseline on first use
         self._lock = threading.Lock()
@@ -181,6 +195,15 @@ class CigoccNode(Node):
         self.sync_kind, self._subs = subscribe_synchronized(
             self, streams, sensor_qos, self.cfg.sync_slop, self._on_frame, self.cfg.sync_queue_size,
             on_message=lambda i, m: self.stats.message(self._topics[i]), on_drop=self._on_unpaired,
+            admit=self._admit, jump_back=self.cfg.time_jump_threshold, on_jump=self._on_stamp_jump,
+        )
+        self._sync = self._subs[-1] if isinstance(self._subs[-1], ApproximateTimeSync) else None
+        # /clock restarting (a looping bag under use_sim_time); rcl reports no system-clock steps,
+        # those show in the stamps (the synchroniser above).
+        self._jump_handle = self.get_clock().create_jump_callback(
+            JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-int(self.cfg.time_jump_threshold * 1e9)),
+                          on_clock_change=False),
+            post_callback=self._on_clock_jump,
         )
         self.add_on_set_parameters_callback(self._on_set_parameters)
         steady = Clock(clock_type=ClockType.STEADY_TIME)  # ticks even when /clock is paused
@@ -217,11 +240,59 @@ class CigoccNode(Node):
         self.stats.problem(text, skipped=False, unpaired=True)
         self._warn(f"unpaired:{why}", text)
 
+    def _stamp_ahead(self, t: int) -> float | None:
+        """Seconds that stamp `t` (ns) lies ahead of the node's clock beyond `max_stamp_ahead`, or
+        None. Without a clock yet (use_sim_time before the first /clock) nothing is refused."""
+        now = self.get_clock().now().nanoseconds
+        if now == 0:
+            return None
+        ahead = (t - now) / 1e9
+        return ahead if ahead > self.cfg.max_stamp_ahead else None
+
+    def _admit(self, index: int, msg) -> bool:
+        """Executor thread, before pairing: keep far-future stamps out of the synchroniser."""
+        t = stamp_ns(msg)
+        ahead = self._stamp_ahead(t)
+        if ahead is None:
+            return True
+        text = (f"{self._topics[index]}: message stamped {t / 1e9:.6f} s refused: {ahead:.3f} s ahead of the "
+                f"node's clock (max_stamp_ahead {self.cfg.max_stamp_ahead:g} s)")
+        self.stats.problem(text, skipped=False, unpaired=True)
+        self._warn("future_stamp", text)
+        return False
+
+    def _reset_time(self, text: str) -> None:
+        """The clock stepped back: forget the stamp guard (the synchroniser resets itself or is
+        reset by the caller), log once, count it."""
+        with self._lock:
+            self._last_stamp = -1
+        self.stats.time_jump(text)
+        self.get_logger().warning(f"{text}: pairing and stamp guard reset")
+
+    def _on_stamp_jump(self, index: int, before: int, after: int) -> None:
+        self._reset_time(f"{self._topics[index]}: stamps jumped back {(before - after) / 1e9:.3f} s "
+                         f"(from {before / 1e9:.6f} to {after / 1e9:.6f})")
+
+    def _on_clock_jump(self, jump) -> None:
+        """rclpy jump callback (a TimeJump), when /clock (use_sim_time) steps back."""
+        delta = jump.delta.nanoseconds
+        if self._sync is not None:
+            self._sync.reset()
+        self._reset_time(f"the ROS clock (/clock) jumped back {-delta / 1e9:.3f} s")
+
     def _on_frame(self, *msgs) -> None:
         """Synchroniser callback (executor thread): stamp checks, then enqueue. Never blocks."""
         t = stamp_ns(msgs[0])
+        if self._sync is None and not self._admit(0, msgs[0]):  # message_filters pairs unchecked
+            return
+        jump_ns = int(self.cfg.time_jump_threshold * 1e9)
         with self._lock:
             last = self._last_stamp
+            jumped = last >= 0 and t < last - jump_ns  # message_filters: no jump check of its own
+        if jumped:
+            self._reset_time(f"{self._topics[0]}: stamps jumped back {(last - t) / 1e9:.3f} s")
+            last = -1
+        with self._lock:
             if t > last:
                 self._last_stamp = t
         if t <= last:
@@ -252,16 +323,22 @@ class CigoccNode(Node):
 
     # -------------------------------------------------------------------------- worker
     def _camera_from_grid(self, camera_frame: str) -> np.ndarray:
-        """(4, 4) camera <- grid: TF's latest transform when available, else the parameter."""
+        """(4, 4) camera <- grid: TF's latest transform when available, else the parameter.
+        Either must be rigid (geometry.rigid_transform_error), else the frame is skipped."""
         if self.tf_buffer is not None:
             try:
                 tf = self.tf_buffer.lookup_transform(camera_frame, self.grid_frame, rclpy.time.Time())
-                return transform_to_matrix(tf.transform)
+                T = transform_to_matrix(tf.transform)
             except Exception as e:  # LookupException, ExtrapolationException...: fall back
                 if not self.cfg.camera_from_grid:
                     raise fi.FrameError(
                         "no_transform", f"no TF {camera_frame} <- {self.grid_frame} ({e}) and no 'camera_from_grid' parameter"
                     ) from None
+            else:
+                why = rigid_transform_error(T)
+                if why is not None:
+                    raise fi.FrameError("bad_transform", f"TF {camera_frame} <- {self.grid_frame} is not a rigid transform: {why}")
+                return T
         T = fi.matrix_from_parameter(self.cfg.camera_from_grid)
         if T is None:
             raise fi.FrameError(
@@ -277,6 +354,7 @@ class CigoccNode(Node):
         img, info = frame.msgs[0], frame.msgs[1]
         K = fi.intrinsics(info, self._topics[1])
         rgb = fi.to_rgb(img, info, self._topics[0], self._topics[1])
+        self._check_fit(rgb.shape[:2], K)
         camera_frame = img.header.frame_id or info.header.frame_id
         T = self._camera_from_grid(camera_frame)
         depth = None
@@ -309,6 +387,15 @@ class CigoccNode(Node):
             self.pub_costmap.publish(self.builder.costmap(costs, frame.stamp_ns))
         latency = (self.get_clock().now().nanoseconds - frame.stamp_ns) / 1e9
         self.stats.frame_out(latency, forward)
+
+    def _check_fit(self, image_hw: tuple[int, int], K: np.ndarray) -> None:
+        """Refuse images that cannot feed the model (FrameError); warn once per size when the
+        model crops / pads them a lot."""
+        warning = fi.check_image_fits(image_hw, K, self.model_hw, self._topics[0], self._topics[1])
+        key = (self._topics[0], *(int(v) for v in image_hw))
+        if warning is not None and key not in self._fit_warned:
+            self._fit_warned.add(key)
+            self.get_logger().warning(warning)
 
     def _spec(self, cfg: NodeConfig) -> CostmapSpec:
         """The costmap rules of `cfg` (parameters change at run time; validated when set)."""
@@ -372,26 +459,66 @@ class CigoccNode(Node):
         self.pub_diag.publish(msg)
 
     def destroy_node(self) -> None:
-        self.worker.stop()
+        # Also called by rclpy's context shutdown on a node whose __init__ raised half-way.
+        worker = getattr(self, "worker", None)  # absent when a signal stopped __init__ very early
+        if worker is not None:
+            worker.stop()
         super().destroy_node()
 
 
+class StartupInterrupted(BaseException):
+    """SIGINT / SIGTERM arrived while the node was starting (a BaseException, like
+    KeyboardInterrupt, so that no `except Exception` on the way swallows it)."""
+
+
+class _SignalGate:
+    """Python-level SIGINT / SIGTERM handlers for the node's whole life.
+
+    rclpy's own handlers (installed by rclpy.init) shut the context down and wake the executor,
+    then chain to these. While `armed` (start-up: imports, loading, the warm-up forward) they
+    raise StartupInterrupted in the main thread, which stops the start-up between two Python
+    operations; afterwards they do nothing, and the executor returns because the context is down.
+    """
+
+    def __init__(self) -> None:
+        self.armed = True
+        self.received: int | None = None  # the first signal's number
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is None:
+            self.received = signum
+        if self.armed:
+            self.armed = False
+            raise StartupInterrupted(signum)
+
+
+REFUSALS = (WeightsError, ValueError, ParameterException)  # user mistakes: one FATAL line, exit 1
+
+
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    executor = SingleThreadedExecutor()
+    gate = _SignalGate()
+    node = None
     try:
+        rclpy.init(args=args)
         node = CigoccNode()
-    except Exception as e:
-        if not rclpy.ok():  # SIGINT / SIGTERM while the model was loading: a normal stop
-            executor.shutdown()
+        gate.armed = False
+    except StartupInterrupted:
+        gate.armed = False
+        rclpy.try_shutdown()  # also destroys the half-built node
+        return 0
+    except BaseException as e:
+        gate.armed = False
+        if gate.received is not None:  # rclpy's handler shut the context down under the start-up
+            rclpy.try_shutdown()
             return 0
-        if not isinstance(e, (WeightsError, ValueError)):
+        if not isinstance(e, REFUSALS):
             raise
         rclpy.logging.get_logger(NODE_NAME).fatal(f"refusing to start: {e}")
-        print(f"{NODE_NAME}: refusing to start: {e}", file=sys.stderr)
-        executor.shutdown()
         rclpy.try_shutdown()
         return 1
+    executor = SingleThreadedExecutor()
     try:
         executor.add_node(node)
         executor.spin()

@@ -8,10 +8,10 @@ the others can be changed at run time with `ros2 param set`.
 from __future__ import annotations
 
 import dataclasses
-import math
 import typing
 from dataclasses import dataclass
 
+import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.parameter import Parameter
@@ -19,6 +19,7 @@ from rclpy.parameter import Parameter
 from ..classes import load_class_table
 from ..config import DEVICE_HELP, NodeConfig, check_device_name
 from ..costmap import CostmapSpec
+from ..geometry import rigid_transform_error
 
 TRANSPORTS = ("raw", "compressed")
 
@@ -78,6 +79,10 @@ PARAMS: dict[str, ParamInfo] = {
     "input_stall_timeout": ParamInfo("Seconds without a paired frame before diagnostics WARN", range=(0.1, 3600.0)),
     "max_latency": ParamInfo("Latency p95 (s, image stamp -> outputs) above which diagnostics WARN", range=(0.0, 3600.0)),
     "log_throttle": ParamInfo("Seconds between repeats of one kind of bad-input warning", range=(0.0, 3600.0)),
+    "max_stamp_ahead": ParamInfo("Refuse messages stamped more than this (s) ahead of the node's clock",
+                                 range=(0.0, 1e9)),
+    "time_jump_threshold": ParamInfo("A stamp or the ROS clock stepping back by more than this (s) resets "
+                                     "the pairing (a looping bag, a resynced camera)", True, (0.001, 3600.0)),
 }
 
 _missing = {f.name for f in dataclasses.fields(NodeConfig)} ^ set(PARAMS)
@@ -181,8 +186,8 @@ def validate(cfg: NodeConfig) -> list[str]:
         m = cfg.camera_from_grid
         if len(m) != 16:
             errors.append(f"camera_from_grid must hold 16 numbers (row-major 4x4), got {len(m)}")
-        elif not all(math.isfinite(v) for v in m) or list(m[12:]) != [0.0, 0.0, 0.0, 1.0]:
-            errors.append("camera_from_grid must be finite with a last row of 0 0 0 1")
+        elif (why := rigid_transform_error(np.reshape(m, (4, 4)))) is not None:
+            errors.append(f"camera_from_grid is not a rigid transform: {why}")
     if cfg.stereo_num_disparities % 16:
         errors.append(f"stereo_num_disparities must be a multiple of 16, got {cfg.stereo_num_disparities}")
     if cfg.stereo_block_size % 2 == 0:

@@ -6,6 +6,13 @@ message arrives the nearest-stamped message of every other stream is taken; if t
 spans at most `slop` seconds it is emitted, and everything at or before it is consumed. Messages
 that can no longer be paired (older than an emitted set, pushed out of a full queue, or a second
 message with a stamp already queued) are reported through `on_drop` so the node can say why.
+
+Time jumps: a message stamped more than `jump_back` seconds before its stream's newest stamp
+(paired or queued) means the source clock stepped back (a looping bag, a camera that resynced):
+like TF buffers and message_filters on a /clock jump, the synchroniser then forgets the old
+timeline (queued messages stamped after the new one, and every stream's "last paired" guard),
+reports it once through `on_jump` and goes on pairing. Smaller steps back are out-of-order
+messages and are dropped as before.
 """
 from __future__ import annotations
 
@@ -30,13 +37,17 @@ def stamp_ns(msg: Any) -> int:
 
 
 DropCallback = Callable[[int, Any, str], None]
+JumpCallback = Callable[[int, int, int], None]  # (stream index, newest stamp before, new stamp) ns
+JUMPED = "discarded: the clock jumped back"
 
 
 class ApproximateTimeSync:
     """Pairs the messages of `n` streams whose header stamps lie within `slop` seconds.
 
     `add(index, stamp_ns, msg)` feeds stream `index`; `callback(*msgs)` receives one message per
-    stream, in stream order. Not tied to ROS: stamps are integer nanoseconds.
+    stream, in stream order. Not tied to ROS: stamps are integer nanoseconds. `jump_back`
+    (seconds, None = never) and `on_jump` handle a clock that steps back (module docstring);
+    `reset()` forgets everything (the node calls it when its own clock jumps back).
     """
 
     def __init__(
@@ -46,6 +57,8 @@ class ApproximateTimeSync:
         callback: Callable[..., None],
         queue_size: int = 10,
         on_drop: DropCallback | None = None,
+        jump_back: float | None = None,
+        on_jump: JumpCallback | None = None,
     ) -> None:
         if n < 1:
             raise ValueError(f"ApproximateTimeSync needs at least one stream, got n={n}")
@@ -53,21 +66,29 @@ class ApproximateTimeSync:
             raise ValueError(f"sync slop must be >= 0 seconds, got {slop}")
         if queue_size < 1:
             raise ValueError(f"sync queue_size must be >= 1, got {queue_size}")
+        if jump_back is not None and jump_back <= 0:
+            raise ValueError(f"sync jump_back must be > 0 seconds, got {jump_back}")
         self.n = n
         self.slop_ns = int(round(slop * 1e9))
         self.queue_size = queue_size
         self.callback = callback
         self.on_drop = on_drop or (lambda i, m, why: None)
+        self.jump_back_ns = None if jump_back is None else int(round(jump_back * 1e9))
+        self.on_jump = on_jump or (lambda i, before, after: None)
         self._stamps: list[list[int]] = [[] for _ in range(n)]
         self._msgs: list[list[Any]] = [[] for _ in range(n)]
         self._last_emitted: list[float] = [float("-inf")] * n
         self._lock = threading.Lock()
 
     def add(self, index: int, t_ns: int, msg: Any) -> None:
-        emitted = None
+        emitted = jump = None
         with self._lock:
             dropped: list[tuple[int, Any, str]] = []
             stamps, msgs = self._stamps[index], self._msgs[index]
+            newest = max(self._last_emitted[index], stamps[-1] if stamps else float("-inf"))
+            if self.jump_back_ns is not None and t_ns < newest - self.jump_back_ns:
+                jump = (index, int(newest), t_ns)
+                self._forget(t_ns + self.jump_back_ns, dropped)
             if t_ns <= self._last_emitted[index]:
                 dropped.append((index, msg, "stamp is not newer than the last paired set"))
             else:
@@ -81,10 +102,29 @@ class ApproximateTimeSync:
                         stamps.pop(0)
                         dropped.append((index, msgs.pop(0), "no partner within the sync slop"))
                     emitted = self._match(index, t_ns, dropped)
+        if jump is not None:
+            self.on_jump(*jump)
         for i, m, why in dropped:
             self.on_drop(i, m, why)
         if emitted is not None:
             self.callback(*emitted)
+
+    def _forget(self, after_ns: float, dropped: list) -> None:
+        """Drop queued messages stamped after `after_ns` and every "last paired" guard (lock held)."""
+        for j in range(self.n):
+            keep = bisect.bisect_right(self._stamps[j], after_ns)
+            dropped.extend((j, m, JUMPED) for m in self._msgs[j][keep:])
+            del self._stamps[j][keep:]
+            del self._msgs[j][keep:]
+        self._last_emitted = [float("-inf")] * self.n
+
+    def reset(self) -> None:
+        """Forget every queued message and guard (the clock jumped back); drops are reported."""
+        dropped: list[tuple[int, Any, str]] = []
+        with self._lock:
+            self._forget(float("-inf"), dropped)
+        for i, m, why in dropped:
+            self.on_drop(i, m, why)
 
     def _match(self, index: int, t_ns: int, dropped: list) -> list | None:
         picks = []
@@ -128,13 +168,20 @@ def subscribe_synchronized(
     on_message: Callable[[int, Any], None] | None = None,
     on_drop: DropCallback | None = None,
     use_message_filters: bool = True,
+    admit: Callable[[int, Any], bool] | None = None,
+    jump_back: float | None = None,
+    on_jump: JumpCallback | None = None,
 ) -> tuple[str, list]:
     """Subscribe `node` to `streams` [(msg_type, topic), ...] and call `callback(*msgs)` per set.
 
-    `on_message(index, msg)` sees every message as it arrives (rates, stall detection).
-    Returns (which synchroniser is used, the subscription objects, kept alive by the caller).
+    `on_message(index, msg)` sees every message as it arrives (rates, stall detection);
+    `admit(index, msg)` returning False keeps a message out of the pairing (our synchroniser
+    only: message_filters pairs inside its subscribers, so there the caller checks the set).
+    Returns (which synchroniser is used, the subscription objects and, last, the synchroniser,
+    kept alive by the caller).
     """
     on_message = on_message or (lambda i, m: None)
+    admit = admit or (lambda i, m: True)
     # `qos_overrides./<topic>.subscription.reliability:=reliable` etc. then work as in image_pipeline.
     overrides = QoSOverridingOptions.with_default_policies()
     if use_message_filters and _message_filters is not None:  # pragma: no cover - ROS distro only
@@ -145,12 +192,13 @@ def subscribe_synchronized(
         sync = _message_filters.ApproximateTimeSynchronizer(subs, queue_size, slop)
         sync.registerCallback(callback)
         return "message_filters", subs + [sync]
-    sync = ApproximateTimeSync(len(streams), slop, callback, queue_size, on_drop)
+    sync = ApproximateTimeSync(len(streams), slop, callback, queue_size, on_drop, jump_back, on_jump)
 
     def make_cb(i: int):
         def cb(msg):
             on_message(i, msg)
-            sync.add(i, stamp_ns(msg), msg)
+            if admit(i, msg):
+                sync.add(i, stamp_ns(msg), msg)
 
         return cb
 

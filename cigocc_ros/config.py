@@ -210,6 +210,7 @@ class NodeConfig:
 
     weights: str = ""  # a checkpoint (.safetensors); "" = the shipped weights (resources.shipped_weights_file)
     device: str = "auto"  # auto | cpu | cuda | cuda:N (cigocc_ros.device)
+    backend: str = "torch"  # torch | onnxruntime (weights then names an exported .onnx file)
     stereo: bool = False
     sync_slop: float = 0.02  # seconds between left and right stamps to pair them
     sync_queue_size: int = 10  # messages per stream kept while waiting for partners

@@ -13,6 +13,10 @@ interpolating only where the coarse argmax changes between neighbours: where all
 corners of a fine voxel agree on a class, that class is also the argmax of any convex
 combination of their logits. Confidence is the head's top class probability at its own
 resolution, trilinearly interpolated (255 = 1.0).
+
+Two backends run the network's forward between that shared pre- and post-processing:
+`TorchForward` (the nn.Module) and `OrtForward` (an ONNX file written by onnx_export.py, run by
+ONNX Runtime, an optional dependency: a clear ImportError when it is missing).
 """
 from __future__ import annotations
 
@@ -107,15 +111,111 @@ def upsampled_argmax(logits: Tensor, scale: int | tuple[int, int, int]) -> Tenso
     return torch.stack(out)
 
 
+BACKENDS = ("torch", "onnxruntime")
+
+
+class TorchForward:
+    """The network's inference forward in torch: (img (1, 3, H, W), K (1, 3, 3), T (1, 4, 4),
+    depth (1, 1, H, W) or None) on `device` -> coarse logits (1, n_cls, X', Y', Z')."""
+
+    backend = "torch"
+    takes_depth = True
+
+    def __init__(self, model: torch.nn.Module, device: torch.device):
+        self.model = model.to(device).eval()
+        self.device = device
+
+    def __call__(self, img: Tensor, K: Tensor, T: Tensor, depth: Tensor | None) -> Tensor:
+        batch = {"img": img, "K": K, "T_cam_grid": T}
+        if depth is not None:
+            batch["depth"] = depth
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            return self.model(batch, inference=True)["ssc_logits_coarse"]
+
+
+def onnx_config(meta: dict[str, str], path: str | Path) -> ExperimentConfig:
+    """The ExperimentConfig that onnx_export.export_onnx stored in an ONNX file's metadata."""
+    import json
+
+    from .config import ConfigError, from_dict
+
+    if "config" not in meta:
+        raise ValueError(f"{path}: no cigocc_ros config in the ONNX metadata (export it with `cigocc export`)")
+    try:
+        return from_dict(ExperimentConfig, json.loads(meta["config"]), f"{path} (ONNX metadata)")
+    except (json.JSONDecodeError, ConfigError) as e:
+        raise ValueError(f"{path}: unreadable ONNX metadata: {e}") from None
+
+
+def _ort_session(path: str | Path, device: torch.device, threads: int):
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ImportError("backend 'onnxruntime' needs the onnxruntime package (pip install onnxruntime, "
+                          "or onnxruntime-gpu for CUDA); the 'torch' backend runs without it") from None
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX file not found: {path}")
+    providers = ["CPUExecutionProvider"]
+    if device.type == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise RuntimeError(f"device={device} with backend 'onnxruntime' needs onnxruntime-gpu "
+                               f"(available providers: {ort.get_available_providers()})")
+        providers = [("CUDAExecutionProvider", {"device_id": device.index or 0}), *providers]
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    # ONNX Runtime's workers spin for a while after each run by default: CPU taken from the
+    # node's other threads (and from torch in a side-by-side benchmark) for no gain at 2-10 Hz.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as e:  # onnxruntime raises its own exception types for bad files
+        raise ValueError(f"{path}: ONNX Runtime cannot load it: {type(e).__name__}: {e}") from None
+
+
+class OrtForward:
+    """The same forward from an exported ONNX file, run by ONNX Runtime (CPU, or the CUDA
+    execution provider for a cuda device). Inputs as TorchForward; returns the logits as a
+    float32 tensor on `device`. `threads` = ONNX Runtime's intra-op threads (0: its default)."""
+
+    backend = "onnxruntime"
+
+    def __init__(self, path: str | Path, device: torch.device, threads: int = 0):
+        self.device = device
+        self.session = _ort_session(path, device, threads)
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.takes_depth = "depth" in self.inputs
+        self.cfg = onnx_config(self.session.get_modelmeta().custom_metadata_map, path)
+
+    def __call__(self, img: Tensor, K: Tensor, T: Tensor, depth: Tensor | None) -> Tensor:
+        feeds = {"img": img, "K": K, "T_cam_grid": T}
+        if self.takes_depth:  # a stereo export; 0 = no depth value, the model's own convention
+            feeds["depth"] = depth if depth is not None else torch.zeros_like(img[:, :1])
+        elif depth is not None:
+            raise ValueError("this ONNX file was exported without a depth input; export it with "
+                             "`cigocc export ... --stereo` to feed stereo depth")
+        arrays = {k: np.ascontiguousarray(v.detach().cpu().float().numpy()) for k, v in feeds.items()}
+        (logits,) = self.session.run(["ssc_logits_coarse"], arrays)
+        return torch.from_numpy(logits).to(self.device)
+
+
 class Predictor:
     """Runs a CIGOcc model on single frames; `cfg` is the ExperimentConfig the model was built
-    (or trained) with. Per-frame buffers are allocated once; the only device -> host transfer
-    is the final (2, X, Y, Z) uint8 copy."""
+    (or trained) with, `model` the nn.Module or an OrtForward. Per-frame buffers are allocated
+    once; the only device -> host transfer is the final (2, X, Y, Z) uint8 copy."""
 
-    def __init__(self, cfg: ExperimentConfig, model: torch.nn.Module, device: str | torch.device = "auto"):
+    def __init__(self, cfg: ExperimentConfig, model: torch.nn.Module | OrtForward, device: str | torch.device = "auto"):
         self.cfg = cfg
         self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
+        if isinstance(model, OrtForward):
+            self.forward, self.model = model, None
+            if model.device != self.device:
+                raise ValueError(f"OrtForward runs on {model.device}, the Predictor on {self.device}")
+        else:
+            self.forward = TorchForward(model, self.device)
+            self.model = self.forward.model
+        self.backend = self.forward.backend
         self.image_size = tuple(cfg.model.image_size)
         self.grid_size = tuple(cfg.grid.size)
         H, W = self.image_size
@@ -125,6 +225,11 @@ class Predictor:
         self._host_KT = torch.empty(25, dtype=torch.float32, pin_memory=pin)  # K (9) | T (16)
         self._img = torch.empty((1, 3, H, W), dtype=torch.float32, device=self.device)
 
+    @property
+    def takes_depth(self) -> bool:
+        """Whether predict() accepts a depth map (an ONNX file exported without one does not)."""
+        return self.forward.takes_depth
+
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto") -> Predictor:
         # Checkpoints need safetensors; a Predictor around a model built in memory does not.
@@ -132,6 +237,27 @@ class Predictor:
 
         model, _ = load_checkpoint(path)
         return cls(model.cfg, model, device)
+
+    @classmethod
+    def from_onnx(cls, path: str | Path, device: str | torch.device = "auto", threads: int = 0) -> Predictor:
+        dev = resolve_device(device)
+        forward = OrtForward(path, dev, threads)
+        return cls(forward.cfg, forward, dev)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "auto", backend: str = "torch") -> Predictor:
+        """A checkpoint (.safetensors) for backend 'torch', an exported .onnx for 'onnxruntime'."""
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        suffix = Path(path).suffix
+        if backend == "onnxruntime":
+            if suffix != ".onnx":
+                raise ValueError(f"backend 'onnxruntime' runs an exported .onnx file, got {path}; "
+                                 f"write one with: cigocc export {path} --onnx model.onnx")
+            return cls.from_onnx(path, device)
+        if suffix == ".onnx":
+            raise ValueError(f"{path} is an ONNX file: run it with backend 'onnxruntime'")
+        return cls.from_checkpoint(path, device)
 
     def _check(self, image_rgb: np.ndarray, K: np.ndarray, T_cam_grid: np.ndarray, depth: np.ndarray | None) -> None:
         if not isinstance(image_rgb, np.ndarray) or image_rgb.dtype != np.uint8 or image_rgb.ndim != 3 \
@@ -159,14 +285,15 @@ class Predictor:
         img_dev = self._host_img.to(self.device, non_blocking=nb)
         self._img.copy_(img_dev.permute(2, 0, 1).unsqueeze(0)).mul_(1.0 / 255.0)
         KT = self._host_KT.to(self.device, non_blocking=nb)
-        batch = {"img": self._img, "K": KT[:9].view(1, 3, 3), "T_cam_grid": KT[9:].view(1, 4, 4)}
+        depth_dev = None
         if depth is not None:
+            if not self.takes_depth:
+                raise ValueError("this model takes no depth map (an ONNX file exported without --stereo)")
             d, _ = crop_or_pad(np.asarray(depth, dtype=np.float32), K, self.image_size)
             self._host_depth.numpy()[0, 0] = np.nan_to_num(d, nan=0.0, posinf=0.0, neginf=0.0)
-            batch["depth"] = self._host_depth.to(self.device, non_blocking=nb)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            out = self.model(batch, inference=True)
-        coarse = out["ssc_logits_coarse"].float()  # the head's native resolution
+            depth_dev = self._host_depth.to(self.device, non_blocking=nb)
+        coarse = self.forward(self._img, KT[:9].view(1, 3, 3), KT[9:].view(1, 4, 4), depth_dev).float()
+        # The head's native resolution -> the grid's, per axis (sub-voxel heads: 1 in z).
         scale = tuple(g // c for g, c in zip(self.grid_size, coarse.shape[-3:], strict=True))
         labels = upsampled_argmax(coarse, scale)[0]  # uint8
         conf = coarse.softmax(1).amax(1, keepdim=True)

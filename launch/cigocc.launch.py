@@ -31,6 +31,8 @@ def generate_launch_description():
                               description="ROS parameter file of the node"),
         DeclareLaunchArgument("device", default_value="auto",
                               description="inference device: auto | cpu | cuda | cuda:N"),
+        DeclareLaunchArgument("backend", default_value="torch", choices=["torch", "onnxruntime"],
+                              description="torch, or onnxruntime with weights:=<file from cigocc export>"),
         DeclareLaunchArgument("rviz", default_value="false", choices=["true", "false"],
                               description="start RViz with config/cigocc.rviz"),
         DeclareLaunchArgument("use_sim_time", default_value="false", choices=["true", "false"],
@@ -62,6 +64,7 @@ def generate_launch_description():
             {
                 "weights": ParameterValue(LaunchConfiguration("weights"), value_type=str),
                 "device": LaunchConfiguration("device"),
+                "backend": LaunchConfiguration("backend"),
                 "stereo": ParameterValue(PythonExpression(["'", LaunchConfiguration("mode"), "' == 'stereo'"]),
                                          value_type=bool),
                 "use_sim_time": use_sim_time,

@@ -116,7 +116,7 @@ def test_parameters_and_remappings_match_the_node(tree):
     keys = {const(k) for p in params if isinstance(p, ast.Dict) for k in p.keys}
     fields = {f.name for f in dataclasses.fields(NodeConfig)}
     assert keys - {"use_sim_time"} <= fields, f"not node parameters: {keys - fields - {'use_sim_time'}}"
-    assert {"weights", "device", "stereo", "use_sim_time", "left_transport", "right_transport"} <= keys
+    assert {"weights", "device", "backend", "stereo", "use_sim_time", "left_transport", "right_transport"} <= keys
     remapped = {const(t.elts[0]) for t in kwarg(node, "remappings").elts}
     assert remapped == {topic for _, topic in STREAMS_STEREO}
 

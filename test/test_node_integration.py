@@ -782,3 +782,35 @@ def test_compressed_bag_replays_through_the_node(checkpoint, context, tmp_path, 
     assert 0 < inside.sum() < inside.size
     assert np.all(labels[~inside] == 255) and np.all(conf[~inside] == 0)
     assert not np.any(labels[inside] == 255)
+
+
+# ------------------------------------------------------------------------------------------ onnxruntime
+@pytest.mark.slow
+def test_onnxruntime_backend_publishes_what_torch_predicts(checkpoint, context, tmp_path):
+    """backend:=onnxruntime with the checkpoint's `cigocc export`: the node starts, says which
+    backend runs, and its labels for a frame agree with the torch Predictor's on >= 99.9 %."""
+    from cigocc_ros.inference import Predictor
+    from cigocc_ros.model.checkpoint import load_checkpoint
+    from cigocc_ros.onnx_export import export_onnx
+
+    onnx = export_onnx(load_checkpoint(checkpoint)[0], tmp_path / "lite_small.onnx")
+    log = tmp_path / "node.log"
+    proc = start_node(log, {"weights": str(onnx), "backend": "onnxruntime", "device": "cpu",
+                            "camera_from_grid": camera_from_grid()}, ns="/onnx")
+    f = Feeder(context, stereo=False, ns="/onnx", outputs=("occupancy",))
+    try:
+        f.wait_ready(proc, log)
+        assert "on cpu (onnxruntime)" in log.read_text()
+        stamp = Clock_.next()
+        rgb = texture(7)[:, : IMAGE[1], None].repeat(3, 2)
+        send_mono(f, stamp, rgb)
+        occ = wait_output(f, stamp, timeout=60.0)
+        assert occ is not None, log.read_text()[-2000:]
+    finally:
+        f.close()
+        rc = stop_node(proc)
+    assert rc == 0 and "Traceback" not in log.read_text()
+    labels = np.frombuffer(bytes(occ.labels), np.uint8).reshape(GRID)
+    T = np.array(camera_from_grid()).reshape(4, 4)
+    ref = Predictor.from_checkpoint(checkpoint, device="cpu").predict(rgb, synthetic_P()[:, :3], T).labels
+    assert (labels == ref).mean() >= 0.999

@@ -60,6 +60,15 @@ def test_invalid_values_are_refused_with_the_name(context):
     node.destroy_node()
     assert any("camera_from_grid" in e for e in validate(NodeConfig(camera_from_grid=(1.0, 2.0))))
     assert any("stereo_block_size" in e for e in validate(NodeConfig(stereo_block_size=4)))
+    assert any("backend" in e for e in validate(NodeConfig(backend="tensorrt")))
+
+
+def test_onnxruntime_backend_needs_an_exported_file():
+    from cigocc_ros.inference import default_weights
+    from cigocc_ros.ros.node import WeightsError, load_predictor
+
+    with pytest.raises(WeightsError, match="cigocc export"):
+        load_predictor(default_weights(), "cpu", "onnxruntime")
 
 
 @pytest.mark.parametrize("matrix, why", [

@@ -25,7 +25,10 @@ from .args import DEVICE_HELP, device_name
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", help="a sequence folder, or image files (with --calib)")
-    p.add_argument("--weights", default="", help="checkpoint (.safetensors); default: shipped weights")
+    p.add_argument("--weights", default="", help="checkpoint (.safetensors), or an exported .onnx for "
+                   "--backend onnxruntime; default: shipped weights")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],
+                   help="run the network in torch, or an exported ONNX file in ONNX Runtime")
     p.add_argument("--calib", default="", help="calib.txt for image-file inputs (P2, Tr; P3 for --right)")
     p.add_argument("--camera", default="auto", choices=["auto", "image_0", "image_1", "image_2", "image_3"])
     p.add_argument("--stereo", action="store_true", help="sequence folder: add StereoSGBM depth from "
@@ -92,8 +95,11 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         calib, p_key, files, right = resolve_inputs(args)
-        predictor = Predictor.from_checkpoint(args.weights or default_weights(), device=args.device)
-    except (InputError, sk.DataFormatError, CheckpointError, ValueError, RuntimeError) as e:
+        predictor = Predictor.load(args.weights or default_weights(), args.device, args.backend)
+        if right and not predictor.takes_depth:
+            raise InputError(f"{args.weights} was exported without a depth input: cigocc export --stereo")
+    except (InputError, sk.DataFormatError, CheckpointError, ValueError, RuntimeError, ImportError,
+            FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     out = Path(args.out)

@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "make-targets": ("make_targets", "voxel targets from labelled LiDAR scans (SemanticKITTI's recipe)"),
     "lidar-report": ("lidar_report", "quality on real frames against their labelled LiDAR scans, beside trivial predictors"),
     "infer": ("infer", "predict occupancy for images or a sequence; write labels and PNGs"),
+    "export": ("export", "export a checkpoint to ONNX (for ONNX Runtime / TensorRT)"),
     "make-masks": ("make_masks", "teacher masks from SAM / Grounded-SAM (optional deps)"),
     "kitti-to-bag": ("kitti_to_bag", "convert a KITTI / SemanticKITTI sequence folder to a rosbag2 bag"),
     "bag-play": ("bag_play", "replay a rosbag2 bag into a live ROS 2 graph (rate or paced, /clock)"),

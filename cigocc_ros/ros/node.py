@@ -102,12 +102,13 @@ def resolve_weights(path: str) -> Path:
     return p
 
 
-def load_predictor(path: Path, device: str):
-    """Predictor of checkpoint `path`; any failure becomes a WeightsError naming the file."""
+def load_predictor(path: Path, device: str, backend: str = "torch"):
+    """Predictor of checkpoint (or, for backend onnxruntime, ONNX file) `path`; any failure
+    becomes a WeightsError naming the file."""
     from ..inference import Predictor  # torch: after rclpy.init(), see resolve_weights
 
     try:
-        return Predictor.from_checkpoint(str(path), device=device)
+        return Predictor.load(str(path), device, backend)
     except Exception as e:
         raise WeightsError(f"cannot load weights file {path}: {type(e).__name__}: {e}") from None
 
@@ -137,8 +138,11 @@ class CigoccNode(Node):
         self.worker = None  # destroy_node() must work on a node whose start-up was refused
         self.cfg: NodeConfig = declare_parameters(self)
         weights = resolve_weights(self.cfg.weights)
-        self.get_logger().info(f"loading {weights} (device {self.cfg.device})")
-        self.predictor = load_predictor(weights, self.cfg.device)
+        self.get_logger().info(f"loading {weights} (device {self.cfg.device}, backend {self.cfg.backend})")
+        self.predictor = load_predictor(weights, self.cfg.device, self.cfg.backend)
+        if self.cfg.stereo and not self.predictor.takes_depth:
+            raise WeightsError(f"stereo:=true, but {weights} was exported without a depth input "
+                               "(cigocc export --stereo)")
         exp = self.predictor.cfg
         self.device = str(getattr(self.predictor, "device", self.cfg.device))
         self.model_id = f"{exp.name}@{file_digest(weights)}"
@@ -152,7 +156,7 @@ class CigoccNode(Node):
         self.costmapper = Costmapper(exp.grid)  # caches the camera view per geometry
         self._costmap_spec: tuple[NodeConfig, CostmapSpec] | None = None
         self.get_logger().info(
-            f"loaded {weights} ({self.model_id}) on {self.device}; grid {tuple(exp.grid.size)} in "
+            f"loaded {weights} ({self.model_id}) on {self.device} ({self.predictor.backend}); grid {tuple(exp.grid.size)} in "
             f"'{self.grid_frame}', image {tuple(exp.model.image_size)}, {'stereo' if self.cfg.stereo else 'mono'}"
         )
         self.stats = NodeStats()

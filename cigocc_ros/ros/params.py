@@ -35,6 +35,8 @@ class ParamInfo:
 PARAMS: dict[str, ParamInfo] = {
     "weights": ParamInfo("Checkpoint file (.safetensors); empty = the shipped weights", read_only=True),
     "device": ParamInfo(f"Inference device: {DEVICE_HELP}", read_only=True),
+    "backend": ParamInfo("Network runtime: torch, or onnxruntime for a .onnx file from `cigocc export`",
+                         read_only=True, choices=("torch", "onnxruntime")),
     "stereo": ParamInfo("Subscribe to the right camera too and feed stereo depth", read_only=True),
     "sync_slop": ParamInfo("Max spread (s) of the image/info stamps paired into one frame", True, (0.0, 1.0)),
     "sync_queue_size": ParamInfo("Messages per stream kept while waiting for partners", True, (1, 100)),
@@ -178,6 +180,8 @@ def validate(cfg: NodeConfig) -> list[str]:
     for name in ("left_transport", "right_transport"):
         if getattr(cfg, name) not in PARAMS[name].choices:
             errors.append(f"{name} must be one of {PARAMS[name].choices}, got '{getattr(cfg, name)}'")
+    if cfg.backend not in PARAMS["backend"].choices:
+        errors.append(f"backend must be one of {PARAMS['backend'].choices}, got '{cfg.backend}'")
     if cfg.camera_from_grid:
         m = cfg.camera_from_grid
         if len(m) != 16:

@@ -1,0 +1,45 @@
+"""`cigocc export`: a checkpoint -> an ONNX file of the network's inference forward
+(onnx_export.py), checked against torch on one frame with ONNX Runtime when it is installed."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..inference import default_weights
+from ..model.checkpoint import CheckpointError, load_checkpoint
+from ..onnx_export import export_onnx, parity
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("weights", nargs="?", default="", help="checkpoint (.safetensors); default: shipped weights")
+    p.add_argument("--onnx", required=True, help="output .onnx file")
+    p.add_argument("--stereo", action="store_true", help="add the metric 'depth' input (stereo mode of the node)")
+    p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime vs torch check")
+
+
+def run(args: argparse.Namespace) -> int:
+    weights = Path(args.weights) if args.weights else default_weights()
+    out = Path(args.onnx)
+    if out.suffix != ".onnx":
+        raise SystemExit(f"--onnx must name a .onnx file, got {out}")
+    try:
+        model, _ = load_checkpoint(weights)
+    except CheckpointError as e:
+        raise SystemExit(str(e)) from None
+    t = time.perf_counter()
+    try:
+        export_onnx(model, out, stereo=args.stereo, source=weights.name)
+    except ImportError as e:
+        raise SystemExit(str(e)) from None
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, {'stereo' if args.stereo else 'mono'}, "
+          f"{time.perf_counter() - t:.0f} s)")
+    if not args.no_check:
+        try:
+            r = parity(model, out, stereo=args.stereo)
+        except ImportError as e:
+            print(f"check skipped: {e}")
+            return 0
+        print(f"ONNX Runtime vs torch on a random frame: max |logit diff| {r['max_abs_logit_diff']:.2e} "
+              f"(logits up to {r['max_abs_logit']:.1f}), argmax agreement {100 * r['label_agreement']:.3f} %")
+    return 0

@@ -133,12 +133,12 @@ class CIGOcc(nn.Module):
             if depth is not None:
                 onehot, valid = external_one_hot(depth.to(prob.dtype), prob.shape[-2:], m.depth_min, m.depth_max,
                                                  m.depth_bins)
-            elif self.depth_gate is not None:
-                # No external map: the gate still runs (weight 0 everywhere) so that its
-                # parameters are in every graph: DDP needs each parameter used in every step
-                # (mono and stereo samples mix in training), and shapes stay data-independent.
+            elif self.depth_gate is not None and self.training:
+                # No external map in training: the gate still runs (weight 0 everywhere) so that
+                # its parameters are in every graph: DDP needs each parameter used in every step
+                # (mono and stereo samples mix). At inference a zero weight leaves prob as it is.
                 onehot, valid = torch.zeros_like(prob), prob.new_zeros(prob.shape[0], 1, *prob.shape[-2:])
-            if depth is not None or self.depth_gate is not None:
+            if depth is not None or (self.depth_gate is not None and self.training):
                 w = (self.depth_gate(f, prob, onehot) if self.depth_gate is not None
                      else m.external_depth_weight) * valid
                 out["depth_weight"] = w

@@ -90,25 +90,32 @@ def main() -> int:
               "train.log_every=10", f"data.root={data}",
               f"data.train_sequences={json.dumps(list(DEFAULT_SPLIT['train']))}",
               f"data.val_sequences={json.dumps(list(DEFAULT_SPLIT['val']))}"]
-    results = {}
-    for name in args.variants:
-        runs = []
-        for seed in args.seeds:
+    # Seeds outer, variants inner: a run cut short still leaves whole seed rounds, and a re-run
+    # with the same --out resumes (a run whose val.json exists is read, not retrained).
+    per_variant: dict[str, list[dict]] = {name: [] for name in args.variants}
+    for seed in args.seeds:
+        for name in args.variants:
             tag = name.replace(" ", "_").replace("/", "")
             run = out / (tag if args.seeds == [0] else f"{tag}_seed{seed}")
-            sets = [a for o in [*common, f"train.seed={seed}", *VARIANTS[name]] for a in ("--set", o)]
-            t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "cigocc_ros.cli", "train", "--config", "lite", *sets,
-                            "--out", str(run), "--no-val"], check=True)
-            train_s = time.perf_counter() - t0
             metrics = run / "val.json"
-            subprocess.run([sys.executable, "-m", "cigocc_ros.cli", "eval", str(run / "last.safetensors"),
-                            "--data", str(data), "--split", "val", "--out", str(metrics)], check=True)
+            train_s = None
+            if not metrics.is_file():
+                sets = [a for o in [*common, f"train.seed={seed}", *VARIANTS[name]] for a in ("--set", o)]
+                t0 = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "cigocc_ros.cli", "train", "--config", "lite", *sets,
+                                "--out", str(run), "--no-val"], check=True)
+                train_s = round(time.perf_counter() - t0, 1)
+                subprocess.run([sys.executable, "-m", "cigocc_ros.cli", "eval", str(run / "last.safetensors"),
+                                "--data", str(data), "--split", "val", "--out", str(metrics)], check=True)
             m = json.loads(metrics.read_text())
             # `cigocc eval` scores the controls on the same frames (cigocc_ros/controls.py).
-            runs.append({"seed": seed, "iou": m["iou"], "miou": m["miou"], "train_s": round(train_s, 1),
-                         "controls": {k: {"iou": c["iou"], "miou": c["miou"]} for k, c in m["controls"].items()}})
-            print(f"{name} seed {seed}: IoU {m['iou']:.2f} mIoU {m['miou']:.2f} ({train_s:.0f} s)", flush=True)
+            per_variant[name].append({"seed": seed, "iou": m["iou"], "miou": m["miou"], "train_s": train_s,
+                                      "controls": {k: {"iou": c["iou"], "miou": c["miou"]}
+                                                   for k, c in m["controls"].items()}})
+            print(f"{name} seed {seed}: IoU {m['iou']:.2f} mIoU {m['miou']:.2f} "
+                  f"({'resumed' if train_s is None else f'{train_s:.0f} s'})", flush=True)
+    results = {}
+    for name, runs in per_variant.items():
         shuffled = [r["controls"]["shuffled image"] for r in runs if "shuffled image" in r["controls"]]
         results[name] = {"runs": runs, "overrides": VARIANTS[name],
                          **{k: summary([r[k] for r in runs]) for k in ("iou", "miou")},

@@ -109,6 +109,11 @@ class ModelConfig:
     # the score is always "occupancy". A voxel is proposed when its score exceeds the threshold.
     proposal_score: str = "mass"
     proposal_threshold: float = 0.1
+    # Per-distance quotas: with R > 0 the voxels above the threshold are ranked by their score's
+    # percentile within R equal-width rings of horizontal distance, so every ring gets a share
+    # of max_queries in proportion to its eligible voxels (model/proposals.py); 0 = one global
+    # top-k of the scores. Shapes nothing: a checkpoint runs with any value.
+    proposal_rings: int = 0
     # Occupancy head: each coarse voxel predicts the logits of (sx, sy, sz) sub-voxels (a
     # sub-pixel convolution), then trilinear upsampling takes them to the grid. (1, 1, 1) =
     # coarse logits upsampled; lite's (2, 2, 4) resolves z fully and x, y at 1:2.

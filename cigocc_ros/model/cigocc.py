@@ -24,6 +24,7 @@ from .cross_attention import CrossAttentionStack
 from .depth import DepthHead, ExternalDepthGate, external_one_hot
 from .head import OccupancyHead
 from .layers import VoxelPositionEmbedding
+from .proposals import ring_balanced, ring_ids
 from .lift import DepthLift
 from .segmentation import SegmentationHead
 from .self_attention import DeformableSelfAttention3D
@@ -112,6 +113,9 @@ class CIGOcc(nn.Module):
         self.head = OccupancyHead(C, n_cls, geom.full, m.head_subdivide)
         centres = voxel_centers(geom.coarse, geom.coarse_voxel, cfg.grid.origin).reshape(-1, 3)
         self.register_buffer("voxel_xyz", torch.from_numpy(centres), persistent=False)
+        if m.proposal_rings < 0:
+            raise ValueError(f"model.proposal_rings must be >= 0, got {m.proposal_rings}")
+        self.register_buffer("voxel_dist", self.voxel_xyz[:, :2].norm(dim=1), persistent=False)
 
     # -- stage 1 ---------------------------------------------------------------------------
     def image_branches(self, img: Tensor, depth: Tensor | None) -> dict:
@@ -181,9 +185,14 @@ class CIGOcc(nn.Module):
             else:
                 score = mass.flatten(1)
             score = torch.where(visible, score, torch.zeros_like(score))
-        n_q = min(m.max_queries, N)
-        top, idx = score.topk(n_q, dim=1)
-        proposed = top > m.proposal_threshold
+            n_q = min(m.max_queries, N)
+            if m.proposal_rings > 0:  # per-distance quotas (proposals.py)
+                eligible = score > m.proposal_threshold
+                _, idx = ring_balanced(score, eligible, ring_ids(self.voxel_dist, m.proposal_rings), m.proposal_rings).topk(n_q, dim=1)
+                proposed = eligible.gather(1, idx)
+            else:
+                top, idx = score.topk(n_q, dim=1)
+                proposed = top > m.proposal_threshold
         fill = self.fill_embed.to(f_raw.dtype).view(1, 1, C)
         if self.cross_attn is not None:
             q = self.query_proj(f_raw).flatten(2).transpose(1, 2)

@@ -24,8 +24,8 @@ from .cross_attention import CrossAttentionStack
 from .depth import DepthHead, ExternalDepthGate, external_one_hot
 from .head import OccupancyHead
 from .layers import VoxelPositionEmbedding
-from .proposals import ring_balanced, ring_ids
 from .lift import DepthLift
+from .proposals import ring_balanced, ring_ids
 from .segmentation import SegmentationHead
 from .self_attention import DeformableSelfAttention3D
 from .unet3d import UNet3D

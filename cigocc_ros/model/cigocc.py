@@ -116,6 +116,8 @@ class CIGOcc(nn.Module):
         if m.proposal_rings < 0:
             raise ValueError(f"model.proposal_rings must be >= 0, got {m.proposal_rings}")
         self.register_buffer("voxel_dist", self.voxel_xyz[:, :2].norm(dim=1), persistent=False)
+        self.register_buffer("level_strides", torch.tensor(self.encoder.strides, dtype=torch.float32).unsqueeze(1),
+                             persistent=False)  # (L, 1)
 
     # -- stage 1 ---------------------------------------------------------------------------
     def image_branches(self, img: Tensor, depth: Tensor | None) -> dict:
@@ -236,10 +238,11 @@ class CIGOcc(nn.Module):
         map's (a level of stride s and width w spans s*w pixels, which may exceed the image),
         and the (L, 2) level sizes (w, h)."""
         m = self.cfg.model
-        sizes = [(f.shape[-1], f.shape[-2]) for f in feats]
-        sizes_t = uv.new_tensor(sizes)  # (L, 2); shapes only, built once per forward
-        strides = uv.new_tensor(self.encoder.strides).unsqueeze(1)
-        extent = sizes_t * strides  # (L, 2) pixels
+        # Filled on the device (kernels with scalar arguments), not copied from a Python list:
+        # a host -> device copy per frame would block CUDA-graph capture.
+        sizes_t = torch.stack([torch.stack([uv.new_full((), f.shape[-1]), uv.new_full((), f.shape[-2])])
+                               for f in feats])  # (L, 2) (w, h)
+        extent = sizes_t * self.level_strides  # (L, 2) pixels
         ref_uv = (uv.unsqueeze(2) + 0.5) / extent
         ref_d = (z - m.depth_min) / (m.depth_max - m.depth_min)
         to_depth = extent / extent[self.fusion_level]

@@ -208,6 +208,11 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+# image_transport's naming: the compressed stream of image topic T is T + "/compressed"
+# (sensor_msgs/CompressedImage). The node subscribes to it, kitti-to-bag writes it.
+COMPRESSED_SUFFIX = "/compressed"
+
+
 @dataclass
 class NodeConfig:
     """ROS parameters of `cigocc_node` (config/cigocc.yaml mirrors these defaults; each one is

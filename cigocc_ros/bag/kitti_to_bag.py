@@ -29,7 +29,7 @@ from rosbags.rosbag2 import Writer
 from rosbags.rosbag2.enums import StoragePlugin
 from tqdm import tqdm
 
-from ..config import GridConfig
+from ..config import COMPRESSED_SUFFIX, GridConfig
 from ..data import semantic_kitti as skitti
 from ..data.semantic_kitti import DataFormatError
 from ..geometry import camera_from_calib, rotation_vector, split_projection, stereo_baseline
@@ -48,7 +48,6 @@ CLOUD_TOPIC = "/kitti/velo/pointcloud"
 OCCUPANCY_GT_TOPIC = "/kitti/occupancy_gt"
 GT_MODEL_ID = "ground-truth"
 CAMERA_FROM_GRID_KEY = "cigocc.camera_from_grid"  # bag metadata: + ".<camera frame>"
-COMPRESSED_SUFFIX = "/compressed"  # image_transport's sub-topic of a compressed image
 
 
 @dataclass(frozen=True)

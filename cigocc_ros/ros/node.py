@@ -48,7 +48,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
 from ..classes import IGNORE_LABEL, load_class_table
-from ..config import NodeConfig
+from ..config import COMPRESSED_SUFFIX, NodeConfig
 from ..costmap import Costmapper, CostmapSpec
 from ..geometry import quaternion_matrix, rigid_transform_error
 from ..stereo import StereoDepth, StereoParams
@@ -67,7 +67,6 @@ except ImportError:
 NODE_NAME = "cigocc_node"
 STREAMS_MONO = [(Image, "left/image"), (CameraInfo, "left/camera_info")]
 STREAMS_STEREO = STREAMS_MONO + [(Image, "right/image"), (CameraInfo, "right/camera_info")]
-COMPRESSED_SUFFIX = "/compressed"  # image_transport: <base topic>/compressed
 
 
 class WeightsError(RuntimeError):

@@ -17,6 +17,7 @@ from tiny_kitti import write_tiny_sequence
 
 from cigocc_ros.bag import kitti_to_bag as k2b
 from cigocc_ros.bag.types import OCCUPANCY_TYPE, typestore
+from cigocc_ros.child_process import die_with_parent
 from cigocc_ros.metrics import SSCMetric
 
 pytestmark = pytest.mark.integration
@@ -135,7 +136,8 @@ def _bag_messages(bag) -> dict[str, list[bytes]]:
 
 
 def _start(cmd, env) -> subprocess.Popen:
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=die_with_parent)
 
 
 def _wait_ready(proc: subprocess.Popen) -> None:

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from cigocc_ros.child_process import die_with_parent
 from cigocc_ros.inference import default_weights
 
 # The shipped weights score IoU 14.32, mIoU 1.69 on these two labelled frames (the first 10
@@ -55,7 +56,7 @@ def test_real_grayscale_kitti_replays_through_the_node(tmp_path, ros_env, kitti_
     cmd = node_command(default_weights(), read_camera_from_grid(bag, cams.frame_id("left")), "cpu", "gray")
     log = tmp_path / "node.log"
     with open(log, "w") as f:
-        node = subprocess.Popen(cmd, env=ros_env, stdout=f, stderr=subprocess.STDOUT)
+        node = subprocess.Popen(cmd, env=ros_env, stdout=f, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
     try:
         wait_until_listening(node, log, 300)
         outputs = []

@@ -11,6 +11,8 @@ from cigocc_msgs.msg import SemanticOccupancy
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
 from std_msgs.msg import ColorRGBA
 
+from cigocc_ros.child_process import die_with_parent
+
 LISTENER = r"""
 import sys, numpy as np, rclpy
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy, QoSDurabilityPolicy
@@ -58,7 +60,7 @@ def _message(rng: np.random.Generator) -> SemanticOccupancy:
 def test_semantic_occupancy_crosses_processes(tmp_path, ros_env, python_exe):
     out = tmp_path / "received.npz"
     listener = subprocess.Popen([python_exe, "-c", LISTENER, str(out)], env=ros_env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=die_with_parent)
     try:
         assert listener.stdout.readline().strip() == "ready", listener.stderr.read()
         sent = _message(np.random.default_rng(0))

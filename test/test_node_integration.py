@@ -33,6 +33,8 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from visualization_msgs.msg import Marker, MarkerArray
 
+from cigocc_ros.child_process import die_with_parent
+
 REPO = Path(__file__).resolve().parent.parent
 KITTI = Path(os.environ.get("CIGOCC_KITTI_SAMPLES", REPO.parent / "shared" / "kitti_samples")) / "sequences" / "00"
 GRID = (128, 128, 16)
@@ -102,7 +104,8 @@ def start_node(log: Path, params: dict, ns: str = "", env: dict | None = None,
             v = "''"  # rcl cannot parse an empty override; YAML's empty string
         args += ["-p", f"{k}:={v}"]
     err = open(stderr, "w") if stderr else subprocess.STDOUT
-    return subprocess.Popen(args, env=node_env() | (env or {}), stdout=open(log, "w"), stderr=err, cwd=REPO)
+    return subprocess.Popen(args, env=node_env() | (env or {}), stdout=open(log, "w"), stderr=err, cwd=REPO,
+                            preexec_fn=die_with_parent)
 
 
 def stop_node(proc: subprocess.Popen) -> int | None:

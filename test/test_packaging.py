@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from cigocc_ros.child_process import die_with_parent
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -195,7 +197,8 @@ def test_installed_node_runs_from_the_install_space_only(workspace, tmp_path, ki
     matrix = "[" + ",".join(repr(float(v)) for v in T.ravel()) + "]"
     log = tmp_path / "node.log"
     node_proc = subprocess.Popen([str(exe), "--ros-args", "-p", "device:=cpu", "-p", f"camera_from_grid:={matrix}"],
-                                 cwd=tmp_path, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+                                 cwd=tmp_path, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                                 preexec_fn=die_with_parent)
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=domain, args=[])

@@ -95,9 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="val", choices=["train", "val"])
     ap.add_argument("--frames", type=int, default=None)
     ap.add_argument("--rule", nargs="+", default=list(RULES), choices=RULES)
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="")
     args = ap.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     from cigocc_ros.config import head_factors, load_experiment
     from cigocc_ros.data.dataset import SemanticKittiDataset, dataset_root
 

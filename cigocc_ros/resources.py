@@ -33,7 +33,9 @@ class ResourceNotFound(FileNotFoundError):
     """A data file of the package is in none of the searched share folders."""
 
 
-def _checkout_root() -> Path | None:
+def checkout_root() -> Path | None:
+    """The source checkout this package runs from (the folder with package.xml and config/),
+    or None when it runs from an install."""
     root = _PACKAGE_DIR.parent
     return root if (root / "package.xml").is_file() and (root / "config").is_dir() else None
 
@@ -64,7 +66,7 @@ def _roots() -> Iterator[tuple[str, Path]]:
     seen: list[Path] = []
     candidates = [("$CIGOCC_SHARE", lambda: Path(os.environ["CIGOCC_SHARE"]).expanduser()
                    if os.environ.get("CIGOCC_SHARE") else None),
-                  ("checkout", _checkout_root), ("install prefix", _prefix_share), ("ament index", _ament_share)]
+                  ("checkout", checkout_root), ("install prefix", _prefix_share), ("ament index", _ament_share)]
     for origin, find_root in candidates:
         root = find_root()
         if root is not None and root not in seen:

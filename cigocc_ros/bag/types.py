@@ -11,10 +11,13 @@ from pathlib import Path
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
+from ..resources import checkout_root
+
 OCCUPANCY_TYPE = "cigocc_msgs/msg/SemanticOccupancy"
 
-# The checkout's message package; an installed cigocc_msgs (colcon / ament) is the fallback.
-_REPO_MSG = Path(__file__).resolve().parents[2] / "msg" / "msg" / "SemanticOccupancy.msg"
+# The checkout's message package (msg/, built as cigocc_msgs); an installed cigocc_msgs
+# (colcon / ament) is the fallback.
+_MSG_IN_CHECKOUT = Path("msg") / "msg" / "SemanticOccupancy.msg"
 
 
 def occupancy_msg_path() -> Path:
@@ -22,7 +25,9 @@ def occupancy_msg_path() -> Path:
     cigocc_msgs share directory found through AMENT_PREFIX_PATH."""
     env = os.environ.get("CIGOCC_MSG_FILE")
     candidates = [Path(env)] if env else []
-    candidates.append(_REPO_MSG)
+    checkout = checkout_root()
+    if checkout is not None:
+        candidates.append(checkout / _MSG_IN_CHECKOUT)
     for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
         if prefix:
             candidates.append(Path(prefix) / "share" / "cigocc_msgs" / "msg" / "SemanticOccupancy.msg")

@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+from ...resources import checkout_root
 from .. import semantic_kitti as sk
 from .sequence import LABEL_EVERY
 from .writer import write_sequence
@@ -28,8 +29,8 @@ def default_root() -> Path:
     if env:
         return Path(env)
     name = f"synthetic-v{FORMAT_VERSION}"
-    repo = Path(__file__).resolve().parents[3]
-    if (repo / "setup.py").is_file() and (repo / "cigocc_ros").is_dir():
+    repo = checkout_root()
+    if repo is not None:
         return repo / "data" / name
     return Path.home() / ".cache" / "cigocc" / name
 

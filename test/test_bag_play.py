@@ -136,8 +136,7 @@ def _bag_messages(bag) -> dict[str, list[bytes]]:
 
 
 def _start(cmd, env) -> subprocess.Popen:
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=die_with_parent)
+    return subprocess.Popen(die_with_parent(cmd), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _wait_ready(proc: subprocess.Popen) -> None:
@@ -282,8 +281,9 @@ def test_ctrl_c_stops_a_replay_cleanly(tiny_bag, ros_env, python_exe):
     assert play.poll() is None, play.stderr.read()
     t0 = time.monotonic()
     play.send_signal(signal.SIGINT)
-    rc = play.wait(timeout=15)
-    out, err = play.communicate()
+    # communicate, not wait: a player blocked on a full stdout/stderr pipe could never exit.
+    out, err = play.communicate(timeout=15)
+    rc = play.returncode
     assert rc == 130, out + err
     assert time.monotonic() - t0 < 10.0
     assert "Traceback" not in err, err

@@ -10,10 +10,11 @@ import time
 import pytest
 
 PARENT = r"""
-import subprocess, sys, time
+import subprocess, sys, threading, time
 from cigocc_ros.child_process import die_with_parent
-child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
-                         preexec_fn=die_with_parent if sys.argv[1] == "1" else None)
+threading.Thread(target=time.sleep, args=(60,), daemon=True).start()  # a parent with threads, like the tests'
+cmd = [sys.executable, "-c", "import time; time.sleep(60)"]
+child = subprocess.Popen(die_with_parent(cmd) if sys.argv[1] == "1" else cmd)
 print(child.pid, flush=True)
 time.sleep(60)
 """
@@ -27,6 +28,18 @@ def alive(pid: int) -> bool:
         return False
 
 
+def cmdline(pid: int) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().replace(b"\0", b" ").decode().strip()
+
+
+def test_launcher_passes_exit_status_through():
+    from cigocc_ros.child_process import die_with_parent
+
+    r = subprocess.run(die_with_parent([sys.executable, "-c", "import sys; sys.exit(7)"]))
+    assert r.returncode == 7
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux's")
 @pytest.mark.parametrize("guarded", [True, False])
 def test_sigkilled_parent_takes_its_child_along(guarded):
@@ -35,6 +48,10 @@ def test_sigkilled_parent_takes_its_child_along(guarded):
     child = int(parent.stdout.readline())
     try:
         assert alive(child)
+        deadline = time.monotonic() + 10
+        while "child_process" in cmdline(child) and time.monotonic() < deadline:
+            time.sleep(0.02)  # the launcher has not exec'd yet
+        assert cmdline(child).endswith("time.sleep(60)"), "the launcher execs in place: same pid"
         parent.send_signal(signal.SIGKILL)
         parent.wait(10)
         deadline = time.monotonic() + 5

@@ -56,7 +56,7 @@ def test_real_grayscale_kitti_replays_through_the_node(tmp_path, ros_env, kitti_
     cmd = node_command(default_weights(), read_camera_from_grid(bag, cams.frame_id("left")), "cpu", "gray")
     log = tmp_path / "node.log"
     with open(log, "w") as f:
-        node = subprocess.Popen(cmd, env=ros_env, stdout=f, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+        node = subprocess.Popen(die_with_parent(cmd), env=ros_env, stdout=f, stderr=subprocess.STDOUT)
     try:
         wait_until_listening(node, log, 300)
         outputs = []

@@ -59,8 +59,8 @@ def _message(rng: np.random.Generator) -> SemanticOccupancy:
 
 def test_semantic_occupancy_crosses_processes(tmp_path, ros_env, python_exe):
     out = tmp_path / "received.npz"
-    listener = subprocess.Popen([python_exe, "-c", LISTENER, str(out)], env=ros_env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=die_with_parent)
+    listener = subprocess.Popen(die_with_parent([python_exe, "-c", LISTENER, str(out)]), env=ros_env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert listener.stdout.readline().strip() == "ready", listener.stderr.read()
         sent = _message(np.random.default_rng(0))

@@ -104,8 +104,8 @@ def start_node(log: Path, params: dict, ns: str = "", env: dict | None = None,
             v = "''"  # rcl cannot parse an empty override; YAML's empty string
         args += ["-p", f"{k}:={v}"]
     err = open(stderr, "w") if stderr else subprocess.STDOUT
-    return subprocess.Popen(args, env=node_env() | (env or {}), stdout=open(log, "w"), stderr=err, cwd=REPO,
-                            preexec_fn=die_with_parent)
+    return subprocess.Popen(die_with_parent(args), env=node_env() | (env or {}), stdout=open(log, "w"), stderr=err,
+                            cwd=REPO)
 
 
 def stop_node(proc: subprocess.Popen) -> int | None:
@@ -596,8 +596,15 @@ def test_stereo_pairs_the_right_frames_and_honours_sim_time(stereo):
 def test_clock_restart_under_sim_time_resets_and_goes_on(stereo):
     """/clock stepping back (a bag replayed again): the node logs it once and keeps pairing."""
     f, proc, log = stereo
-    f.clock_pub.publish(Clock(clock=rclpy.time.Time(nanoseconds=Clock_.last - 60_000_000_000).to_msg()))
-    expect_log(log, "the ROS clock (/clock) jumped back")
+    # The node's /clock subscription is best effort (ClockQoS) and a replayed bag publishes
+    # /clock continuously: so does the test, until the node has seen the step back.
+    back = Clock(clock=rclpy.time.Time(nanoseconds=Clock_.last - 60_000_000_000).to_msg())
+    deadline = time.time() + 15.0
+    while "the ROS clock (/clock) jumped back" not in log.read_text() and time.time() < deadline:
+        f.clock_pub.publish(back)
+        time.sleep(0.2)
+    expect_log(log, "the ROS clock (/clock) jumped back", timeout=1.0)
+    assert log.read_text().count("the ROS clock (/clock) jumped back") == 1, "one step back, one report"
     tex = texture(9)
     left = np.ascontiguousarray(tex[:, :IMAGE[1]])
     right = np.ascontiguousarray(tex[:, 8:IMAGE[1] + 8])

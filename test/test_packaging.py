@@ -196,9 +196,9 @@ def test_installed_node_runs_from_the_install_space_only(workspace, tmp_path, ki
     exe = ws / "install" / "cigocc_ros" / "lib" / "cigocc_ros" / "cigocc_node"
     matrix = "[" + ",".join(repr(float(v)) for v in T.ravel()) + "]"
     log = tmp_path / "node.log"
-    node_proc = subprocess.Popen([str(exe), "--ros-args", "-p", "device:=cpu", "-p", f"camera_from_grid:={matrix}"],
-                                 cwd=tmp_path, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                                 preexec_fn=die_with_parent)
+    node_proc = subprocess.Popen(die_with_parent([str(exe), "--ros-args", "-p", "device:=cpu", "-p",
+                                                  f"camera_from_grid:={matrix}"]),
+                                 cwd=tmp_path, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=domain, args=[])

@@ -151,7 +151,7 @@ def run_demo(out: Path, weights: Path | None = None, sequence: str = "08", frame
 
     print(f"[3/5] starting cigocc_node ({weights.name}) on ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}")
     log = open(out / "node.log", "w")
-    node = subprocess.Popen(node_command(weights, camera_from_grid, device), env=env, preexec_fn=die_with_parent,
+    node = subprocess.Popen(die_with_parent(node_command(weights, camera_from_grid, device)), env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         try:

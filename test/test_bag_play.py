@@ -270,7 +270,10 @@ def test_full_size_images_reach_a_best_effort_subscriber(tmp_path, ros_env, pyth
 
 
 def test_ctrl_c_stops_a_replay_cleanly(tiny_bag, ros_env, python_exe):
-    play = _start([python_exe, "-m", "cigocc_ros.cli", "bag-play", str(tiny_bag), "--rate", "0.05"], ros_env)
+    # PYTHONFAULTHANDLER: if the player ever hangs after Ctrl-C (seen twice in full CI runs,
+    # never alone), SIGABRT below makes it print every thread's stack into the failure.
+    play = _start([python_exe, "-m", "cigocc_ros.cli", "bag-play", str(tiny_bag), "--rate", "0.05"],
+                  ros_env | {"PYTHONFAULTHANDLER": "1"})
     seen = []
     while not any(line.startswith("[INFO]") and "replaying" in line for line in seen):
         # The player announces the replay (0.9 s of bag: 18 s at this rate) after its warnings.
@@ -282,7 +285,12 @@ def test_ctrl_c_stops_a_replay_cleanly(tiny_bag, ros_env, python_exe):
     t0 = time.monotonic()
     play.send_signal(signal.SIGINT)
     # communicate, not wait: a player blocked on a full stdout/stderr pipe could never exit.
-    out, err = play.communicate(timeout=15)
+    try:
+        out, err = play.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        play.send_signal(signal.SIGABRT)
+        out, err = play.communicate(timeout=15)
+        pytest.fail(f"bag-play did not stop within 15 s of SIGINT; its threads at SIGABRT:\n{err[-6000:]}\n{out[-2000:]}")
     rc = play.returncode
     assert rc == 130, out + err
     assert time.monotonic() - t0 < 10.0

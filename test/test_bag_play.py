@@ -269,11 +269,16 @@ def test_full_size_images_reach_a_best_effort_subscriber(tmp_path, ros_env, pyth
     assert json.loads(out.read_text()) == want
 
 
-def test_ctrl_c_stops_a_replay_cleanly(tiny_bag, ros_env, python_exe):
-    # PYTHONFAULTHANDLER: if the player ever hangs after Ctrl-C (seen twice in full CI runs,
-    # never alone), SIGABRT below makes it print every thread's stack into the failure.
-    play = _start([python_exe, "-m", "cigocc_ros.cli", "bag-play", str(tiny_bag), "--rate", "0.05"],
-                  ros_env | {"PYTHONFAULTHANDLER": "1"})
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["foreground", "started-ignoring-sigint"])
+def test_ctrl_c_stops_a_replay_cleanly(tiny_bag, ros_env, python_exe, sigint_ignored):
+    """Also when started with SIGINT ignored, as every `cmd &` of a script is: the player then
+    hung in its replay loop (found by a fresh-clone CI run started in the background)."""
+    cmd = [python_exe, "-m", "cigocc_ros.cli", "bag-play", str(tiny_bag), "--rate", "0.05"]
+    if sigint_ignored:
+        cmd = ["bash", "-c", 'trap "" INT; exec "$@"', "bash", *cmd]  # SIG_IGN survives exec
+    # PYTHONFAULTHANDLER: should the player hang after Ctrl-C, SIGABRT below makes it print
+    # every thread's stack into the failure.
+    play = _start(cmd, ros_env | {"PYTHONFAULTHANDLER": "1"})
     seen = []
     while not any(line.startswith("[INFO]") and "replaying" in line for line in seen):
         # The player announces the replay (0.9 s of bag: 18 s at this rate) after its warnings.

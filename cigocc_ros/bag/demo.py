@@ -37,6 +37,7 @@ from ..model.checkpoint import read_metadata
 from .kitti_to_bag import CAMERA_PAIRS, convert, read_camera_from_grid
 from .play import PlayOptions
 from .score import score_replay
+from .session import take_sigint
 
 
 def node_command(weights: Path, camera_from_grid: np.ndarray, device: str, camera: str = "color") -> list[str]:
@@ -67,6 +68,7 @@ def wait_until_listening(node: subprocess.Popen, log_path: Path, timeout: float)
 
 def watch_node(node: subprocess.Popen) -> None:
     """Interrupt the replay (SIGINT to this process) if the node dies during it."""
+    take_sigint()
     def watch() -> None:
         node.wait()
         if not getattr(watch_node, "done", False):

@@ -110,10 +110,19 @@ def sigterm_as_interrupt(signum=None, frame=None) -> None:
     raise KeyboardInterrupt
 
 
+def take_sigint() -> None:
+    """SIGINT raises KeyboardInterrupt even if this process started with it ignored. Python
+    leaves SIGINT ignored when it starts so, as anything started with `&` from a script does
+    (a non-interactive shell ignores SIGINT in background jobs); ros2 launch and scripts stop
+    the tools with SIGINT, and the demo interrupts itself with it when the node dies."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def run_guarded(name: str, work: Callable[[], int]) -> int:
     """Run a bag command's `work() -> exit status` with the tools' conventions: SIGTERM acts
     as Ctrl-C; bad input prints '<name>: error: ...' and exits 2; interruption exits 130."""
     signal.signal(signal.SIGTERM, sigterm_as_interrupt)
+    take_sigint()
     try:
         return work()
     except (OSError, ValueError, ImportError) as e:

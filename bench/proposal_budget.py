@@ -10,7 +10,6 @@ reach by distance is bench/proposal_recall.py's.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -20,6 +19,8 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from proposal_recall import add_split_arguments, load_split, with_proposals  # noqa: E402  (bench/ is on sys.path)
 
 
 def parse_setting(text: str) -> tuple[int, int, float]:
@@ -32,34 +33,21 @@ def parse_setting(text: str) -> tuple[int, int, float]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("weights", nargs="?", default="", help="checkpoint (default: the shipped weights)")
-    ap.add_argument("--data", default="", help="dataset root (default: the default synthetic dataset)")
-    ap.add_argument("--split", default="val", choices=["train", "val", "test"])
+    add_split_arguments(ap)
     ap.add_argument("--settings", nargs="+", type=parse_setting, default=[(4096, 0, 0.1)],
                     metavar="Q:R:T", help="max_queries:proposal_rings:proposal_threshold")
-    ap.add_argument("--stereo", action="store_true", help="feed the stereo depth (data.stereo)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default="", help="also write the result as JSON here")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    from cigocc_ros.data.dataset import SemanticKittiDataset, collate, dataset_root
-    from cigocc_ros.inference import default_weights
-    from cigocc_ros.model.checkpoint import load_checkpoint
+    from cigocc_ros.data.dataset import collate
     from cigocc_ros.training.evaluation import evaluate_model
 
-    weights = args.weights or str(default_weights())
-    model, _ = load_checkpoint(weights)
+    weights, model, cfg, root, dataset = load_split(args)
     base = model.cfg
-    cfg, root = dataset_root(base, args.data)
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, stereo=args.stereo))
-    dataset = SemanticKittiDataset(cfg, args.split, augment=False)
     batch = collate([dataset[0]])
     rows = []
     print(f"# {weights} on {root} {args.split} ({len(dataset)} frames, {'stereo' if args.stereo else 'mono'})")
     print("| max_queries | threshold | rings | IoU | mIoU | forward (median of 5) |\n|---:|---:|---:|---:|---:|---:|")
     for q, r, t in args.settings:
-        model.cfg = dataclasses.replace(base, model=dataclasses.replace(
-            base.model, max_queries=q, proposal_rings=r, proposal_threshold=t))
+        model.cfg = with_proposals(base, max_queries=q, proposal_rings=r, proposal_threshold=t)
         m = evaluate_model(model, dataset, cfg, torch.device("cpu"))
         times = []
         with torch.inference_mode():

@@ -39,6 +39,37 @@ def coarse_occupied(target: torch.Tensor, ds: int) -> torch.Tensor:
     return torch.nn.functional.max_pool3d(occ, ds)[0, 0] > 0
 
 
+def with_proposals(cfg, **changes):
+    """`cfg` with model fields replaced (proposal_score, proposal_rings, max_queries,
+    proposal_threshold: none shapes a tensor, so one loaded model runs with any of them)."""
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **changes))
+
+
+def add_split_arguments(ap: argparse.ArgumentParser) -> None:
+    """The weights / data / split / input / threads / out arguments both proposal benches take."""
+    ap.add_argument("weights", nargs="?", default="", help="checkpoint (default: the shipped weights)")
+    ap.add_argument("--data", default="", help="dataset root (default: the default synthetic dataset)")
+    ap.add_argument("--split", default="val", choices=["train", "val", "test"])
+    ap.add_argument("--stereo", action="store_true", help="feed the stereo depth (data.stereo)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="", help="also write the result as JSON here")
+
+
+def load_split(args: argparse.Namespace):
+    """(weights path, model in eval mode, cfg, dataset root, dataset) for add_split_arguments' args."""
+    from cigocc_ros.data.dataset import SemanticKittiDataset, dataset_root
+    from cigocc_ros.inference import default_weights
+    from cigocc_ros.model.checkpoint import load_checkpoint
+
+    torch.set_num_threads(args.threads)
+    weights = args.weights or str(default_weights())
+    model, _ = load_checkpoint(weights)
+    model.eval()
+    cfg, root = dataset_root(model.cfg, args.data)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, stereo=args.stereo))
+    return weights, model, cfg, root, SemanticKittiDataset(cfg, args.split, augment=False)
+
+
 def variant_name(score: str, rings: int) -> str:
     return score if rings == 0 else f"{score}, {rings} rings"
 
@@ -65,8 +96,7 @@ def recall_by_band(model, dataset, variants: list[tuple[str, int]], frames: int 
         _, _, visible = model.in_view(batch["K"], batch["T_cam_grid"], tuple(batch["img"].shape[-2:]))
         want = occ & visible[0]
         for v in variants:
-            model.cfg = dataclasses.replace(base_cfg, model=dataclasses.replace(
-                base_cfg.model, proposal_score=v[0], proposal_rings=v[1]))
+            model.cfg = with_proposals(base_cfg, proposal_score=v[0], proposal_rings=v[1])
             prop = model(batch, inference=True)["proposal"][0].flatten() > 0
             t = totals[v]
             t["prop"] += float(prop.sum()) / n
@@ -92,9 +122,7 @@ def recall_by_band(model, dataset, variants: list[tuple[str, int]], frames: int 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("weights", nargs="?", default="", help="checkpoint (default: the shipped weights)")
-    ap.add_argument("--data", default="", help="dataset root (default: the default synthetic dataset)")
-    ap.add_argument("--split", default="val", choices=["train", "val", "test"])
+    add_split_arguments(ap)
     ap.add_argument("--frames", type=int, default=None, help="first N frames of the split (default: all)")
     ap.add_argument("--score", nargs="+", default=None, help="proposal scores to compare "
                     "(default: the checkpoint's model.proposal_score)")
@@ -103,25 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=int, default=None, help="model.max_queries (default: the checkpoint's)")
     ap.add_argument("--threshold", type=float, default=None, help="model.proposal_threshold (default: the "
                     "checkpoint's)")
-    ap.add_argument("--stereo", action="store_true", help="feed the stereo depth (data.stereo)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default="", help="also write the result as JSON here")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    from cigocc_ros.data.dataset import SemanticKittiDataset, dataset_root
-    from cigocc_ros.inference import default_weights
-    from cigocc_ros.model.checkpoint import load_checkpoint
-
-    weights = args.weights or str(default_weights())
-    model, _ = load_checkpoint(weights)
+    weights, model, cfg, root, dataset = load_split(args)
     if args.queries is not None:
-        model.cfg = dataclasses.replace(model.cfg, model=dataclasses.replace(model.cfg.model, max_queries=args.queries))
+        model.cfg = with_proposals(model.cfg, max_queries=args.queries)
     if args.threshold is not None:
-        model.cfg = dataclasses.replace(model.cfg, model=dataclasses.replace(model.cfg.model,
-                                                                             proposal_threshold=args.threshold))
-    cfg, root = dataset_root(model.cfg, args.data)
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, stereo=args.stereo))
-    dataset = SemanticKittiDataset(cfg, args.split, augment=False)
+        model.cfg = with_proposals(model.cfg, proposal_threshold=args.threshold)
     scores = args.score or [model.cfg.model.proposal_score]
     rings = args.rings if args.rings is not None else [model.cfg.model.proposal_rings]
     res = recall_by_band(model, dataset, [(s, r) for s in scores for r in rings], args.frames)

@@ -1,8 +1,6 @@
 """Stage-2 proposal selection with per-distance quotas (model/proposals.py)."""
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from model_fixtures import make_batch, tiny_config
 
@@ -44,8 +42,7 @@ def test_quota_is_proportional_to_each_rings_eligible_voxels():
 
 
 def test_model_with_rings_proposes_only_eligible_voxels_within_the_budget():
-    cfg = tiny_config()
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, proposal_rings=4, proposal_threshold=0.0))
+    cfg = tiny_config("lite", "model.proposal_rings=4", "model.proposal_threshold=0")
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     batch = make_batch(cfg, seed=1)
@@ -65,8 +62,7 @@ def test_ring_quotas_export_to_onnx_with_parity(tmp_path):
     from cigocc_ros.inference import OrtForward
     from cigocc_ros.onnx_export import compare_outputs, export_onnx
 
-    cfg = tiny_config()
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, proposal_rings=4, proposal_threshold=0.0))
+    cfg = tiny_config("lite", "model.proposal_rings=4", "model.proposal_threshold=0")
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     batch = make_batch(cfg, seed=1)

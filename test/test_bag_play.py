@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
+from rosbags.rosbag2 import Reader
 from tiny_kitti import write_tiny_sequence
 
 from cigocc_ros.bag import kitti_to_bag as k2b
@@ -144,25 +145,31 @@ def _wait_ready(proc: subprocess.Popen) -> None:
     assert line == "ready", proc.stderr.read()
 
 
-def test_replay_delivers_every_message_in_order(tiny_bag, tmp_path, ros_env, python_exe):
-    bag = _bag_messages(tiny_bag)
-    start, end = bag.pop("__span__")
-    expected = {t: (typ, len(bag[t])) for t, typ in TOPICS.items()}
+def _replay_to_subscriber(bag, expected: dict, rate: float, tmp_path, ros_env, python_exe):
+    """bag-play `bag` at `rate` into a SUBSCRIBER process waiting for `expected` {topic: (type,
+    count)}: (the finished player, what the subscriber recorded)."""
     out = tmp_path / "received.json"
     sub = _start([python_exe, "-c", SUBSCRIBER, str(out), json.dumps(expected)], ros_env)
     try:
         _wait_ready(sub)
-        rate = 0.5
-        play = subprocess.run([python_exe, "-m", "cigocc_ros.cli", "bag-play", str(tiny_bag), "--rate", str(rate),
+        play = subprocess.run([python_exe, "-m", "cigocc_ros.cli", "bag-play", str(bag), "--rate", str(rate),
                                "--wait-subscribers", "30"], env=ros_env, capture_output=True, text=True, timeout=90)
         assert play.returncode == 0, play.stderr
         assert sub.wait(timeout=60) == 0, sub.stderr.read()
     finally:
         if sub.poll() is None:
             sub.kill()
+    return play, json.loads(out.read_text())
+
+
+def test_replay_delivers_every_message_in_order(tiny_bag, tmp_path, ros_env, python_exe):
+    bag = _bag_messages(tiny_bag)
+    start, end = bag.pop("__span__")
+    expected = {t: (typ, len(bag[t])) for t, typ in TOPICS.items()}
+    rate = 0.5
+    play, got = _replay_to_subscriber(tiny_bag, expected, rate, tmp_path, ros_env, python_exe)
     # tf2_msgs has no Python package here: /tf and /tf_static are reported, not replayed.
     assert "/tf_static: not replayed" in play.stdout and "/tf: not replayed" in play.stdout
-    got = json.loads(out.read_text())
     for topic in TOPICS:
         received = got["got"][topic]
         assert len(received) == len(bag[topic]), topic
@@ -182,28 +189,35 @@ def test_replay_delivers_every_message_in_order(tiny_bag, tmp_path, ros_env, pyt
     assert 0.8 * (end - start) / 1e9 / rate < span < 1.5 * (end - start) / 1e9 / rate, span
 
 
-def test_paced_eval_waits_for_the_node_and_scores_it(tiny_bag, tmp_path, ros_env, python_exe):
-    delay, topic = 0.2, "/test_node/occupancy"
-    resp_out = tmp_path / "responder.json"
-    responder = _start([python_exe, "-c", RESPONDER, str(tiny_bag), str(resp_out), str(delay), topic, "10"], ros_env)
+def _eval_with_responder(bag, tiny_bag, images: int, delay: float, tmp_path, ros_env, python_exe, *extra) -> dict:
+    """bag-eval `bag` (paced, --rate 20) against a RESPONDER process that answers the first
+    `images` left images after `delay` s from tiny_bag's ground truth: the JSON report."""
+    topic = "/test_node/occupancy"
+    responder = _start([python_exe, "-c", RESPONDER, str(tiny_bag), str(tmp_path / "responder.json"), str(delay),
+                        topic, str(images)], ros_env)
     try:
         _wait_ready(responder)
         report_path = tmp_path / "eval.json"
-        ev = subprocess.run([python_exe, "-m", "cigocc_ros.cli", "bag-eval", str(tiny_bag), "--output-topic", topic,
-                             "--rate", "20", "--pace-timeout", "20", "--json", str(report_path)],
+        ev = subprocess.run([python_exe, "-m", "cigocc_ros.cli", "bag-eval", str(bag), "--output-topic", topic,
+                             "--rate", "20", "--pace-timeout", "20", "--json", str(report_path), *extra],
                             env=ros_env, capture_output=True, text=True, timeout=120)
         assert ev.returncode == 0, ev.stdout + ev.stderr
         assert responder.wait(timeout=60) == 0, responder.stderr.read()
     finally:
         if responder.poll() is None:
             responder.kill()
-    report = json.loads(report_path.read_text())
+    return json.loads(report_path.read_text())
+
+
+def test_paced_eval_waits_for_the_node_and_scores_it(tiny_bag, tmp_path, ros_env, python_exe):
+    delay = 0.2
+    report = _eval_with_responder(tiny_bag, tiny_bag, 10, delay, tmp_path, ros_env, python_exe)
     assert report["frames_expected"] == 2 and report["frames_scored"] == 2 and report["missing_stamps"] == []
     assert report["triggers"] == 10 and report["outputs_for_triggers"] == 10 == report["outputs_received"]
     assert report["pace_timeouts"] == 0 and not report["mismatches"]
     assert delay * 1e3 <= report["latency_ms"]["median"] < delay * 1e3 + 3000
     # Paced: the next image waits for the previous answer, though --rate 20 would send it sooner.
-    arrivals = np.array(json.loads(resp_out.read_text())["arrivals"])
+    arrivals = np.array(json.loads((tmp_path / "responder.json").read_text())["arrivals"])
     assert len(arrivals) == 10 and np.all(np.diff(arrivals) >= delay * 0.95), np.diff(arrivals)
 
     # The same figures from the metric directly: frame 0 perfect, frame 5 with cars as road.
@@ -303,8 +317,69 @@ def test_ctrl_c_stops_a_replay_cleanly(tiny_bag, ros_env, python_exe, sigint_ign
     assert "interrupted" in out + err and "messages" in out  # the summary of what was replayed
 
 
+def _payload_ends(tiny_bag) -> dict[str, list[int]]:
+    """Per topic, the file offset where each message ends, in order: its CDR bytes found in the
+    (uncompressed) mcap file. A cut at X keeps exactly the messages ending at or before X."""
+    data = next(tiny_bag.glob("*.mcap")).read_bytes()
+    ends: dict[str, list[int]] = {}
+    with AnyReader([tiny_bag]) as reader:
+        for conn, _, raw in reader.messages():
+            at = data.find(bytes(raw))
+            assert at > 0 and data.find(bytes(raw), at + 1) < 0  # found once: the oracle holds
+            ends.setdefault(conn.topic, []).append(at + len(raw))
+    return ends
+
+
+def _cut_bag(tiny_bag, dst, cut: int) -> tuple:
+    """A copy of the bag whose mcap file ends at byte `cut`, and the count of each topic's
+    messages complete before it."""
+    file = next(tiny_bag.glob("*.mcap"))
+    dst.mkdir()
+    (dst / file.name).write_bytes(file.read_bytes()[:cut])
+    (dst / "metadata.yaml").write_text((tiny_bag / "metadata.yaml").read_text())
+    return dst, {t: sum(e <= cut for e in ends) for t, ends in _payload_ends(tiny_bag).items()}
+
+
+def test_a_cut_recording_replays_its_complete_messages(tiny_bag, tmp_path, ros_env, python_exe):
+    """The recorder lost power in the middle of the third chunk: every message before the cut
+    arrives byte for byte, also those of the cut chunk's first part, and one line says what
+    was recovered and where the file ends."""
+    reader = Reader(next(tiny_bag.glob("*.mcap")))
+    reader.open()
+    third = reader.storage.chunks[2]
+    cut = third.chunk_start_offset + third.chunk_length // 2
+    reader.close()
+    cut_bag, counts = _cut_bag(tiny_bag, tmp_path / "cut", cut)
+    bag = _bag_messages(tiny_bag)
+    bag.pop("__span__")
+    expected = {t: (typ, counts[t]) for t, typ in TOPICS.items()}
+    assert 5 < counts[GRAY_LEFT] < len(bag[GRAY_LEFT])  # frames 0-4 lie before the third chunk
+    play, got = _replay_to_subscriber(cut_bag, expected, 5, tmp_path, ros_env, python_exe)
+    got = got["got"]
+    for topic in TOPICS:
+        assert len(got[topic]) == counts[topic], topic
+        for (digest, size, _), sent in zip(got[topic], bag[topic], strict=False):
+            assert digest == hashlib.sha256(sent + b"\0" * (size - len(sent))).hexdigest(), topic
+    recovered = [line for line in play.stderr.splitlines() if "recovered" in line]
+    assert len(recovered) == 1 and f"recovered {sum(counts.values())} complete messages" in recovered[0], play.stderr
+    assert f"ends at byte {cut}," in recovered[0] and "Traceback" not in play.stderr
+
+
+def test_a_cut_recording_is_scored_on_its_complete_frames(tiny_bag, tmp_path, ros_env, python_exe):
+    """Cut one byte before the end of frame 5's left image: both ground-truth grids (frames 0
+    and 5) survive but only the images of frames 0-4, so frame 0 is scored, 5 is missing."""
+    cut = _payload_ends(tiny_bag)[GRAY_LEFT][5] - 1
+    cut_bag, counts = _cut_bag(tiny_bag, tmp_path / "cut", cut)
+    assert counts["/kitti/occupancy_gt"] == 2 and counts[GRAY_LEFT] == 5
+    report = _eval_with_responder(cut_bag, tiny_bag, 5, 0.05, tmp_path, ros_env, python_exe, "--drain-timeout", "2")
+    assert report["frames_expected"] == 2 and report["frames_scored"] == 1 and len(report["missing_stamps"]) == 1
+    assert report["triggers"] == 5 == report["outputs_for_triggers"]
+    assert report["recovered"].startswith(f"recovered {sum(counts.values())} complete messages")
+    assert report["metrics"]["iou"] == pytest.approx(1.0)  # frame 0 is answered with its own ground truth
+
+
 def test_missing_bag_is_a_clear_error(tmp_path, ros_env, python_exe):
     r = subprocess.run([python_exe, "-m", "cigocc_ros.cli", "bag-play", str(tmp_path / "none")], env=ros_env,
                        capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2 and "bag-play: error:" in r.stderr and "does not exist" in r.stderr
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and "does not exist" in r.stderr
 

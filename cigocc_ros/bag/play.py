@@ -23,12 +23,15 @@ from pathlib import Path
 from builtin_interfaces.msg import Time
 from rclpy.duration import Duration
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rosbags.highlevel import AnyReader
 from rosbags.interfaces import QosDurability, QosReliability
 from rosgraph_msgs.msg import Clock
 
+from .errors import BagError
 from .messages import cdr_header_stamp, ros_message_class
+from .reader import IndexedBag, SalvagedBag, open_bag
 from .session import RosSession
+
+BagReader = IndexedBag | SalvagedBag
 
 CLOCK_TOPIC = "/clock"
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")  # frames, for pacing
@@ -76,6 +79,7 @@ class PlayStats:
     bag_duration_s: float = 0.0
     wall_duration_s: float = 0.0
     interrupted: bool = False
+    recovered: str = ""  # a damaged bag: the line saying what was recovered (reader.Recovery)
 
 
 class BagPlayer:
@@ -89,7 +93,7 @@ class BagPlayer:
                  on_output: Callable[[bytes, float], None] | None = None):
         self.bag = Path(bag)
         if not self.bag.exists():
-            raise FileNotFoundError(f"bag {self.bag} does not exist")
+            raise BagError(f"{self.bag}: bag does not exist")
         self.session = session
         self.opt = options or PlayOptions()
         if self.opt.rate <= 0:
@@ -105,7 +109,7 @@ class BagPlayer:
         self.trigger = ""  # the frame topic (see _find_trigger), known once play() starts
 
     # -- set-up ------------------------------------------------------------------------------
-    def _select(self, reader: AnyReader) -> list:
+    def _select(self, reader: BagReader) -> list:
         node = self.session.node
         wanted = set(self.opt.topics)
         unknown = wanted - set(reader.topics)
@@ -134,7 +138,7 @@ class BagPlayer:
             raise ValueError(f"nothing to replay from {self.bag} (skipped: {self.stats.skipped_topics})")
         return chosen
 
-    def _find_trigger(self, reader: AnyReader) -> str:
+    def _find_trigger(self, reader: BagReader) -> str:
         """The topic whose messages are frames: --pace-trigger, else the first replayed left
         Image (or CompressedImage) topic, else the first such topic; "" when there is none and
         no pacing needs one."""
@@ -201,7 +205,12 @@ class BagPlayer:
                 last_clock[0] = stamp_ns
 
         try:
-            with AnyReader([self.bag]) as reader:
+            with open_bag(self.bag) as reader:
+                if reader.recovery is not None:
+                    if not reader.recovery.messages:
+                        raise BagError(f"{self.bag}: nothing to replay: {reader.recovery.line()}")
+                    self.stats.recovered = reader.recovery.line()
+                    log.warning(self.stats.recovered)
                 conns = self._select(reader)
                 for topic, why in self.stats.skipped_topics.items():
                     log.warning(f"not replaying {topic}: {why}")
@@ -235,7 +244,7 @@ class BagPlayer:
             self.stats.interrupted = True
         return self.stats
 
-    def _loop(self, reader: AnyReader, conns: list, paced: str, publish_clock) -> None:
+    def _loop(self, reader: BagReader, conns: list, paced: str, publish_clock) -> None:
         """Replay `conns`; after each message of topic `paced` ("" = none) wait for the output."""
         opt = self.opt
         start = reader.start_time + int(opt.start * 1e9)

@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from rosbags.highlevel import AnyReader
 
 from ..classes import IGNORE_LABEL, load_class_table
 from ..metrics import SSCMetric
+from .errors import BagError
 from .kitti_to_bag import OCCUPANCY_GT_TOPIC
 from .messages import OccupancyGrid, cdr_header_stamp, decode_occupancy
 from .play import BagPlayer, PlayOptions
+from .reader import open_bag
 from .session import RosSession
 from .types import OCCUPANCY_TYPE
 
@@ -48,6 +49,7 @@ class EvalReport:
     pace_timeouts: int = 0
     replay_wall_s: float = 0.0
     interrupted: bool = False
+    recovered: str = ""  # a damaged bag: what was recovered of it (reader.Recovery.line)
     # (stamp ns, predicted (X, Y, Z), ground truth (X, Y, Z), confidence (X, Y, Z) or None) of
     # the first `keep_outputs` scored frames, for pictures; not part of the JSON report.
     samples: list = field(default_factory=list)
@@ -158,12 +160,12 @@ def score_replay(bag: str | Path, output_topic: str = DEFAULT_OUTPUT_TOPIC, opti
     the first `keep_outputs` scored frames in `report.samples`."""
     bag = Path(bag)
     if not bag.exists():
-        raise FileNotFoundError(f"bag {bag} does not exist")
-    with AnyReader([bag]) as reader:
+        raise BagError(f"{bag}: bag does not exist")
+    with open_bag(bag) as reader:
         if gt_topic not in reader.topics:
-            raise ValueError(f"bag {bag} has no ground-truth topic {gt_topic} (topics: {', '.join(reader.topics)})")
+            raise BagError(f"{bag}: no ground-truth topic {gt_topic} (topics: {', '.join(reader.topics)})")
         if reader.topics[gt_topic].msgtype != OCCUPANCY_TYPE:
-            raise ValueError(f"{bag}: {gt_topic} is {reader.topics[gt_topic].msgtype}, expected {OCCUPANCY_TYPE}")
+            raise BagError(f"{bag}: {gt_topic} is {reader.topics[gt_topic].msgtype}, expected {OCCUPANCY_TYPE}")
     opt = options or PlayOptions(pace_topic=output_topic)
     opt.observe = tuple(set(opt.observe) | {gt_topic})
     opt.exclude = tuple(t for t in opt.exclude if t != gt_topic)
@@ -200,6 +202,7 @@ def score_replay(bag: str | Path, output_topic: str = DEFAULT_OUTPUT_TOPIC, opti
     report.pace_timeouts = stats.pace_timeouts
     report.replay_wall_s = stats.wall_duration_s
     report.interrupted = stats.interrupted
+    report.recovered = stats.recovered
     report.samples = scorer.samples
     if scorer.scored:
         r = scorer.metric.compute()

@@ -120,13 +120,13 @@ def take_sigint() -> None:
 
 def run_guarded(name: str, work: Callable[[], int]) -> int:
     """Run a bag command's `work() -> exit status` with the tools' conventions: SIGTERM acts
-    as Ctrl-C; bad input prints '<name>: error: ...' and exits 2; interruption exits 130."""
+    as Ctrl-C; bad input prints 'error: <file>: <problem>' and exits 2; interruption exits 130."""
     signal.signal(signal.SIGTERM, sigterm_as_interrupt)
     take_sigint()
     try:
         return work()
     except (OSError, ValueError, ImportError) as e:
-        print(f"{name}: error: {e}", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)

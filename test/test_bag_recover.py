@@ -298,3 +298,17 @@ def test_repair_never_writes_over_or_into_its_input(bag, tmp_path):
     with pytest.raises(BagError, match="no complete message"):
         repair_bag(empty, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_bag_repair_command(bag, tmp_path, capsys):
+    from cigocc_ros.cli.main import main
+
+    offset = bag["chunks"][2][0] + 1000
+    folder = cut_copy(bag, offset, tmp_path / "cut")
+    k = kept_by_cut(bag, offset)
+    assert main(["bag-repair", str(folder), str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"recovered {k} complete messages") and f"ends at byte {offset}," in out[0]
+    assert out[1] == f"wrote {tmp_path / 'out'} (mcap): {k} messages on 2 topics"
+    assert main(["bag-repair", str(folder), str(tmp_path / "out")]) == 2  # never over an existing bag
+    assert capsys.readouterr().err == f"error: {tmp_path / 'out'}: exists; bag-repair writes a new bag\n"

@@ -1,12 +1,15 @@
 """`cigocc`: the command table. A command's module (cigocc_ros/cli/<module>.py, providing
 `add_arguments(parser)` and `run(args) -> exit status`) is imported only when that command is
 chosen, so `cigocc --help` and a mistyped command answer without importing torch or rclpy.
+main() turns a bad input into one `error:` line and exit status 2 (cigocc_ros/errors.py).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+
+from ..errors import CigoccError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module under cigocc_ros.cli, one-line help)
@@ -21,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "kitti-to-bag": ("kitti_to_bag", "convert a KITTI / SemanticKITTI sequence folder to a rosbag2 bag"),
     "bag-play": ("bag_play", "replay a rosbag2 bag into a live ROS 2 graph (rate or paced, /clock)"),
     "bag-eval": ("bag_eval", "replay a bag through the node and score its occupancy output"),
+    "bag-repair": ("bag_repair", "write a whole bag from the readable part of a cut or damaged one"),
     "synth": ("synth", "write synthetic SemanticKITTI sequences (--default: the default dataset)"),
     "preview": ("preview", "picture of a frame: image, BEV of its voxel labels, classes, depth"),
 }
@@ -44,11 +48,28 @@ def command_parser(name: str):
     return parser, module
 
 
+def report_error(e: BaseException) -> int:
+    """Print a bad input as the one line `error: <file>: <problem>` on stderr; exit status 2."""
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        text = f"{e.filename}: {e.strerror}"
+    else:
+        text = str(e) or type(e).__name__
+    print("error: " + "; ".join(line.strip() for line in text.strip().splitlines()), file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in COMMANDS:
         table_parser().parse_args(argv)  # prints help or the error and exits
         return 2
     parser, module = command_parser(argv[0])
-    return int(module.run(parser.parse_args(argv[1:])) or 0)
+    args = parser.parse_args(argv[1:])
+    try:
+        return int(module.run(args) or 0)
+    except (CigoccError, OSError) as e:
+        # The project's own errors (bad images, bags, scans, calibrations, checkpoints,
+        # configs) and files that cannot be opened; any other exception is a bug and keeps
+        # its traceback.
+        return report_error(e)
 

@@ -21,9 +21,10 @@ from typing import Any
 import yaml
 
 from . import resources
+from .errors import CigoccError
 
 
-class ConfigError(ValueError):
+class ConfigError(CigoccError, ValueError):
     """A configuration file or override that does not match the dataclasses below."""
 
 
@@ -390,9 +391,11 @@ def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> dict:
 
 def _read_yaml(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_bytes().decode())
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
+        raise ConfigError(f"{path}: config file not found") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a text file ({e.reason} at byte {e.start})") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if data is None:

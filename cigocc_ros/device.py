@@ -13,13 +13,18 @@ from contextlib import nullcontext
 import torch
 
 from .config import check_device_name
+from .errors import CigoccError
+
+
+class DeviceError(CigoccError, RuntimeError):
+    """A device that this machine does not have (no CUDA, fewer GPUs, no onnxruntime-gpu)."""
 
 
 def resolve_device(name: str | torch.device, local_rank: int = 0) -> torch.device:
     """auto | cpu | cuda | cuda:N -> torch.device.
 
     "cuda" means cuda:`local_rank` (the GPU torchrun gave this process); "cuda:N" is taken as
-    given. ValueError for an unknown name, RuntimeError for a GPU torch cannot see.
+    given. ValueError for an unknown name, DeviceError for a GPU torch cannot see.
     """
     name = str(name)
     error = check_device_name(name)
@@ -30,10 +35,10 @@ def resolve_device(name: str | torch.device, local_rank: int = 0) -> torch.devic
     if name == "cpu":
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} was asked for but torch sees no CUDA device")
+        raise DeviceError(f"device {name!r} was asked for but torch sees no CUDA device")
     dev = torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
     if dev.index >= torch.cuda.device_count():
-        raise RuntimeError(f"device {name!r}: torch sees {torch.cuda.device_count()} CUDA device(s)")
+        raise DeviceError(f"device {name!r}: torch sees {torch.cuda.device_count()} CUDA device(s)")
     return dev
 
 

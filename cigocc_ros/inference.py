@@ -31,7 +31,7 @@ from torch import Tensor
 
 from . import resources
 from .config import ExperimentConfig
-from .device import resolve_device
+from .device import DeviceError, resolve_device
 from .geometry import camera_from_calib, crop_or_pad
 
 
@@ -138,13 +138,14 @@ def onnx_config(meta: dict[str, str], path: str | Path) -> ExperimentConfig:
     import json
 
     from .config import ConfigError, from_dict
+    from .model.checkpoint import CheckpointError
 
     if "config" not in meta:
-        raise ValueError(f"{path}: no cigocc_ros config in the ONNX metadata (export it with `cigocc export`)")
+        raise CheckpointError(f"{path}: no cigocc_ros config in the ONNX metadata (export it with `cigocc export`)")
     try:
         return from_dict(ExperimentConfig, json.loads(meta["config"]), f"{path} (ONNX metadata)")
     except (json.JSONDecodeError, ConfigError) as e:
-        raise ValueError(f"{path}: unreadable ONNX metadata: {e}") from None
+        raise CheckpointError(f"{path}: unreadable ONNX metadata: {e}") from None
 
 
 def _ort_session(path: str | Path, device: torch.device, threads: int):
@@ -159,7 +160,7 @@ def _ort_session(path: str | Path, device: torch.device, threads: int):
     providers = ["CPUExecutionProvider"]
     if device.type == "cuda":
         if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise RuntimeError(f"device={device} with backend 'onnxruntime' needs onnxruntime-gpu "
+            raise DeviceError(f"device={device} with backend 'onnxruntime' needs onnxruntime-gpu "
                                f"(available providers: {ort.get_available_providers()})")
         providers = [("CUDAExecutionProvider", {"device_id": device.index or 0}), *providers]
     options = ort.SessionOptions()
@@ -171,7 +172,9 @@ def _ort_session(path: str | Path, device: torch.device, threads: int):
     try:
         return ort.InferenceSession(str(path), options, providers=providers)
     except Exception as e:  # onnxruntime raises its own exception types for bad files
-        raise ValueError(f"{path}: ONNX Runtime cannot load it: {type(e).__name__}: {e}") from None
+        from .model.checkpoint import CheckpointError
+
+        raise CheckpointError(f"{path}: ONNX Runtime cannot load it: {type(e).__name__}: {e}") from None
 
 
 class OrtForward:
@@ -246,17 +249,20 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "auto", backend: str = "torch") -> Predictor:
-        """A checkpoint (.safetensors) for backend 'torch', an exported .onnx for 'onnxruntime'."""
+        """A checkpoint (.safetensors) for backend 'torch', an exported .onnx for 'onnxruntime'
+        (CheckpointError for a file of the other kind)."""
+        from .model.checkpoint import CheckpointError
+
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         suffix = Path(path).suffix
         if backend == "onnxruntime":
             if suffix != ".onnx":
-                raise ValueError(f"backend 'onnxruntime' runs an exported .onnx file, got {path}; "
-                                 f"write one with: cigocc export {path} --onnx model.onnx")
+                raise CheckpointError(f"{path}: backend 'onnxruntime' runs an exported .onnx file; "
+                                      f"write one with: cigocc export {path} --onnx model.onnx")
             return cls.from_onnx(path, device)
         if suffix == ".onnx":
-            raise ValueError(f"{path} is an ONNX file: run it with backend 'onnxruntime'")
+            raise CheckpointError(f"{path} is an ONNX file: run it with backend 'onnxruntime'")
         return cls.from_checkpoint(path, device)
 
     def _check(self, image_rgb: np.ndarray, K: np.ndarray, T_cam_grid: np.ndarray, depth: np.ndarray | None) -> None:

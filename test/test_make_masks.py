@@ -43,6 +43,21 @@ def test_missing_checkpoint_is_named(tmp_path):
         SamTeacher(str(tmp_path / "nope.pth"), "vit_b")
 
 
+def test_a_cut_checkpoint_is_one_error_line(tmp_path, capsys):
+    """SAM's loader (torch.load) on a checkpoint cut short: one line naming it, exit 2."""
+    from tiny_kitti import write_tiny_sequence
+
+    from cigocc_ros.cli.main import main
+
+    seq = write_tiny_sequence(tmp_path / "seq", frames=1, labelled=())
+    whole, ckpt = tmp_path / "whole.pth", tmp_path / "cut.pth"
+    torch.save({"w": torch.zeros(50_000)}, whole)
+    ckpt.write_bytes(whole.read_bytes()[:100_000])
+    assert main(["make-masks", str(seq), "--sam-checkpoint", str(ckpt), "--sam-model", "vit_b", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {ckpt}: not a readable SAM vit_b checkpoint") and err.count("\n") == 1, err
+
+
 @pytest.mark.slow
 def test_make_masks_command_writes_teacher_masks(tmp_path, kitti_samples):
     from segment_anything import sam_model_registry

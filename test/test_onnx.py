@@ -117,6 +117,7 @@ def test_backend_errors_are_clear(tiny_onnx, tmp_path, monkeypatch):
 def test_shipped_lite_export_parity_on_a_real_frame(tmp_path, kitti_samples, capsys):
     """`cigocc export` of the shipped weights, then both backends on a real KITTI frame."""
     from cigocc_ros.cli import export, infer
+    from cigocc_ros.cli.main import main as cli_main
     from cigocc_ros.data.semantic_kitti import read_calib, read_image
     from cigocc_ros.geometry import camera_from_calib, crop_or_pad
     from cigocc_ros.onnx_export import parity
@@ -148,16 +149,21 @@ def test_shipped_lite_export_parity_on_a_real_frame(tmp_path, kitti_samples, cap
     assert (tmp_path / "inf" / f"{frame.stem}.label").is_file()
     # The mono export refuses stereo input with one error line (exit 2), not a traceback.
     right = seq / "image_3" / frame.name
-    assert infer.run(argparse.Namespace(**{**args, "right": [str(right)], "stereo": True})) == 2
-    assert "exported without a depth input" in capsys.readouterr().err
+    capsys.readouterr()  # (the progress bar of the run above)
+    assert cli_main(["infer", str(frame), "--right", str(right), "--weights", str(out), "--backend", "onnxruntime",
+                     "--calib", str(seq / "calib.txt"), "--out", str(tmp_path / "inf"), "--device", "cpu",
+                     "--no-render"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {out}: exported without a depth input") and err.count("\n") == 1, err
 
 
-def test_export_command_refuses_bad_arguments_with_one_line(tmp_path):
-    from cigocc_ros.cli import export
+def test_export_command_refuses_bad_arguments_with_one_line(tmp_path, capsys):
+    from cigocc_ros.cli.main import main
 
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"x" * 64)
-    with pytest.raises(SystemExit, match="must name a .onnx file"):
-        export.run(argparse.Namespace(weights="", onnx=str(tmp_path / "m.txt"), stereo=False, no_check=True))
-    with pytest.raises(SystemExit, match="not a safetensors checkpoint"):
-        export.run(argparse.Namespace(weights=str(bad), onnx=str(tmp_path / "m.onnx"), stereo=False, no_check=True))
+    assert main(["export", "--onnx", str(tmp_path / "m.txt"), "--no-check"]) == 2
+    assert "must name a .onnx file" in capsys.readouterr().err
+    assert main(["export", str(bad), "--onnx", str(tmp_path / "m.onnx"), "--no-check"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {bad}: not a safetensors checkpoint") and err.count("\n") == 1, err

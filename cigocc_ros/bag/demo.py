@@ -123,14 +123,10 @@ def run_demo(out: Path, weights: Path | None = None, sequence: str = "08", frame
     t0 = time.monotonic()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        weights = Path(weights) if weights else default_weights()
-    except FileNotFoundError as e:  # resources.ResourceNotFound names where it looked
-        print(f"error: {e}")
-        return 2
-    if not weights.is_file():
-        print(f"error: weights file not found: {weights}")
-        return 2
+    # Bad weights fail here, before minutes of work, as one error line of the command
+    # (resources.ResourceNotFound names where it looked; CheckpointError a missing or cut file).
+    weights = Path(weights) if weights else default_weights()
+    read_metadata(weights)
 
     print("[1/5] synthetic sequence (generated once, then reused)")
     seq = demo_sequence(out, sequence, frames)

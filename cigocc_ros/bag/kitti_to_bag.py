@@ -355,5 +355,5 @@ def _read_scan(seq: KittiSequence, f: int) -> tuple[np.ndarray, np.ndarray | Non
     points = skitti.read_scan(seq.paths.scan(f))
     if f not in seq.scan_labels:
         return points, None
-    semantic, instance = skitti.read_point_labels(seq.paths.point_labels(f), len(points))
+    semantic, instance = skitti.read_point_labels(seq.paths.point_labels(f), len(points), seq.paths.scan(f))
     return points, (instance.astype(np.uint32) << 16) | semantic

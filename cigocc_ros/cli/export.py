@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 from ..inference import default_weights
-from ..model.checkpoint import CheckpointError, load_checkpoint
+from ..model.checkpoint import load_checkpoint
 from ..onnx_export import export_onnx, parity
 
 
@@ -22,16 +23,15 @@ def run(args: argparse.Namespace) -> int:
     weights = Path(args.weights) if args.weights else default_weights()
     out = Path(args.onnx)
     if out.suffix != ".onnx":
-        raise SystemExit(f"--onnx must name a .onnx file, got {out}")
-    try:
-        model, _ = load_checkpoint(weights)
-    except CheckpointError as e:
-        raise SystemExit(str(e)) from None
+        print(f"error: {out}: --onnx must name a .onnx file", file=sys.stderr)
+        return 2
+    model, _ = load_checkpoint(weights)  # a CheckpointError is one error line (cli/main.py)
     t = time.perf_counter()
     try:
         export_onnx(model, out, stereo=args.stereo, source=weights.name)
-    except ImportError as e:
-        raise SystemExit(str(e)) from None
+    except ImportError as e:  # the optional onnx packages
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, {'stereo' if args.stereo else 'mono'}, "
           f"{time.perf_counter() - t:.0f} s)")
     if not args.no_check:

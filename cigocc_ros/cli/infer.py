@@ -7,7 +7,7 @@ image, a bird's-eye view and a 3D view of the occupancy, SemanticKITTI palette).
 Stereo (`--stereo` for a sequence folder: image_3 beside image_2; `--right` files beside image
 files): StereoSGBM depth of the pair as the network's external depth input, the node's stereo
 path. User mistakes (a calib without Tr or P3, a missing image, a right image of another size,
-a missing checkpoint) end in one `error:` line and exit code 2.
+a missing checkpoint, a cut image) end in one `error:` line and exit code 2.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from .. import viz
 from ..data import semantic_kitti as sk
+from ..errors import CigoccError
 from ..inference import Predictor, default_weights, predict_images
 from .args import DEVICE_HELP, device_name
 
@@ -44,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 RIGHT_OF = {"P2": ("P3", "image_3"), "P0": ("P1", "image_1")}
 
 
-class InputError(ValueError):
+class InputError(CigoccError, ValueError):
     """A user mistake in the inputs of `cigocc infer`; printed as one line, exit code 2."""
 
 
@@ -91,21 +92,22 @@ def resolve_inputs(args: argparse.Namespace) -> tuple[dict, str, list[Path], lis
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..model.checkpoint import CheckpointError
-
+    # Bad inputs (InputError, DataFormatError, CheckpointError, DeviceError, a missing file)
+    # are one error line of cli/main.py, here and while predicting.
+    calib, p_key, files, right = resolve_inputs(args)
     try:
-        calib, p_key, files, right = resolve_inputs(args)
         predictor = Predictor.load(args.weights or default_weights(), args.device, args.backend)
-        if right and not predictor.takes_depth:
-            raise InputError(f"{args.weights} was exported without a depth input: cigocc export --stereo")
-    except (InputError, sk.DataFormatError, CheckpointError, ValueError, RuntimeError, ImportError,
-            FileNotFoundError) as e:
+    except ImportError as e:  # onnxruntime, optional
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if right and not predictor.takes_depth:
+        raise InputError(f"{args.weights}: exported without a depth input: cigocc export --stereo")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     frames = predict_images(predictor, files, calib, p_key, right, RIGHT_OF.get(p_key, ("P3",))[0])
-    for f, image, pred in tqdm(frames, total=len(files), desc="infer", dynamic_ncols=True):
+    # delay: no bar before the first frames are done, so an input that fails at once (a cut
+    # image) leaves just its error line.
+    for f, image, pred in tqdm(frames, total=len(files), desc="infer", dynamic_ncols=True, delay=2.0):
         sk.write_prediction(out / f"{f.stem}.label", pred.labels)
         if not args.no_render:
             viz.save_png(out / f"{f.stem}.png", viz.prediction_panel(image, pred.labels))

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
                           overwrite=args.overwrite, progress=not args.quiet,
                           legacy_voxel_shift=args.legacy_voxel_shift, compressed=args.compressed)
     except (OSError, ValueError) as e:
-        print(f"kitti-to-bag: error: {e}", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {summary['bag']} ({summary['storage']}): {summary['frames']} frames, "
           f"{summary['duration_s']:.2f} s, cameras {', '.join(summary['cameras'])}")

@@ -4,11 +4,9 @@ docs/real-frames.md). Writes report.json, report.md and a PNG per frame."""
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from ..config import GridConfig
-from ..data.semantic_kitti import DataFormatError
 from ..real_report import real_frames, run_report, write_report
 from .args import DEVICE_HELP, device_name
 
@@ -25,18 +23,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..model.checkpoint import CheckpointError
+    # Bad inputs (DataFormatError, CheckpointError, DeviceError) are one error line of cli/main.py.
+    frames = [f for s in args.sequences for f in real_frames(Path(s), args.frames)]
+    predictor = None
+    if not args.no_model:
+        from ..inference import Predictor, default_weights
 
-    try:
-        frames = [f for s in args.sequences for f in real_frames(Path(s), args.frames)]
-        predictor = None
-        if not args.no_model:
-            from ..inference import Predictor, default_weights
-
-            predictor = Predictor.from_checkpoint(args.weights or default_weights(), device=args.device)
-    except (DataFormatError, CheckpointError, ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        predictor = Predictor.from_checkpoint(args.weights or default_weights(), device=args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     grid = predictor.cfg.grid if predictor else GridConfig()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..data.teacher_masks import MissingDependency, SamTeacher, write_teacher_masks
+from ..data.teacher_masks import SamTeacher, open_sequence, write_teacher_masks
 from ..device import resolve_device
 from .args import DEVICE_HELP, device_name
 
@@ -22,12 +22,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        teacher = SamTeacher(args.sam_checkpoint, args.sam_model, str(resolve_device(args.device)),
-                             args.points_per_side, args.grounding_dino_config, args.grounding_dino_checkpoint)
-        for seq in args.sequences:
-            write_teacher_masks(teacher, seq, args.camera, args.every)
-    except MissingDependency as e:
-        print(f"error: {e}")
-        return 2
+    for seq in args.sequences:  # a bad sequence is said before minutes of loading SAM
+        open_sequence(seq, args.camera)
+    # Errors (MissingDependency, DataFormatError, ...) are one line of cli/main.py.
+    teacher = SamTeacher(args.sam_checkpoint, args.sam_model, str(resolve_device(args.device)),
+                         args.points_per_side, args.grounding_dino_config, args.grounding_dino_checkpoint)
+    for seq in args.sequences:
+        write_teacher_masks(teacher, seq, args.camera, args.every)
     return 0

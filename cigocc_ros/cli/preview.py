@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
             print("give --seed or --root", file=sys.stderr)
             return 2
     except (sk.DataFormatError, OSError, ValueError) as e:
-        print(f"preview: {e}", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
         return 2
     path = viz.save_png(args.out, img)
     shown = (labels != 0) & (labels != IGNORE_LABEL)

@@ -3,10 +3,8 @@ docs/training.md for the run folder and `--resume`)."""
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ..config import load_experiment
-from ..model.checkpoint import CheckpointError
 from ..training.trainer import train
 from .args import DEVICE_HELP, device_name
 
@@ -29,11 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # A bad config, or --init / --resume weights that do not fit (ConfigError, CheckpointError),
+    # is one error line of cli/main.py.
     cfg = load_experiment(args.config, args.overrides, args.overlays)
-    try:
-        train(cfg, args.out, data=args.data, device=args.device, resume=args.resume, validate=not args.no_val,
-              init=args.init)
-    except CheckpointError as e:  # --init / --resume weights that do not fit: a user mistake
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    train(cfg, args.out, data=args.data, device=args.device, resume=args.resume, validate=not args.no_val,
+          init=args.init)
     return 0

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import GridConfig
+from ..errors import CigoccError
 from . import semantic_kitti as sk
 from .ray_march import line_of_sight
 
@@ -40,7 +41,7 @@ LINKED = ("calib.txt", "poses.txt", "times.txt", "image_2", "image_3", "image_0"
           "velodyne", "labels")
 
 
-class TargetError(ValueError):
+class TargetError(CigoccError, ValueError):
     """A sequence that cannot give targets (missing poses, Tr, scans); one clear line."""
 
 

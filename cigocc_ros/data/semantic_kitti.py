@@ -27,13 +27,14 @@ import numpy as np
 
 from ..classes import IGNORE_LABEL, load_class_table
 from ..config import GridConfig
+from ..errors import CigoccError
 
 PathLike = str | os.PathLike
 GRID_SIZE = (256, 256, 32)
 CALIB_KEYS = ("P0", "P1", "P2", "P3", "Tr")
 
 
-class DataFormatError(ValueError):
+class DataFormatError(CigoccError, ValueError):
     """A missing, truncated or malformed dataset file; the message names the file."""
 
 
@@ -43,7 +44,10 @@ class DataFormatError(ValueError):
 def _read_bytes(path: PathLike, dtype: np.dtype, what: str) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
-        raise DataFormatError(f"{what} file not found: {path}")
+        raise DataFormatError(f"{path}: {what} file not found")
+    size, item = path.stat().st_size, np.dtype(dtype).itemsize
+    if size % item:  # np.fromfile would drop the partial value of a file cut mid-number
+        raise DataFormatError(f"{path}: {what} file has {size} bytes, not a whole number of {item}-byte values")
     return np.fromfile(path, dtype=dtype)
 
 
@@ -70,6 +74,16 @@ def frame_name(frame: int | str) -> str:
 # --------------------------------------------------------------------------------------------
 # calib.txt, poses.txt, times.txt
 # --------------------------------------------------------------------------------------------
+def _read_text(path: Path, what: str) -> str:
+    """The text of a small KITTI text file; DataFormatError when it is missing or not text."""
+    if not path.is_file():
+        raise DataFormatError(f"{path}: {what} not found")
+    try:
+        return path.read_bytes().decode()
+    except UnicodeDecodeError as e:
+        raise DataFormatError(f"{path}: not a text file ({e.reason} at byte {e.start})") from None
+
+
 def read_calib(path: PathLike, required: tuple[str, ...] = CALIB_KEYS) -> dict[str, np.ndarray]:
     """Read a KITTI odometry `calib.txt` -> {'P0'..'P3', 'Tr': (3, 4) float64}, as stored
     (the shapes `geometry.camera_from_calib` takes; Tr maps velodyne -> rectified cam0).
@@ -78,10 +92,8 @@ def read_calib(path: PathLike, required: tuple[str, ...] = CALIB_KEYS) -> dict[s
     `required` or a line that is not 12 numbers.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataFormatError(f"calibration file not found: {path}")
     out: dict[str, np.ndarray] = {}
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+    for lineno, line in enumerate(_read_text(path, "calibration file").splitlines(), 1):
         if not line.strip():
             continue
         if ":" not in line:
@@ -117,9 +129,7 @@ def write_calib(path: PathLike, calib: dict[str, np.ndarray]) -> None:
 def read_poses(path: PathLike) -> np.ndarray:
     """Read `poses.txt` -> (N, 4, 4) float64 (cam0 of frame i -> cam0 of frame 0)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataFormatError(f"poses file not found: {path}")
-    rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
+    rows = [line.split() for line in _read_text(path, "poses file").splitlines() if line.strip()]
     bad = [i + 1 for i, r in enumerate(rows) if len(r) != 12]
     if bad:
         raise DataFormatError(f"{path}: line {bad[0]} does not hold 12 numbers")
@@ -223,12 +233,17 @@ def write_scan(path: PathLike, points: np.ndarray) -> None:
     np.ascontiguousarray(p).tofile(_prepare_dir(path))
 
 
-def read_point_labels(path: PathLike, num_points: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def read_point_labels(path: PathLike, num_points: int | None = None,
+                      scan: PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Read a per-point `.label` -> (semantic (N,) uint16 raw ids, instance (N,) uint16).
 
-    With `num_points`, a file that does not hold one label per scan point is an error.
+    With `num_points`, a file that does not hold one label per scan point is an error; it
+    names `scan` too when given, as either file may be the one cut short.
     """
     raw = _read_bytes(path, np.uint32, "point label")
+    if num_points is not None and scan is not None and raw.size != num_points:
+        raise DataFormatError(f"{path}: {raw.size} labels for the {num_points} points of {scan} "
+                              "(one of the two is cut short or from another frame)")
     if num_points is not None:
         _check_count(raw, num_points, path, "per-point label file")
     return (raw & 0xFFFF).astype(np.uint16), (raw >> 16).astype(np.uint16)
@@ -582,7 +597,7 @@ def read_voxel_target(stem: PathLike, size: tuple[int, int, int] = GRID_SIZE,
 def read_labelled_scan(paths: SequencePaths, frame: int | str) -> tuple[np.ndarray, np.ndarray]:
     """A frame's scan and its labels: (points (N, 4) float32, semantic raw ids (N,) uint16)."""
     points = read_scan(paths.scan(frame))
-    semantic, _ = read_point_labels(paths.point_labels(frame), len(points))
+    semantic, _ = read_point_labels(paths.point_labels(frame), len(points), paths.scan(frame))
     return points, semantic
 
 

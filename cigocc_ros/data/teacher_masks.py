@@ -17,12 +17,14 @@ SAM and Grounding DINO are optional dependencies: `pip install segment-anything=
 from __future__ import annotations
 
 import importlib
+import pickle
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from ..classes import IGNORE_LABEL, NUM_CLASSES, load_class_table
+from ..errors import CigoccError
 from ..geometry import camera_from_calib, project
 from . import semantic_kitti as sk
 
@@ -35,7 +37,7 @@ CLASS_PROMPTS = {
 }
 
 
-class MissingDependency(RuntimeError):
+class MissingDependency(CigoccError, RuntimeError):
     """An optional teacher package or checkpoint is not available."""
 
 
@@ -94,8 +96,11 @@ class SamTeacher:
                  points_per_side: int = 32, dino_config: str = "", dino_checkpoint: str = ""):
         sa = _require("segment_anything", "segment-anything")
         if not Path(sam_checkpoint).is_file():
-            raise MissingDependency(f"SAM checkpoint not found: {sam_checkpoint}")
-        sam = sa.sam_model_registry[sam_model](checkpoint=sam_checkpoint).to(device)
+            raise MissingDependency(f"{sam_checkpoint}: SAM checkpoint not found")
+        try:
+            sam = sa.sam_model_registry[sam_model](checkpoint=sam_checkpoint).to(device)
+        except (RuntimeError, EOFError, pickle.UnpicklingError) as e:  # what torch.load says of a cut file
+            raise MissingDependency(f"{sam_checkpoint}: not a readable SAM {sam_model} checkpoint ({e})") from None
         self.generator = sa.SamAutomaticMaskGenerator(sam, points_per_side=points_per_side)
         self.predictor = sa.SamPredictor(sam)
         self.dino = None
@@ -103,7 +108,7 @@ class SamTeacher:
             gd = _require("groundingdino.util.inference", "groundingdino-py")
             for f in (dino_config, dino_checkpoint):
                 if not Path(f).is_file():
-                    raise MissingDependency(f"Grounding DINO file not found: {f}")
+                    raise MissingDependency(f"{f}: Grounding DINO file not found")
             self.dino = (gd, gd.load_model(dino_config, dino_checkpoint, device=device))
         self.device = device
 
@@ -159,13 +164,20 @@ def teacher_mask_for_frame(teacher: SamTeacher, image_rgb: np.ndarray, uv: np.nd
     return masks_to_class_image(owner, label_masks_by_votes(owner, len(masks), uv, point_labels))
 
 
+def open_sequence(sequence: str | Path, camera: str = "auto") -> tuple[sk.SequencePaths, str, list[Path], dict]:
+    """(paths, P key of the camera, its image files, calibration) of a sequence folder;
+    DataFormatError / FileNotFoundError naming the file that is missing or bad. Checked for
+    every sequence before a teacher model is loaded."""
+    seq = sk.SequencePaths.at(sequence)
+    p_key, files = seq.camera_images(camera)
+    return seq, p_key, files, sk.read_calib(seq.calib, required=(p_key, "Tr"))
+
+
 def write_teacher_masks(teacher: SamTeacher, sequence: str | Path, camera: str = "auto", every: int = 5,
                         progress: bool = True) -> Path:
     """Teacher masks of every `every`-th frame of a sequence folder into its teacher_masks/;
     frames with velodyne/ and labels/ give LiDAR votes. Returns the folder written."""
-    seq = sk.SequencePaths.at(sequence)
-    p_key, files = seq.camera_images(camera)
-    calib = sk.read_calib(seq.calib)
+    seq, p_key, files, calib = open_sequence(sequence, camera)
     lmap = load_class_table().learning_map
     for f in tqdm(files[:: max(1, every)], desc=f"masks {seq.dir.name}", dynamic_ncols=True, disable=not progress):
         image = sk.read_image(f)

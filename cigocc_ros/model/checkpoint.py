@@ -16,6 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from ..config import ConfigError, ExperimentConfig, diff, from_dict, to_dict
+from ..errors import CigoccError
 from .cigocc import build_model
 
 FORMAT = "cigocc_ros/checkpoint/1"
@@ -23,7 +24,7 @@ ARCHITECTURE_SECTIONS = ("grid", "model")
 IGNORED_KEYS = ("model.pretrained_path",)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(CigoccError, ValueError):
     """A checkpoint that cannot be read, or does not match the config it is loaded into."""
 
 
@@ -44,7 +45,7 @@ def read_metadata(path: str | Path) -> tuple[ExperimentConfig, dict]:
     """(config, extra) stored in a checkpoint, without loading its tensors."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"{path}: checkpoint not found")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}

@@ -317,7 +317,7 @@ def scan_mcap(path: str | Path) -> McapScan:
                     break
                 scan.end = f"ends at byte {size}, inside a {name} record of {n} bytes that starts at byte {pos}"
                 if op == OP_CHUNK and (kept := walk.chunk(pos, memoryview(f.read()), partial=True)):
-                    scan.end += f" ({kept} complete messages read from its first {size - pos} bytes)"
+                    scan.end += f" ({kept} complete message{'s' * (kept != 1)} read from its first {size - pos} bytes)"
                 break
             if op in (OP_DATA_END, OP_FOOTER):
                 scan.complete = True

@@ -95,9 +95,9 @@ class Recovery:
 
     def line(self) -> str:
         """One line for the user: how much was recovered and where the files end."""
-        what = "complete messages" if self.cut else "messages"
-        return (f"recovered {self.messages} {what} on {self.topics} topics ({self.span_s:.2f} s) from "
-                f"{self.bag} ({self.reason}): " + "; ".join(f.describe() for f in self.files))
+        what = ("complete " if self.cut else "") + "message" + "s" * (self.messages != 1)
+        return (f"recovered {self.messages} {what} on {self.topics} topic{'s' * (self.topics != 1)} "
+                f"({self.span_s:.2f} s) from {self.bag} ({self.reason}): " + "; ".join(f.describe() for f in self.files))
 
 
 # --------------------------------------------------------------------------------------------

@@ -28,11 +28,11 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from ..config import ExperimentConfig, to_dict
+from ..config import ExperimentConfig, TrainConfig, to_dict
 from ..data.dataset import collate, dataset_root
 from ..data.mixed import training_sets
 from ..device import autocast_for, resolve_device, to_device
-from ..model.checkpoint import load_weights, save_checkpoint
+from ..model.checkpoint import SEGMENTER_KIND, load_weights, read_metadata, save_checkpoint
 from ..model.cigocc import build_model
 from ..model.losses import compute_losses
 from .evaluation import evaluate_model
@@ -103,20 +103,20 @@ class SeededSamples:
 # --------------------------------------------------------------------------------------------
 # Optimisation
 # --------------------------------------------------------------------------------------------
-def make_optimizer(model: nn.Module, cfg: ExperimentConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters of `model` with `t.lr` / `t.weight_decay`."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         # Norm scales, biases and learned embeddings are not weight-decayed (AdamW practice).
         (no_decay if p.ndim <= 1 or "embed" in name else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.train.weight_decay},
+    groups = [{"params": decay, "weight_decay": t.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.train.lr)
+    return torch.optim.AdamW(groups, lr=t.lr)
 
 
-def make_scheduler(opt: torch.optim.Optimizer, cfg: ExperimentConfig) -> torch.optim.lr_scheduler.LRScheduler:
-    t = cfg.train
+def make_scheduler(opt: torch.optim.Optimizer, t: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
     if t.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=t.lr, total_steps=max(t.steps, 2), pct_start=t.warmup_pct,
@@ -152,8 +152,8 @@ class Trainer:
         if self.dist.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        self.opt = make_optimizer(self.model, cfg)
-        self.sched = make_scheduler(self.opt, cfg)
+        self.opt = make_optimizer(self.model, cfg.train)
+        self.sched = make_scheduler(self.opt, cfg.train)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and cfg.train.amp == "fp16")
         self.train_samples = SeededSamples(train_set, cfg.train.seed)
         self.val_set = val_set
@@ -274,8 +274,11 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, data: str = "", device: st
     if resume:
         trainer.resume(run_dir)
     elif init:
-        load_weights(trainer.model, init, map_location=trainer.device)
-        trainer.log(f"initialised from {init}")
+        # A 2D checkpoint of `cigocc train-seg` holds the encoder and segmentation branch only.
+        part = "file" if read_metadata(init)[1].get("kind") == SEGMENTER_KIND else ""
+        loaded = load_weights(trainer.model, init, map_location=trainer.device, partial=part)
+        trainer.log(f"initialised from {init}" + (f" ({len(loaded)} tensors: encoder and segmentation branch)"
+                                                  if part else ""))
     trainer.fit()
     if info.world > 1:
         dist.destroy_process_group()

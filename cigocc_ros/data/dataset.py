@@ -17,10 +17,11 @@ from torch.utils.data import Dataset
 
 from ..classes import IGNORE_LABEL
 from ..config import ConfigError, ExperimentConfig, ssc_train_factors, target_key
-from ..geometry import camera_from_calib, crop_or_pad, flip_horizontal, project, stereo_baseline
+from ..geometry import camera_from_calib, crop_or_pad, flip_horizontal, stereo_baseline
 from ..stereo import StereoDepth
 from . import augment
 from . import semantic_kitti as sk
+from .lidar_pixels import lidar_depth_image
 from .synthetic import DEFAULT_SPLIT, default_dataset
 
 SPLITS = ("train", "val", "test")
@@ -52,22 +53,10 @@ def lidar_depth_map(points: np.ndarray, K: np.ndarray, T_cam_grid: np.ndarray,
 
     points: (N, >=3) in the grid (velodyne) frame; K (3, 3) and T_cam_grid (4, 4) of an image
     of `size` (H, W). Returns (H, W) float32 camera-frame depth z in metres of the nearest
-    point falling in each pixel (rounded to the nearest pixel centre), 0 where none.
+    point falling in each pixel (rounded to the nearest pixel centre), 0 where none. No
+    occlusion filter (lidar_pixels.lidar_depth_image has one): the depth branch's targets.
     """
-    H, W = size
-    uv, z = project(np.asarray(points)[:, :3], K, T_cam_grid)
-    ok = z > 0
-    px = np.floor(uv[ok] + 0.5).astype(np.int64)
-    z = z[ok]
-    inside = (px[:, 0] >= 0) & (px[:, 0] < W) & (px[:, 1] >= 0) & (px[:, 1] < H)
-    px, z = px[inside], z[inside]
-    flat = px[:, 1] * W + px[:, 0]
-    order = np.argsort(z, kind="stable")
-    # After sorting by depth the first occurrence of each pixel is its nearest point.
-    pix, first = np.unique(flat[order], return_index=True)
-    depth = np.zeros(H * W, dtype=np.float32)
-    depth[pix] = z[order][first]
-    return depth.reshape(H, W)
+    return lidar_depth_image(points, K, T_cam_grid, size, occlusion_window=1, min_depth=0.0)
 
 
 def color_jitter(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:

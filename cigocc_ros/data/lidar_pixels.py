@@ -7,7 +7,7 @@ would teach "road" on a car's pixels. A point is kept only if no point within
 `occlusion_window` pixels is nearer by more than `occlusion_margin` (relative): the nearer
 surface hides it from the camera. Where several kept points fall on one pixel the nearest wins.
 
-Output: (H, W) uint8 training labels 0..19 at the pixels hit by a kept point, 255 elsewhere
+Output of lidar_label_image: (H, W) uint8 training labels 0..19 at the pixels hit by a kept point, 255 elsewhere
 (and for points whose raw class the learning map ignores). Label 0 (raw "unlabelled") is also
 255: a LiDAR point always hits something, so it never means "empty".
 """
@@ -21,20 +21,21 @@ from ..geometry import camera_from_calib, project
 from . import semantic_kitti as sk
 
 
-def lidar_label_image(points: np.ndarray, labels_raw: np.ndarray, K: np.ndarray, T_cam_grid: np.ndarray,
-                      image_hw: tuple[int, int], occlusion_window: int = 5, occlusion_margin: float = 0.1,
-                      min_depth: float = 1.0) -> np.ndarray:
-    """(H, W) uint8 sparse labels (module docstring) from points (N, >=3) in the grid frame,
-    raw SemanticKITTI ids (N,), the camera K (3, 3) and T_cam_grid (4, 4)."""
+def visible_points(points: np.ndarray, K: np.ndarray, T_cam_grid: np.ndarray, image_hw: tuple[int, int],
+                   occlusion_window: int = 5, occlusion_margin: float = 0.1, min_depth: float = 1.0
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The points (N, >=3) in the grid frame that the camera sees (module docstring): the
+    nearest point of each pixel, kept unless a point within `occlusion_window` pixels is nearer
+    by more than `occlusion_margin` (relative). Returns (index into points, u, v, camera depth z),
+    one entry per pixel at most."""
     H, W = image_hw
-    lut = load_class_table().learning_map
-    lab = lut[np.minimum(np.asarray(labels_raw, dtype=np.int64), len(lut) - 1)]
     uv, z = project(np.asarray(points)[:, :3], K, T_cam_grid)
     with np.errstate(invalid="ignore"):
         u = np.floor(uv[:, 0] + 0.5)
         v = np.floor(uv[:, 1] + 0.5)
         ok = (z > min_depth) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
-    u, v, z, lab = u[ok].astype(np.int64), v[ok].astype(np.int64), z[ok].astype(np.float32), lab[ok]
+    idx = np.flatnonzero(ok)
+    u, v, z = u[ok].astype(np.int64), v[ok].astype(np.int64), z[ok].astype(np.float32)
     # The nearest point of each pixel (z-buffer): sort by pixel, then depth; take each first.
     pix = v * W + u
     order = np.lexsort((z, pix))
@@ -44,9 +45,31 @@ def lidar_label_image(points: np.ndarray, labels_raw: np.ndarray, K: np.ndarray,
     depth[pix[sel]] = z[sel]
     nearest = cv2.erode(depth.reshape(H, W), np.ones((occlusion_window, occlusion_window), np.uint8),
                         borderType=cv2.BORDER_CONSTANT, borderValue=np.inf)  # min over the window
-    sel = sel[(z[sel] <= nearest[v[sel], u[sel]] * (1 + occlusion_margin)) & (lab[sel] != 0)]
-    out = np.full((H, W), IGNORE_LABEL, dtype=np.uint8)
-    out[v[sel], u[sel]] = lab[sel]
+    sel = sel[z[sel] <= nearest[v[sel], u[sel]] * (1 + occlusion_margin)]
+    return idx[sel], u[sel], v[sel], z[sel]
+
+
+def lidar_label_image(points: np.ndarray, labels_raw: np.ndarray, K: np.ndarray, T_cam_grid: np.ndarray,
+                      image_hw: tuple[int, int], **visibility) -> np.ndarray:
+    """(H, W) uint8 sparse labels (module docstring) from points (N, >=3) in the grid frame,
+    raw SemanticKITTI ids (N,), the camera K (3, 3) and T_cam_grid (4, 4); `visibility` goes to
+    visible_points."""
+    lut = load_class_table().learning_map
+    idx, u, v, _ = visible_points(points, K, T_cam_grid, image_hw, **visibility)
+    lab = lut[np.minimum(np.asarray(labels_raw, dtype=np.int64)[idx], len(lut) - 1)]
+    keep = lab != 0
+    out = np.full(tuple(image_hw), IGNORE_LABEL, dtype=np.uint8)
+    out[v[keep], u[keep]] = lab[keep]
+    return out
+
+
+def lidar_depth_image(points: np.ndarray, K: np.ndarray, T_cam_grid: np.ndarray, image_hw: tuple[int, int],
+                      **visibility) -> np.ndarray:
+    """(H, W) float32 camera depth (metres) of the visible points, 0 elsewhere: the reference
+    of the stereo matcher's quality (bench/stereo_quality.py)."""
+    _, u, v, z = visible_points(points, K, T_cam_grid, image_hw, **visibility)
+    out = np.zeros(tuple(image_hw), dtype=np.float32)
+    out[v, u] = z
     return out
 
 

@@ -120,6 +120,9 @@ class ModelConfig:
     head_subdivide: tuple[int, int, int] = (1, 1, 1)
     # Hidden width of the feed-forward block after each attention layer, in units of unet_channels.
     ffn_ratio: int = 2
+    # The pseudo-LiDAR volume (model/pseudo_lidar.py): stereo pixels counted per voxel of the
+    # head's native grid, into the stage-1 UNet, the proposals and the head's logits.
+    pseudo_lidar: bool = False
 
 
 @dataclass

@@ -26,7 +26,7 @@ from .synthetic import DEFAULT_SPLIT, default_dataset
 
 SPLITS = ("train", "val", "test")
 # Values a batch gets for an optional key that some of its samples lack ("no value").
-COLLATE_FILL = {"depth_target": 0.0, "depth": 0.0, "teacher": IGNORE_LABEL,
+COLLATE_FILL = {"depth_target": 0.0, "depth": 0.0, "depth_conf": 0.0, "teacher": IGNORE_LABEL,
                 "target": IGNORE_LABEL, "target_2": IGNORE_LABEL}
 
 
@@ -181,8 +181,9 @@ class SemanticKittiDataset(Dataset):
                 raise sk.DataFormatError(f"{mask_path}: teacher mask is {mask.shape}, image is {(H, W)}")
             maps["teacher"] = mask
         if data.stereo and not (rng is not None and data.stereo_drop > 0 and rng.random() < data.stereo_drop):
-            maps["depth"] = self._cached(("stereo", seq, frame), lambda: self._stereo_for(seq, cam.K[0, 0])(
+            res = self._cached(("stereo", seq, frame), lambda: self._stereo_for(seq, cam.K[0, 0]).match(
                 image, sk.read_image(paths.image(frame, 3))))
+            maps["depth"], maps["depth_conf"] = res.depth, res.confidence
         K_full, shift = cam.K, (0, 0)
         if rng is not None and augment.geometric_enabled(data):
             scale, dr, dc = augment.draw_geometry(data, rng)
@@ -194,8 +195,9 @@ class SemanticKittiDataset(Dataset):
         if "teacher" in maps:
             maps["teacher"][maps["in_image"] == 0] = IGNORE_LABEL
             arrays["teacher"] = maps["teacher"]
-        if "depth" in maps:
-            arrays["depth"] = maps["depth"]
+        for key in ("depth", "depth_conf"):
+            if key in maps:
+                arrays[key] = maps[key]
 
         arrays.update(self._cached(("targets", seq, frame), lambda: self._targets(index)))
         scan_path = paths.scan(frame)
@@ -224,8 +226,9 @@ class SemanticKittiDataset(Dataset):
                 item[key] = torch.from_numpy(np.ascontiguousarray(arrays[key]).astype(np.int64))
         if "depth_target" in arrays:
             item["depth_target"] = torch.from_numpy(np.ascontiguousarray(arrays["depth_target"]))
-        if "depth" in arrays:
-            item["depth"] = torch.from_numpy(np.ascontiguousarray(arrays["depth"], dtype=np.float32))[None]
+        for key in ("depth", "depth_conf"):
+            if key in arrays:
+                item[key] = torch.from_numpy(np.ascontiguousarray(arrays[key], dtype=np.float32))[None]
         return item
 
     def _targets(self, index: int) -> dict[str, np.ndarray]:

@@ -51,7 +51,7 @@ from ..classes import IGNORE_LABEL, load_class_table
 from ..config import COMPRESSED_SUFFIX, NodeConfig
 from ..costmap import Costmapper, CostmapSpec
 from ..geometry import quaternion_matrix, rigid_transform_error
-from ..stereo import StereoDepth, StereoParams
+from ..stereo import StereoDepth, StereoParams, StereoResult
 from . import frame_input as fi
 from .diagnostics import NodeStats, build_status
 from .outputs import OutputBuilder, byte_array
@@ -356,19 +356,20 @@ class CigoccNode(Node):
         self._check_fit(rgb.shape[:2], K)
         camera_frame = img.header.frame_id or info.header.frame_id
         T = self._camera_from_grid(camera_frame)
-        depth = None
+        depth = conf = None
         if cfg.stereo:
             rimg, rinfo = frame.msgs[2], frame.msgs[3]
             fi.intrinsics(rinfo, self._topics[3])
             right = fi.to_rgb(rimg, rinfo, self._topics[2], self._topics[3])
             if right.shape != rgb.shape:
                 raise fi.FrameError("stereo_size", f"{self._topics[2]}: right image {right.shape[:2]} != left {rgb.shape[:2]}")
-            depth = self._stereo_depth(rgb, right, K, fi.baseline(info, rinfo, self._topics[3]))
+            stereo = self._stereo_match(rgb, right, K, fi.baseline(info, rinfo, self._topics[3]))
+            depth, conf = stereo.depth, stereo.confidence
             if self.pub_depth is not None and self.pub_depth.get_subscription_count() > 0:
                 self.pub_depth.publish(self._depth_image(depth, img.header))
 
         t0 = time.perf_counter()
-        pred = self.predictor.predict(rgb, K, T, depth=depth)
+        pred = self.predictor.predict(rgb, K, T, depth=depth, depth_conf=conf)
         forward = time.perf_counter() - t0
         labels = np.ascontiguousarray(pred.labels, dtype=np.uint8)
         confidence = np.ascontiguousarray(pred.confidence, dtype=np.uint8)
@@ -402,12 +403,12 @@ class CigoccNode(Node):
             self._costmap_spec = (cfg, CostmapSpec.from_node_config(cfg, self.classes))
         return self._costmap_spec[1]
 
-    def _stereo_depth(self, left: np.ndarray, right: np.ndarray, K: np.ndarray, b: float) -> np.ndarray:
+    def _stereo_match(self, left: np.ndarray, right: np.ndarray, K: np.ndarray, b: float) -> StereoResult:
         fx = float(K[0, 0])
         if self._stereo is None or self._stereo.fx != fx or abs(self._stereo.baseline - b) > 1e-6:
             params = StereoParams(num_disparities=self.cfg.stereo_num_disparities, block_size=self.cfg.stereo_block_size)
             self._stereo = StereoDepth(fx, b, params)
-        return self._stereo(left, right)
+        return self._stereo.match(left, right)
 
     @staticmethod
     def _depth_image(depth: np.ndarray, header) -> Image:

@@ -537,9 +537,10 @@ def stereo(checkpoint, context, tmp_path_factory):
     f = Feeder(context, stereo=True, ns="/stereo", outputs=("occupancy",))
     stop_clock = threading.Event()
 
-    def clock():  # sim time = the newest stamp sent + 10 s
-        while not stop_clock.is_set():
-            f.clock_pub.publish(Clock(clock=rclpy.time.Time(nanoseconds=Clock_.last + 10_000_000_000).to_msg()))
+    def clock():  # sim time = 10 s after the newest stamp sent or the wall clock, whichever is later
+        while not stop_clock.is_set():  # (a frame stamped "now" is never ahead of the node's clock)
+            now = max(Clock_.last, time.time_ns()) + 10_000_000_000
+            f.clock_pub.publish(Clock(clock=rclpy.time.Time(nanoseconds=now).to_msg()))
             time.sleep(0.05)
 
     threading.Thread(target=clock, daemon=True).start()
@@ -558,6 +559,19 @@ def send_stereo(f, stamp, left, right, P_left, P_right, frame="camera_left", enc
     f.send("right/image", make_image(right, encoding, rs, frame.replace("left", "right")))
     f.send("left/camera_info", make_info(P_left, left.shape[:2], stamp, frame))
     f.send("left/image", make_image(left, encoding, stamp, frame))
+
+
+def good_stereo_roundtrip(f, log, seed: int, tries: int = 3) -> int:
+    """A valid stereo frame in (8 px of disparity), its occupancy out; its stamp. Re-sent with a
+    new stamp when it was lost or came before the node's /clock caught up with it."""
+    tex = texture(seed)
+    left, right = np.ascontiguousarray(tex[:, :IMAGE[1]]), np.ascontiguousarray(tex[:, 8:IMAGE[1] + 8])
+    for _ in range(tries):
+        stamp = Clock_.next()
+        send_stereo(f, stamp, left, right, synthetic_P(), synthetic_P(-FX * BASELINE))
+        if wait_output(f, stamp, 20) is not None:
+            return stamp
+    raise AssertionError(f"no stereo output for a valid frame:\n{log.read_text()[-3000:]}")
 
 
 def test_stereo_pairs_the_right_frames_and_honours_sim_time(stereo):
@@ -598,23 +612,33 @@ def test_clock_restart_under_sim_time_resets_and_goes_on(stereo):
     f, proc, log = stereo
     # The node's /clock subscription is best effort (ClockQoS) and a replayed bag publishes
     # /clock continuously: so does the test, until the node has seen the step back.
-    back = Clock(clock=rclpy.time.Time(nanoseconds=Clock_.last - 60_000_000_000).to_msg())
+    back = Clock(clock=rclpy.time.Time(nanoseconds=max(Clock_.last, time.time_ns()) - 60_000_000_000).to_msg())
     deadline = time.time() + 15.0
     while "the ROS clock (/clock) jumped back" not in log.read_text() and time.time() < deadline:
         f.clock_pub.publish(back)
         time.sleep(0.2)
     expect_log(log, "the ROS clock (/clock) jumped back", timeout=1.0)
     assert log.read_text().count("the ROS clock (/clock) jumped back") == 1, "one step back, one report"
-    tex = texture(9)
-    left = np.ascontiguousarray(tex[:, :IMAGE[1]])
-    right = np.ascontiguousarray(tex[:, 8:IMAGE[1] + 8])
-    for _ in range(3):
-        stamp = Clock_.next()
-        send_stereo(f, stamp, left, right, synthetic_P(), synthetic_P(-FX * BASELINE))
-        if wait_output(f, stamp, 20) is not None:
-            break
-    else:
-        raise AssertionError(f"no output after the /clock jump:\n{log.read_text()[-3000:]}")
+    good_stereo_roundtrip(f, log, seed=9)
+    assert proc.poll() is None
+
+
+def test_a_zero_baseline_is_refused_per_frame_and_shown_in_diagnostics(stereo):
+    """A right camera_info whose P[0, 3] equals the left one's (KITTI colour P2 / P3, whose other
+    columns leave 0.96 mm): the frame is skipped with a warning naming the baseline, /diagnostics
+    shows it, the next good frame goes out (before: published as if mono, no warning)."""
+    f, proc, log = stereo
+    P_l = np.array([[718.856, 0, 607.1928, 45.38225], [0, 718.856, 185.2157, -0.1130887], [0, 0, 1, 0.003779761]])
+    P_r = np.array([[718.856, 0, 607.1928, 45.38225], [0, 718.856, 185.2157, 2.369057], [0, 0, 1, 0.004915215]])
+    image = np.ascontiguousarray(np.tile(texture(11), (3, 4))[:376, :1241])
+    good_stereo_roundtrip(f, log, seed=12)  # the node's /clock is up to date
+    bad = Clock_.next()
+    send_stereo(f, bad, image, image, P_l, P_r)
+    expect_log(log, "/stereo/right/camera_info: stereo baseline 0.000959")
+    diag = f.wait_for("diag", lambda m: "stereo baseline 0.000959" in diag_values(m)["last_problem"], 10)
+    assert diag is not None and int(diag_values(diag)["frames_skipped"]) >= 1
+    good_stereo_roundtrip(f, log, seed=13)
+    assert wait_output(f, bad, timeout=0.1) is None  # the worker takes frames in order: it was not published
     assert proc.poll() is None
 
 

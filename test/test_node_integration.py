@@ -6,7 +6,7 @@ it reads everything from the checkpoint. Covered: the three outputs (stamps, fra
 stereo pairing (checked through the stereo depth of a known disparity), the real grayscale KITTI
 frames in mono and stereo, a 30 Hz flood (bounded memory, flat latency, counted drops), every bad
 input (the node logs, skips and keeps running), time jumps (a far-future stamp, stamps and /clock
-stepping back), use_sim_time, start-up refusals (one line, exit 1, no traceback) and SIGINT /
+stepping back, one stale frame between good ones), use_sim_time, start-up refusals (one line, exit 1, no traceback) and SIGINT /
 SIGTERM during start-up.
 """
 from __future__ import annotations
@@ -506,23 +506,43 @@ def test_a_far_future_stamp_is_refused_and_does_not_wedge_the_node(mono):
     assert proc.poll() is None
 
 
-def test_stamps_stepping_back_30s_reset_the_pairing_once(mono):
-    """A camera clock that steps 30 s back (a looping bag): logged once, and the frames of the
-    new timeline come out at once (before: refused until the stamps passed the old value)."""
+def test_stamps_stepping_back_30s_for_three_frames_start_a_new_timeline(mono):
+    """A camera clock that steps 30 s back and stays there (a bag that loops, no /clock): the
+    first two frames are dropped as stale stamps, the third starts the new timeline (logged once)
+    and it goes on at once; then back to the present, a forward step, which needs nothing."""
     f, proc, log = mono
     good_roundtrip(f)
     base = Clock_.next() - 30 * 1_000_000_000
+    stamps = [base + k * 100_000_000 for k in range(5)]
+    for stamp in stamps[:2]:
+        send_mono(f, stamp)
+        expect_log(log, f"message stamped {stamp / 1e9:.6f} s not used: stamp far older than the newest on its topic")
     outs = []
-    for k in range(3):
-        stamp = base + k * 100_000_000
+    for stamp in stamps[2:]:
         send_mono(f, stamp)
         outs.append(wait_output(f, stamp, timeout=20.0))
     assert all(o is not None for o in outs), log.read_text()[-3000:]
+    assert all(wait_output(f, stamp, timeout=0.1) is None for stamp in stamps[:2])  # published in order: never
     text = log.read_text()
     assert text.count("stamps jumped back") == 1 and "pairing and stamp guard reset" in text
-    good_roundtrip(f)  # and back to the present: a forward step needs nothing
+    assert "3 consecutive frames continue from it (a new timeline) or /clock jumps" in text
+    good_roundtrip(f)
     diag = f.wait_for("diag", lambda m: int(diag_values(m)["time_jumps"]) >= 1, 5)
     assert diag is not None
+
+
+def test_one_frame_stamped_a_year_back_between_good_frames_is_dropped(mono):
+    """A camera clock broken for one frame: that frame is dropped with a warning and the stream
+    goes on (before: it reset the pairing and was published as if the stream had jumped back)."""
+    f, proc, log = mono
+    good_roundtrip(f)
+    stale = Clock_.last - 365 * 86400 * 1_000_000_000
+    send_mono(f, stale)
+    expect_log(log, f"message stamped {stale / 1e9:.6f} s not used: stamp far older than the newest on its topic")
+    good_roundtrip(f)
+    assert wait_output(f, stale, timeout=0.1) is None
+    assert "jumped back 31536000" not in log.read_text()
+    assert proc.poll() is None
 
 
 # ------------------------------------------------------------------------------------------ stereo

@@ -14,9 +14,10 @@ Threads: the executor thread only checks stamps and enqueues; one worker thread 
 images, runs the model and publishes (rclpy publishers are thread-safe), so a slow forward pass
 never blocks subscriptions or /clock.
 
-Time: stamps further ahead of the node's clock than `max_stamp_ahead` are refused; a stamp or the
-ROS clock (/clock restarting under use_sim_time) stepping back by more than
-`time_jump_threshold` is logged once and resets the pairing and the stamp guard (docs/node.md).
+Time: stamps further ahead of the node's clock than `max_stamp_ahead` are refused; the ROS clock
+(/clock restarting under use_sim_time) stepping back by more than `time_jump_threshold`, or the
+stamps doing so for `time_jump_frames` consecutive frames, is logged once and resets the pairing
+and the stamp guard; fewer such frames are stale stamps, dropped (ros/timeline.py, docs/node.md).
 
 Start-up: a refusal (weights, parameters) logs one FATAL line and exits 1; SIGINT / SIGTERM at
 any point of the start-up (torch import, loading, warm-up) exits 0 at once (`main`).
@@ -56,7 +57,8 @@ from . import frame_input as fi
 from .diagnostics import NodeStats, build_status
 from .outputs import OutputBuilder, byte_array
 from .params import declare_parameters, validate, with_changes
-from .sync import ApproximateTimeSync, stamp_ns, subscribe_synchronized
+from .sync import STALE, ApproximateTimeSync, stamp_ns, subscribe_synchronized
+from .timeline import Timeline, Verdict
 from .worker import FrameQueue, Worker
 
 try:  # tf2_ros is part of a ROS distribution, not of PyPI
@@ -160,7 +162,8 @@ class CigoccNode(Node):
         )
         self.stats = NodeStats()
         self._log_times: dict[str, float] = {}
-        self._last_stamp = -1
+        # The paired frames' own guard (message_filters has none): order, duplicates, time jumps.
+        self._timeline = Timeline(int(self.cfg.time_jump_threshold * 1e9), self.cfg.time_jump_frames)
         self._fit_warned: set[tuple] = set()  # (topic, width, height) already warned about
         self._last_markers = 0.0
         self._stereo = None  # StereoDepth, built for the rig's fx and baseline on first use
@@ -195,6 +198,7 @@ class CigoccNode(Node):
             self, streams, sensor_qos, self.cfg.sync_slop, self._on_frame, self.cfg.sync_queue_size,
             on_message=lambda i, m: self.stats.message(self._topics[i]), on_drop=self._on_unpaired,
             admit=self._admit, jump_back=self.cfg.time_jump_threshold, on_jump=self._on_stamp_jump,
+            jump_confirm=self.cfg.time_jump_frames,
         )
         self._sync = self._subs[-1] if isinstance(self._subs[-1], ApproximateTimeSync) else None
         # /clock restarting (a looping bag under use_sim_time); rcl reports no system-clock steps,
@@ -236,6 +240,8 @@ class CigoccNode(Node):
         text = f"{topic}: message stamped {stamp_ns(msg) / 1e9:.6f} s not used: {why}"
         if why == "no partner within the sync slop":
             text += f" ({self.cfg.sync_slop:g} s) on {', '.join(others)}"
+        elif why == STALE:
+            text += self._stale_rule()
         self.stats.problem(text, skipped=False, unpaired=True)
         self._warn(f"unpaired:{why}", text)
 
@@ -260,11 +266,15 @@ class CigoccNode(Node):
         self._warn("future_stamp", text)
         return False
 
-    def _reset_time(self, text: str) -> None:
-        """The clock stepped back: forget the stamp guard (the synchroniser resets itself or is
-        reset by the caller), log once, count it."""
+    def _stale_rule(self) -> str:
+        return (f": more than time_jump_threshold ({self.cfg.time_jump_threshold:g} s) back, dropped unless "
+                f"{self.cfg.time_jump_frames} consecutive frames continue from it (a new timeline) or /clock jumps")
+
+    def _reset_time(self, text: str, t: int | None = None) -> None:
+        """The clock stepped back: restart the stamp guard (at stamp `t`; the synchroniser resets
+        itself or is reset by the caller), log once, count it."""
         with self._lock:
-            self._last_stamp = -1
+            self._timeline.restart(t)
         self.stats.time_jump(text)
         self.get_logger().warning(f"{text}: pairing and stamp guard reset")
 
@@ -284,17 +294,18 @@ class CigoccNode(Node):
         t = stamp_ns(msgs[0])
         if self._sync is None and not self._admit(0, msgs[0]):  # message_filters pairs unchecked
             return
-        jump_ns = int(self.cfg.time_jump_threshold * 1e9)
-        with self._lock:
-            last = self._last_stamp
-            jumped = last >= 0 and t < last - jump_ns  # message_filters: no jump check of its own
-        if jumped:
-            self._reset_time(f"{self._topics[0]}: stamps jumped back {(last - t) / 1e9:.3f} s")
-            last = -1
-        with self._lock:
-            if t > last:
-                self._last_stamp = t
-        if t <= last:
+        with self._lock:  # our synchroniser already applied the same rule per stream
+            last = self._timeline.newest
+            verdict = self._timeline.check(t)
+        if verdict is Verdict.JUMP:  # message_filters: no jump check of its own
+            self._reset_time(f"{self._topics[0]}: stamps jumped back {(last - t) / 1e9:.3f} s", t)
+        elif verdict is Verdict.STALE:
+            text = (f"{self._topics[0]}: frame stamped {t / 1e9:.6f} s is {(last - t) / 1e9:.3f} s older than the "
+                    f"last frame's {last / 1e9:.6f} s" + self._stale_rule())
+            self.stats.problem(text)
+            self._warn("stale_stamp", text)
+            return
+        elif last is not None and t <= last:
             kind = "duplicate_stamp" if t == last else "out_of_order_stamp"
             text = f"{self._topics[0]}: stamp {t / 1e9:.6f} s is {'the same as' if t == last else 'older than'} the last frame's {last / 1e9:.6f} s"
             self.stats.problem(text)

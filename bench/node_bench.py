@@ -96,7 +96,7 @@ def bench_node(ckpt: Path, device: str, frames, P, T, repeats: int, forward_alon
     os.environ.update(DDS_ENV)
     cft = "[" + ",".join(repr(float(v)) for v in np.asarray(T).ravel()) + "]"
     log = open(Path(tempfile.gettempdir()) / "cigocc_node_bench.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "cigocc_ros.ros.node", "--ros-args", "-p", f"weights:={ckpt}",
+    proc = subprocess.Popen([sys.executable, "-m", "cigocc_ros.ros.main", "--ros-args", "-p", f"weights:={ckpt}",
                              "-p", f"device:={device}", "-p", f"camera_from_grid:={cft}"],
                             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     ctx = rclpy.Context()

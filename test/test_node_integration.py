@@ -14,6 +14,7 @@ from __future__ import annotations
 import array
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -92,7 +93,7 @@ def node_env() -> dict:
 
 def start_node(log: Path, params: dict, ns: str = "", env: dict | None = None,
                remaps: dict | None = None, stderr: Path | None = None) -> subprocess.Popen:
-    args = [sys.executable, "-m", "cigocc_ros.ros.node", "--ros-args"] + (["-r", f"__ns:={ns}"] if ns else [])
+    args = [sys.executable, "-m", "cigocc_ros.ros.main", "--ros-args"] + (["-r", f"__ns:={ns}"] if ns else [])
     for k, v in (remaps or {}).items():
         args += ["-r", f"{k}:={v}"]
     for k, v in params.items():
@@ -760,6 +761,40 @@ def test_signals_during_start_up_stop_promptly_and_cleanly(tmp_path, sig, when):
     assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
     assert "listening on" not in text and "loaded " not in text, f"start-up finished first:\n{text}"
     assert took < 10.0, f"{took:.1f} s to stop"
+
+
+def imported(err: str, module: str) -> bool:
+    """Whether Python's import-time log (PYTHONPROFILEIMPORTTIME) says `module` finished importing."""
+    return re.search(rf"^import time:.*\|\s+{re.escape(module)}$", err, re.MULTILINE) is not None
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signals_during_the_imports_stop_cleanly(tmp_path, sig):
+    """SIGINT / SIGTERM while Python imports the node's modules (the first ~0.5 s): exit 0, no
+    traceback (before: SIGTERM killed the process, -15, and SIGINT raised KeyboardInterrupt with
+    a traceback). The signal goes out when the import-time log says rclpy is in and the node's
+    own modules are still to come; a try in which the imports won the race is repeated."""
+    for _ in range(3):
+        log, err = tmp_path / "node.log", tmp_path / "node.err"
+        proc = start_node(log, {"device": "cpu"}, env={"PYTHONPROFILEIMPORTTIME": "1"}, stderr=err)
+        try:
+            deadline = time.time() + STARTUP_TIMEOUT
+            while not imported(err.read_text(), "rclpy") and proc.poll() is None and time.time() < deadline:
+                time.sleep(0.005)
+            proc.send_signal(sig)
+            rc = proc.wait(20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        text = log.read_text() + err.read_text()
+        if not imported(text, "cigocc_ros.ros.node"):
+            break
+    else:
+        raise AssertionError("the node's imports finished before the signal in 3 tries")
+    assert rc == 0, f"exit {rc}:\n{text[-3000:]}"
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text[-3000:]
+    assert "loading " not in text
 
 
 # ------------------------------------------------------------------------------------------ compressed

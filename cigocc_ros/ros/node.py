@@ -19,14 +19,12 @@ Time: stamps further ahead of the node's clock than `max_stamp_ahead` are refuse
 stamps doing so for `time_jump_frames` consecutive frames, is logged once and resets the pairing
 and the stamp guard; fewer such frames are stale stamps, dropped (ros/timeline.py, docs/node.md).
 
-Start-up: a refusal (weights, parameters) logs one FATAL line and exits 1; SIGINT / SIGTERM at
-any point of the start-up (torch import, loading, warm-up) exits 0 at once (`main`).
+The process around the node (signals from the first line, start-up refusals, spinning, exit
+status) is `cigocc_ros/ros/main.py`, the `cigocc_node` entry point.
 """
 from __future__ import annotations
 
 import hashlib
-import signal
-import sys
 import threading
 import time
 import traceback
@@ -41,8 +39,6 @@ from nav_msgs.msg import OccupancyGrid
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType, JumpThreshold
 from rclpy.duration import Duration
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
@@ -474,76 +470,3 @@ class CigoccNode(Node):
         if worker is not None:
             worker.stop()
         super().destroy_node()
-
-
-class StartupInterrupted(BaseException):
-    """SIGINT / SIGTERM arrived while the node was starting (a BaseException, like
-    KeyboardInterrupt, so that no `except Exception` on the way swallows it)."""
-
-
-class _SignalGate:
-    """Python-level SIGINT / SIGTERM handlers for the node's whole life.
-
-    rclpy's own handlers (installed by rclpy.init) shut the context down and wake the executor,
-    then chain to these. While `armed` (start-up: imports, loading, the warm-up forward) they
-    raise StartupInterrupted in the main thread, which stops the start-up between two Python
-    operations; afterwards they do nothing, and the executor returns because the context is down.
-    """
-
-    def __init__(self) -> None:
-        self.armed = True
-        self.received: int | None = None  # the first signal's number
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        if self.received is None:
-            self.received = signum
-        if self.armed:
-            self.armed = False
-            raise StartupInterrupted(signum)
-
-
-REFUSALS = (WeightsError, ValueError, ParameterException)  # user mistakes: one FATAL line, exit 1
-
-
-def main(args: list[str] | None = None) -> int:
-    gate = _SignalGate()
-    node = None
-    try:
-        rclpy.init(args=args)
-        node = CigoccNode()
-        gate.armed = False
-    except StartupInterrupted:
-        gate.armed = False
-        rclpy.try_shutdown()  # also destroys the half-built node
-        return 0
-    except BaseException as e:
-        gate.armed = False
-        if gate.received is not None:  # rclpy's handler shut the context down under the start-up
-            rclpy.try_shutdown()
-            return 0
-        if not isinstance(e, REFUSALS):
-            raise
-        rclpy.logging.get_logger(NODE_NAME).fatal(f"refusing to start: {e}")
-        rclpy.try_shutdown()
-        return 1
-    executor = SingleThreadedExecutor()
-    try:
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        if rclpy.ok():
-            raise
-        # else: a callback (the diagnostics timer) ran into the shutdown a signal started
-    finally:
-        node.destroy_node()
-        executor.shutdown()
-        rclpy.try_shutdown()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

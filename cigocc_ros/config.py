@@ -319,10 +319,12 @@ class NodeConfig:
     input_stall_timeout: float = 2.0  # seconds without a paired frame -> WARN
     max_latency: float = 2.0  # seconds; latency p95 (image stamp -> outputs) above it -> WARN
     log_throttle: float = 5.0  # seconds between repeats of one kind of bad-input warning
-    # Time jumps (docs/node.md): stamps further ahead of the node's clock are refused; a stamp (or
-    # the ROS clock) stepping back by more than time_jump_threshold resets the pairing.
+    # Time jumps (docs/node.md): stamps further ahead of the node's clock are refused; the ROS
+    # clock stepping back by more than time_jump_threshold resets the pairing, and so do stamps
+    # stepping back that far for time_jump_frames consecutive frames (fewer: stale, dropped).
     max_stamp_ahead: float = 2.0  # seconds
     time_jump_threshold: float = 1.0  # seconds
+    time_jump_frames: int = 3
 
 
 def head_factors(cfg: ExperimentConfig) -> tuple[int, int, int]:

@@ -13,6 +13,7 @@ and the loss curve of an uninterrupted run.
 """
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -61,6 +62,25 @@ def init_distributed(device: torch.device) -> DistInfo:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def leave_process_group(*trainers: Trainer) -> None:
+    """End the distributed part of a run, in the order torch needs (no-op when alone).
+
+    1. Drop each trainer's DistributedDataParallel wrapper: its reducer holds the process group
+       (and gloo's worker threads) and must go while the group still exists. Destroyed the other
+       way round, the group outlives its destruction inside the wrapper and is torn down later,
+       at garbage collection or interpreter exit: "terminate called without an active exception"
+       (a gloo abort seen once in test_train.py's DDP test).
+    2. Wait for every rank (the main one may still be writing the last checkpoint).
+    3. Destroy the group.
+    """
+    for trainer in trainers:
+        trainer.ddp = trainer.model
+    gc.collect()  # the wrapper sits in reference cycles (its hooks): free it now, not at exit
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,5 +301,5 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, data: str = "", device: st
                                                   if part else ""))
     trainer.fit()
     if info.world > 1:
-        dist.destroy_process_group()
+        leave_process_group(trainer)
     return trainer

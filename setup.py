@@ -31,7 +31,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "cigocc_node = cigocc_ros.ros.node:main",
+            "cigocc_node = cigocc_ros.ros.main:main",
             "cigocc = cigocc_ros.cli.main:main",
         ],
     },

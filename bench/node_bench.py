@@ -96,7 +96,7 @@ def bench_node(ckpt: Path, device: str, frames, P, T, repeats: int, forward_alon
     os.environ.update(DDS_ENV)
     cft = "[" + ",".join(repr(float(v)) for v in np.asarray(T).ravel()) + "]"
     log = open(Path(tempfile.gettempdir()) / "cigocc_node_bench.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "cigocc_ros.ros.node", "--ros-args", "-p", f"weights:={ckpt}",
+    proc = subprocess.Popen([sys.executable, "-m", "cigocc_ros.ros.main", "--ros-args", "-p", f"weights:={ckpt}",
                              "-p", f"device:={device}", "-p", f"camera_from_grid:={cft}"],
                             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     ctx = rclpy.Context()
@@ -304,7 +304,7 @@ def report_outputs(outputs, view_ms, decode, frames) -> None:
         print(f"outputs for a 256x256x32 grid ({name}, {n} occupied voxels): total {t['total']:.2f} ms "
               f"(occupied {t['occupied']:.2f}, markers {t['markers']:.2f}, cloud {t['cloud']:.2f}, "
               f"occupancy {t['occupancy']:.2f}, costmap {t['costmap']:.2f})")
-    print(f"costmap camera view (frustum of 2.1M voxel centres; once per camera geometry): {view_ms:.0f} ms")
+    print(f"costmap camera view (frustum of a 256x256x32 grid, per column; once per camera geometry): {view_ms:.1f} ms")
     for name, kb, ms in decode:
         print(f"camera frame {frames[0].shape[1]}x{frames[0].shape[0]} {name}: {kb:.0f} KB, to RGB p50 {ms:.2f} ms")
 

@@ -61,7 +61,7 @@ def main() -> int:
     os.environ.update(DDS_ENV)
     cft = "[" + ",".join(repr(float(v)) for v in np.asarray(T).ravel()) + "]"
     log_path = Path(tempfile.gettempdir()) / "cigocc_node_soak.log"
-    proc = subprocess.Popen([sys.executable, "-m", "cigocc_ros.ros.node", "--ros-args", "-p", f"weights:={args.weights}"
+    proc = subprocess.Popen([sys.executable, "-m", "cigocc_ros.ros.main", "--ros-args", "-p", f"weights:={args.weights}"
                              if args.weights else "weights:=''", "-p", f"device:={args.device}",
                              "-p", f"camera_from_grid:={cft}", "-p", "max_latency:=1000.0"],
                             env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT, cwd=REPO)

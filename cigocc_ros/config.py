@@ -121,6 +121,9 @@ class ModelConfig:
     head_subdivide: tuple[int, int, int] = (1, 1, 1)
     # Hidden width of the feed-forward block after each attention layer, in units of unet_channels.
     ffn_ratio: int = 2
+    # The pseudo-LiDAR volume (model/pseudo_lidar.py): stereo pixels counted per voxel of the
+    # head's native grid, into the stage-1 UNet, the proposals and the head's logits.
+    pseudo_lidar: bool = False
 
 
 @dataclass
@@ -162,6 +165,7 @@ class DataConfig:
     exposure: float = 0.0  # stops: the image times 2**U(-e, e)
     gamma: float = 0.0  # the image to the power exp(U(-g, g))
     white_balance: float = 0.0  # per-channel gains in [1 - w, 1 + w]
+    saturation: float = 0.0  # colour saturation times U(1 - s, 1 + s)
     blur_prob: float = 0.0  # probability of a Gaussian blur ...
     blur_sigma: float = 1.5  # ... of sigma U(0.3, blur_sigma) pixels
     noise_std: float = 0.0  # Gaussian pixel noise of sigma U(0, noise_std) (image in [0, 1])
@@ -198,6 +202,58 @@ class TrainConfig:
 
 
 @dataclass
+class Seg2DTrainConfig(TrainConfig):
+    """TrainConfig with the 2D training's defaults (a YAML section or --set fills the rest from
+    these, not from the 3D defaults)."""
+
+    steps: int = 3000
+    batch_size: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    val_every: int = 500
+    ckpt_every: int = 100
+    log_every: int = 10
+
+
+@dataclass
+class Seg2DConfig:
+    """2D training of the image encoder + segmentation branch on real labelled pixels
+    (`cigocc train-seg`, cigocc_ros/training/seg_trainer.py; docs/training.md): CamVid's dense
+    labels (data/camvid.py holds the class map) and the KITTI frames' projected LiDAR labels
+    (data/lidar_pixels.py). Its checkpoint initialises the full model (`cigocc train --init`)."""
+
+    camvid_root: str = ""  # folder with train/ val/ test/ (../shared/camvid); "" = no CamVid
+    kitti_root: str = ""  # folder with sequences/XX/ (image_2, velodyne, labels, calib.txt); "" = none
+    kitti_train_sequences: tuple[str, ...] = ("00", "01", "02", "03", "04", "05", "09", "10")
+    kitti_val_sequences: tuple[str, ...] = ()  # scored during training; never the reported held-out drive
+    kitti_share: float = 0.5  # share of training samples that are KITTI frames
+    crop: tuple[int, int] = (288, 480)  # (rows, cols) of a training crop
+    # Rescale before cropping, log-uniform in [lo, hi]. CamVid's 480x360 frames show a scene
+    # about 1.5x smaller than KITTI's camera does (focal ~460 vs ~720 px), so CamVid is scaled
+    # up around that factor and scored at `camvid_eval_scale`.
+    camvid_scale: tuple[float, float] = (1.0, 2.0)
+    kitti_scale: tuple[float, float] = (0.7, 1.4)
+    camvid_eval_scale: float = 1.5
+    flip_prob: float = 0.5
+    # Photometric augmentation (data/augment.photometric), plus saturation in [1 - s, 1 + s]:
+    # KITTI's and CamVid's cameras differ in exposure, response and colour.
+    exposure: float = 0.5
+    gamma: float = 0.3
+    white_balance: float = 0.15
+    saturation: float = 0.3
+    blur_prob: float = 0.2
+    blur_sigma: float = 1.2
+    noise_std: float = 0.02
+    # Class weights 1 / ln(class_weight_c + f) of each label's pixel share f per source (ENet's
+    # rule; a larger c flattens them).
+    class_weight_c: float = 1.1
+    # The loss compares logits upsampled to crop / loss_stride with labels pooled to that size
+    # (training/seg_trainer.loss_labels): 2 costs a fourteenth of full resolution on the CPU.
+    loss_stride: int = 2
+    train: Seg2DTrainConfig = field(default_factory=Seg2DTrainConfig)
+
+
+@dataclass
 class ExperimentConfig:
     """Everything needed to rebuild a model and reproduce its training."""
 
@@ -207,6 +263,7 @@ class ExperimentConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    seg2d: Seg2DConfig = field(default_factory=Seg2DConfig)
 
 
 # image_transport's naming: the compressed stream of image topic T is T + "/compressed"
@@ -263,10 +320,12 @@ class NodeConfig:
     input_stall_timeout: float = 2.0  # seconds without a paired frame -> WARN
     max_latency: float = 2.0  # seconds; latency p95 (image stamp -> outputs) above it -> WARN
     log_throttle: float = 5.0  # seconds between repeats of one kind of bad-input warning
-    # Time jumps (docs/node.md): stamps further ahead of the node's clock are refused; a stamp (or
-    # the ROS clock) stepping back by more than time_jump_threshold resets the pairing.
+    # Time jumps (docs/node.md): stamps further ahead of the node's clock are refused; the ROS
+    # clock stepping back by more than time_jump_threshold resets the pairing, and so do stamps
+    # stepping back that far for time_jump_frames consecutive frames (fewer: stale, dropped).
     max_stamp_ahead: float = 2.0  # seconds
     time_jump_threshold: float = 1.0  # seconds
+    time_jump_frames: int = 3
 
 
 def head_factors(cfg: ExperimentConfig) -> tuple[int, int, int]:

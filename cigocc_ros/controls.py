@@ -177,7 +177,7 @@ class ShuffledImages:
     Both samples must have the same image size (the dataset crops / pads every frame to the
     model's input size, so they do)."""
 
-    IMAGE_KEYS = ("img", "depth")
+    IMAGE_KEYS = ("img", "depth", "depth_conf")
 
     def __init__(self, dataset, perm: np.ndarray | None = None, seed: int = 0):
         self.dataset = dataset

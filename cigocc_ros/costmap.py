@@ -24,6 +24,7 @@ cached. docs/node.md ("Costmap") states the same rules for users.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -32,7 +33,7 @@ import numpy as np
 
 from .classes import ClassTable
 from .config import GridConfig, NodeConfig
-from .geometry import crop_window, in_view, voxel_centers
+from .geometry import crop_window
 
 LETHAL, FREE, UNKNOWN = 100, 0, -1
 # Columns without drivable ground borrow the mean ground height of their neighbours within this
@@ -104,25 +105,72 @@ def highest_bit(words: np.ndarray) -> np.ndarray:
     return np.maximum(np.where(hi > 0, hi + 31, lo - 1), 0).astype(np.int64)
 
 
+def frustum_columns(grid: GridConfig, K: np.ndarray, T_cam_grid: np.ndarray, window: tuple[int, int, int, int],
+                    min_depth: float = 1e-3) -> np.ndarray:
+    """(X, Y) uint64: bit k set when the centre of voxel (x, y, k) is in front of the camera
+    (z > min_depth) and projects into the pixel `window` (v0, v1, u0, u1) of
+    geometry.crop_window: geometry.in_view of every voxel centre, packed per column.
+
+    Along a column the camera point is affine in k, and each of the five conditions (depth, two
+    columns, two rows of pixels, multiplied by z > 0) is an affine function of k with a sign:
+    each keeps a half-line of k, so the column's voxels in view are one interval [lo, hi). That
+    takes O(X * Y) work instead of projecting all X * Y * Z centres (~1 s for 256x256x32)."""
+    X, Y, Z = (int(s) for s in grid.size)
+    v = float(grid.voxel_size)
+    o = np.asarray(grid.origin, dtype=np.float64)
+    K = np.asarray(K, dtype=np.float64)
+    R, t = np.asarray(T_cam_grid, dtype=np.float64)[:3, :3], np.asarray(T_cam_grid, dtype=np.float64)[:3, 3]
+    v0, v1, u0, u1 = (float(w) for w in window)
+    z_row = np.array([0.0, 0.0, 1.0])
+    # (row w, offset c, strict): the condition w . cam + c > 0 (strict) or >= 0.
+    conditions = [(z_row, -min_depth, True), (K[0] - u0 * z_row, 0.0, False), (u1 * z_row - K[0], 0.0, True),
+                  (K[1] - v0 * z_row, 0.0, False), (v1 * z_row - K[1], 0.0, True)]
+    x, y = ((np.arange(n) + 0.5) * v for n in (X, Y))
+    lo = np.zeros((X, Y))
+    hi = np.full((X, Y), float(Z))
+    for w, c, strict in conditions:
+        wR = w @ R  # the condition on a grid-frame point p: wR . p + (w . t + c)
+        a = (wR[0] * x)[:, None] + (wR[1] * y)[None, :] + (wR @ (o + 0.5 * v * np.array([0, 0, 1])) + w @ t + c)
+        b = wR[2] * v  # the change per voxel up the column
+        if b == 0.0:
+            holds = a > 0 if strict else a >= 0
+            hi = np.where(holds, hi, 0.0)
+            continue
+        with np.errstate(over="ignore"):
+            root = np.clip(-a / b, -1.0, Z + 1.0)  # f(k) = a + b k is zero at k = root
+        if b > 0:  # k above the root
+            lo = np.maximum(lo, np.floor(root) + 1 if strict else np.ceil(root))
+        else:  # k below the root
+            hi = np.minimum(hi, np.ceil(root) if strict else np.floor(root) + 1)
+    lo = np.clip(lo, 0, Z).astype(np.int64)
+    hi = np.clip(hi, 0, Z).astype(np.int64)
+    return bit_range(lo, np.maximum(hi, lo))
+
+
 class CameraView:
     """What one camera sees of a grid, for one geometry (K, T_cam_grid, image size).
 
-    frustum (X, Y, Z) bool: voxel centres in front of the camera that project into the pixels the
-    model sees (geometry.crop_window of the model's input size); `frustum_bits` the same packed
-    per column (pack_columns); `column_range` (X, Y) horizontal distance of each column centre
-    from the camera centre.
+    `frustum_bits` (X, Y) uint64: per column, the voxels whose centres are in front of the camera
+    and project into the pixels the model sees (frustum_columns, geometry.crop_window of the
+    model's input size); `frustum` (X, Y, Z) bool the same unpacked (on first use: only
+    `unknown_outside_frustum` needs it); `column_range` (X, Y) horizontal distance of each
+    column centre from the camera centre.
     """
 
     def __init__(self, grid: GridConfig, K: np.ndarray, T_cam_grid: np.ndarray, image_hw: tuple[int, int],
                  model_hw: tuple[int, int]) -> None:
         size = tuple(int(s) for s in grid.size)
-        centers = voxel_centers(size, float(grid.voxel_size), tuple(grid.origin)).reshape(-1, 3)
-        window = crop_window(image_hw, model_hw)
-        self.frustum = in_view(centers, K, T_cam_grid, window).reshape(size)
-        self.frustum_bits = pack_columns(self.frustum)
+        self.size = size
+        self.frustum_bits = frustum_columns(grid, K, T_cam_grid, crop_window(image_hw, model_hw))
         cam = -T_cam_grid[:3, :3].T @ T_cam_grid[:3, 3]
         cx, cy = (grid.origin[i] + (np.arange(size[i]) + 0.5) * grid.voxel_size for i in range(2))
         self.column_range = np.hypot(cx[:, None] - cam[0], cy[None, :] - cam[1])  # (X, Y)
+
+    @functools.cached_property
+    def frustum(self) -> np.ndarray:
+        """(X, Y, Z) bool, unpacked from `frustum_bits`."""
+        octets = self.frustum_bits.astype("<u8").view(np.uint8).reshape(*self.size[:2], 8)
+        return np.unpackbits(octets, axis=2, bitorder="little")[..., : self.size[2]].view(bool)
 
 
 class Costmapper:

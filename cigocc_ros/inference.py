@@ -116,7 +116,8 @@ BACKENDS = ("torch", "onnxruntime")
 
 class TorchForward:
     """The network's inference forward in torch: (img (1, 3, H, W), K (1, 3, 3), T (1, 4, 4),
-    depth (1, 1, H, W) or None) on `device` -> coarse logits (1, n_cls, X', Y', Z')."""
+    depth (1, 1, H, W) or None, its confidence (1, 1, H, W) or None) on `device` -> coarse
+    logits (1, n_cls, X', Y', Z')."""
 
     backend = "torch"
     takes_depth = True
@@ -125,10 +126,11 @@ class TorchForward:
         self.model = model.to(device).eval()
         self.device = device
 
-    def __call__(self, img: Tensor, K: Tensor, T: Tensor, depth: Tensor | None) -> Tensor:
+    def __call__(self, img: Tensor, K: Tensor, T: Tensor, depth: Tensor | None,
+                 depth_conf: Tensor | None = None) -> Tensor:
         batch = {"img": img, "K": K, "T_cam_grid": T}
         if depth is not None:
-            batch["depth"] = depth
+            batch["depth"], batch["depth_conf"] = depth, depth_conf
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             return self.model(batch, inference=True)["ssc_logits_coarse"]
 
@@ -191,10 +193,13 @@ class OrtForward:
         self.takes_depth = "depth" in self.inputs
         self.cfg = onnx_config(self.session.get_modelmeta().custom_metadata_map, path)
 
-    def __call__(self, img: Tensor, K: Tensor, T: Tensor, depth: Tensor | None) -> Tensor:
+    def __call__(self, img: Tensor, K: Tensor, T: Tensor, depth: Tensor | None,
+                 depth_conf: Tensor | None = None) -> Tensor:
         feeds = {"img": img, "K": K, "T_cam_grid": T}
         if self.takes_depth:  # a stereo export; 0 = no depth value, the model's own convention
             feeds["depth"] = depth if depth is not None else torch.zeros_like(img[:, :1])
+            if "depth_conf" in self.inputs:  # without a matcher's confidence: 1 wherever there is a depth
+                feeds["depth_conf"] = depth_conf if depth_conf is not None else (feeds["depth"] > 0).float()
         elif depth is not None:
             raise ValueError("this ONNX file was exported without a depth input; export it with "
                              "`cigocc export ... --stereo` to feed stereo depth")
@@ -224,7 +229,7 @@ class Predictor:
         H, W = self.image_size
         pin = self.device.type == "cuda"
         self._host_img = torch.empty((H, W, 3), dtype=torch.uint8, pin_memory=pin)
-        self._host_depth = torch.empty((1, 1, H, W), dtype=torch.float32, pin_memory=pin)
+        self._host_depth = torch.empty((2, 1, H, W), dtype=torch.float32, pin_memory=pin)  # depth | confidence
         self._host_KT = torch.empty(25, dtype=torch.float32, pin_memory=pin)  # K (9) | T (16)
         self._img = torch.empty((1, 3, H, W), dtype=torch.float32, device=self.device)
 
@@ -265,7 +270,8 @@ class Predictor:
             raise CheckpointError(f"{path} is an ONNX file: run it with backend 'onnxruntime'")
         return cls.from_checkpoint(path, device)
 
-    def _check(self, image_rgb: np.ndarray, K: np.ndarray, T_cam_grid: np.ndarray, depth: np.ndarray | None) -> None:
+    def _check(self, image_rgb: np.ndarray, K: np.ndarray, T_cam_grid: np.ndarray, depth: np.ndarray | None,
+               depth_conf: np.ndarray | None) -> None:
         if not isinstance(image_rgb, np.ndarray) or image_rgb.dtype != np.uint8 or image_rgb.ndim != 3 \
                 or image_rgb.shape[2] != 3:
             raise ValueError(f"image_rgb must be an (H, W, 3) uint8 array, got "
@@ -276,13 +282,17 @@ class Predictor:
             raise ValueError(f"T_cam_grid must be a finite (4, 4) matrix, got shape {np.shape(T_cam_grid)}")
         if depth is not None and np.shape(depth)[:2] != image_rgb.shape[:2]:
             raise ValueError(f"depth must be (H, W) like the image {image_rgb.shape[:2]}, got {np.shape(depth)}")
+        if depth_conf is not None and (depth is None or np.shape(depth_conf) != np.shape(depth)):
+            raise ValueError(f"depth_conf must come with a depth map of its shape, got {np.shape(depth_conf)}")
 
     @torch.inference_mode()
     def predict(self, image_rgb: np.ndarray, K: np.ndarray, T_cam_grid: np.ndarray,
-                depth: np.ndarray | None = None) -> Prediction:
-        """One frame -> Prediction (labels, confidence) over the grid (X, Y, Z)."""
+                depth: np.ndarray | None = None, depth_conf: np.ndarray | None = None) -> Prediction:
+        """One frame -> Prediction (labels, confidence) over the grid (X, Y, Z). `depth` (H, W)
+        metric (0 = none), e.g. stereo, with the matcher's confidence `depth_conf` (H, W) in
+        [0, 1] (None: 1 wherever there is a depth)."""
         t0 = time.perf_counter()
-        self._check(image_rgb, K, T_cam_grid, depth)
+        self._check(image_rgb, K, T_cam_grid, depth, depth_conf)
         img, K2 = crop_or_pad(image_rgb, K, self.image_size)
         self._host_img.numpy()[...] = img
         self._host_KT.numpy()[:9] = np.asarray(K2, dtype=np.float32).ravel()
@@ -291,14 +301,21 @@ class Predictor:
         img_dev = self._host_img.to(self.device, non_blocking=nb)
         self._img.copy_(img_dev.permute(2, 0, 1).unsqueeze(0)).mul_(1.0 / 255.0)
         KT = self._host_KT.to(self.device, non_blocking=nb)
-        depth_dev = None
+        depth_dev = conf_dev = None
         if depth is not None:
             if not self.takes_depth:
                 raise ValueError("this model takes no depth map (an ONNX file exported without --stereo)")
             d, _ = crop_or_pad(np.asarray(depth, dtype=np.float32), K, self.image_size)
-            self._host_depth.numpy()[0, 0] = np.nan_to_num(d, nan=0.0, posinf=0.0, neginf=0.0)
-            depth_dev = self._host_depth.to(self.device, non_blocking=nb)
-        coarse = self.forward(self._img, KT[:9].view(1, 3, 3), KT[9:].view(1, 4, 4), depth_dev).float()
+            host = self._host_depth.numpy()
+            host[0, 0] = np.nan_to_num(d, nan=0.0, posinf=0.0, neginf=0.0)
+            if depth_conf is not None:
+                host[1, 0] = np.clip(np.nan_to_num(crop_or_pad(np.asarray(depth_conf, np.float32), K, self.image_size)[0]),
+                                     0.0, 1.0)
+            else:
+                np.greater(host[0, 0], 0.0, out=host[1, 0], casting="unsafe")
+            both = self._host_depth.to(self.device, non_blocking=nb)
+            depth_dev, conf_dev = both[:1], both[1:]
+        coarse = self.forward(self._img, KT[:9].view(1, 3, 3), KT[9:].view(1, 4, 4), depth_dev, conf_dev).float()
         # The head's native resolution -> the grid's, per axis (sub-voxel heads: 1 in z).
         scale = tuple(g // c for g, c in zip(self.grid_size, coarse.shape[-3:], strict=True))
         labels = upsampled_argmax(coarse, scale)[0]  # uint8
@@ -342,11 +359,12 @@ def predict_images(predictor: Predictor, files: list[Path], calib: dict[str, np.
         if image.ndim == 2:  # grayscale KITTI: the network takes three channels
             image = np.repeat(image[..., None], 3, axis=2)
         cam = camera_from_calib(calib[p_key], calib["Tr"], image.shape[:2])
-        depth = None
+        depth = conf = None
         if right_files is not None:
             if stereo is None:
                 from .stereo import StereoDepth
 
                 stereo = StereoDepth(cam.K[0, 0], stereo_baseline(calib[p_key], calib[right_key]))
-            depth = stereo(image, sk.read_image(right_files[i]))
-        yield f, image, predictor.predict(image, cam.K, cam.T_cam_grid, depth=depth)
+            res = stereo.match(image, sk.read_image(right_files[i]))
+            depth, conf = res.depth, res.confidence
+        yield f, image, predictor.predict(image, cam.K, cam.T_cam_grid, depth=depth, depth_conf=conf)

@@ -2,7 +2,8 @@
 
 The graph is `model(batch, inference=True)` with positional inputs: "img" (1, 3, H, W) float32
 RGB in [0, 1] at the config's image size, "K" (1, 3, 3), "T_cam_grid" (1, 4, 4) and, in a
-stereo export, "depth" (1, 1, H, W) metric (0 = no value). Its outputs are the inference
+stereo export, "depth" (1, 1, H, W) metric (0 = no value) and "depth_conf" (1, 1, H, W), the
+matcher's confidence in [0, 1]. Its outputs are the inference
 outputs by name (today "ssc_logits_coarse" (1, n_cls, X', Y', Z') and "proposal"); the
 Predictor's crop, argmax and confidence stay outside, shared by both backends. The file's
 metadata holds the ExperimentConfig (JSON), as a checkpoint's does.
@@ -32,7 +33,7 @@ from .config import ExperimentConfig, to_dict
 FORMAT = "cigocc_ros/onnx/1"
 OPSET = 20  # GridSample on 5D (volume) inputs
 INPUTS_MONO = ("img", "K", "T_cam_grid")
-INPUTS_STEREO = (*INPUTS_MONO, "depth")
+INPUTS_STEREO = (*INPUTS_MONO, "depth", "depth_conf")
 
 
 def small_inverse(A: Tensor) -> Tensor:
@@ -90,10 +91,11 @@ class InferenceGraph(nn.Module):
         self.model = model
         self.output_names = tuple(output_names)
 
-    def forward(self, img: Tensor, K: Tensor, T_cam_grid: Tensor, depth: Tensor | None = None) -> tuple[Tensor, ...]:
+    def forward(self, img: Tensor, K: Tensor, T_cam_grid: Tensor, depth: Tensor | None = None,
+                depth_conf: Tensor | None = None) -> tuple[Tensor, ...]:
         batch = {"img": img, "K": K, "T_cam_grid": T_cam_grid}
         if depth is not None:
-            batch["depth"] = depth
+            batch["depth"], batch["depth_conf"] = depth, depth_conf
         out = self.model(batch, inference=True)
         return tuple(out[n] for n in self.output_names)
 
@@ -101,7 +103,7 @@ class InferenceGraph(nn.Module):
 def example_inputs(cfg: ExperimentConfig, stereo: bool, seed: int = 0) -> dict[str, Tensor]:
     """A random frame at the config's image size with a KITTI-like camera 1.7 m above the grid
     origin, looking along +x (velodyne x forward -> optical z); stereo adds a depth map with
-    values on every 4th row (like LiDAR / sparse stereo)."""
+    values on every 4th row (like LiDAR / sparse stereo) and its confidence."""
     H, W = cfg.model.image_size
     g = torch.Generator().manual_seed(seed)
     K = torch.tensor([[[0.59 * W, 0.0, W / 2], [0.0, 0.59 * W, H / 2], [0.0, 0.0, 1.0]]])
@@ -111,6 +113,7 @@ def example_inputs(cfg: ExperimentConfig, stereo: bool, seed: int = 0) -> dict[s
         depth = torch.zeros(1, 1, H, W)
         depth[..., ::4, :] = 2.0 + 50.0 * torch.rand(1, 1, (H + 3) // 4, W, generator=g)
         inputs["depth"] = depth
+        inputs["depth_conf"] = (depth > 0).float() * torch.rand(1, 1, H, W, generator=g)
     return inputs
 
 
@@ -176,5 +179,5 @@ def parity(model: nn.Module, path: str | Path, stereo: bool = False, inputs: dic
     with torch.inference_mode():
         ref = model(dict(inputs), inference=True)["ssc_logits_coarse"]
     ort = OrtForward(path, torch.device("cpu"))
-    got = ort(inputs["img"], inputs["K"], inputs["T_cam_grid"], inputs.get("depth"))
+    got = ort(inputs["img"], inputs["K"], inputs["T_cam_grid"], inputs.get("depth"), inputs.get("depth_conf"))
     return compare_outputs(ref.numpy(), got.numpy())

@@ -119,12 +119,14 @@ def run_report(frames: list[RealFrame], predictor=None, stereo: bool = False, gr
         ref = lidar_reference(fr.points, fr.labels_raw, fr.K, fr.T_cam_grid, fr.image.shape[:2], grid)
         preds = {FLAT: slab}
         # The node's stereo path: StereoSGBM with the default parameters on the colour pair.
-        depth = StereoDepth(fr.K[0, 0], fr.baseline)(fr.image, fr.right)
+        stereo = StereoDepth(fr.K[0, 0], fr.baseline).match(fr.image, fr.right)
+        depth = stereo.depth
         preds[STEREO] = controls.stereo_height_rule(depth, fr.K, fr.T_cam_grid, grid)
         if predictor is not None:
             preds[MODEL] = predictor.predict(fr.image, fr.K, fr.T_cam_grid).labels
             if stereo:
-                preds[MODEL_STEREO] = predictor.predict(fr.image, fr.K, fr.T_cam_grid, depth=depth).labels
+                preds[MODEL_STEREO] = predictor.predict(fr.image, fr.K, fr.T_cam_grid, depth=depth,
+                                                        depth_conf=stereo.confidence).labels
         for n, p in preds.items():
             reports[n].add(fr.name, frame_scores(p, ref))
         if out is not None:

@@ -111,6 +111,15 @@ def class_image(ids: np.ndarray) -> np.ndarray:
     return palette()[ids]
 
 
+def overlay(image_rgb: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """(H, W, 3) uint8 image with (H, W) labels blended in their class colours; label 0 (nothing
+    there: sky) and 255 leave the image as it is."""
+    colour = palette()[labels].astype(np.float32)
+    out = image_rgb.astype(np.float32)
+    shown = ((labels > 0) & (labels != IGNORE_LABEL))[..., None]
+    return np.where(shown, (1 - alpha) * out + alpha * colour, out).round().astype(np.uint8)
+
+
 def panel(images: list[np.ndarray], height: int = 376) -> np.ndarray:
     """Images side by side, each scaled to `height` rows."""
     rows = []

@@ -27,6 +27,30 @@ def kitti_samples() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def camvid() -> Path:
+    """The real CamVid frames (../shared/camvid, or $CIGOCC_CAMVID)."""
+    path = Path(os.environ.get("CIGOCC_CAMVID", REPO.parent / "shared" / "camvid"))
+    if not (path / "test" / "labels").is_dir():
+        pytest.fail(f"CamVid not found at {path}: set CIGOCC_CAMVID")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_camvid(camvid, tmp_path_factory) -> Path:
+    """A few real CamVid frames per split, copied (a 2D training test reads them all)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("camvid")
+    for split, n in (("train", 4), ("val", 2), ("test", 2)):
+        for sub in ("images", "labels"):
+            (root / split / sub).mkdir(parents=True)
+        for img in sorted((camvid / split / "images").iterdir())[:n]:
+            shutil.copy(img, root / split / "images" / img.name)
+            shutil.copy(camvid / split / "labels" / f"{img.stem}.png", root / split / "labels")
+    return root
+
+
 @pytest.fixture()
 def ros_env(monkeypatch) -> dict:
     """Environment for child processes on a fresh, random ROS_DOMAIN_ID (parallel runs never

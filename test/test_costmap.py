@@ -11,8 +11,8 @@ import pytest
 
 from cigocc_ros.classes import load_class_table
 from cigocc_ros.config import GridConfig, NodeConfig
-from cigocc_ros.costmap import FREE, LETHAL, UNKNOWN, Costmapper, CostmapSpec
-from cigocc_ros.geometry import crop_or_pad, crop_window
+from cigocc_ros.costmap import FREE, LETHAL, UNKNOWN, Costmapper, CostmapSpec, pack_columns
+from cigocc_ros.geometry import crop_or_pad, crop_window, in_view
 
 CLS = {n: i for i, n in enumerate(load_class_table().names)}
 GRID = GridConfig(size=(100, 80, 16), voxel_size=0.5, origin=(0.0, -20.0, -2.0))
@@ -180,6 +180,42 @@ def test_camera_view_is_cached_per_geometry():
     assert b is not a and not np.array_equal(a.frustum, b.frustum)
     # Voxels behind the camera and far to the side are outside; straight ahead is inside.
     assert not a.frustum[0, 40].any() and a.frustum[40, 40, :4].all() and not a.frustum[10, 0].any()
+
+
+def rotation(axis: int, angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    i, j = (k for k in range(3) if k != axis)
+    R = np.eye(3)
+    R[i, i] = R[j, j] = c
+    R[i, j], R[j, i] = -s, s
+    return R
+
+
+def test_the_frustum_per_column_is_the_projection_of_every_voxel_centre():
+    """frustum_columns (an interval of k per column, O(X * Y)) gives exactly the voxels whose
+    centres geometry.in_view keeps, for cameras turned every way, inside the grid and behind it,
+    cropped and padded images; the unrotated KITTI-like pose has the grid's z axis parallel to
+    the image plane (a condition constant along the columns)."""
+    grid = GridConfig(size=(60, 50, 40), voxel_size=0.5, origin=(-5.0, -12.5, -6.0))
+    axes = [grid.origin[i] + (np.arange(grid.size[i]) + 0.5) * grid.voxel_size for i in range(3)]
+    centres = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    rng = np.random.default_rng(4)
+    poses = [T]
+    for _ in range(24):
+        pose = T.copy()
+        turn = rotation(0, rng.normal(0, 0.4)) @ rotation(1, rng.normal(0, 0.8)) @ rotation(2, rng.normal(0, 0.3))
+        pose[:3, :3] = turn @ T[:3, :3]
+        pose[:3, 3] = rng.normal(0, 4, 3)
+        poses.append(pose)
+    for n, pose in enumerate(poses):
+        K_n = K if n == 0 else np.array([[rng.uniform(200, 900), 0, rng.uniform(100, 700)],
+                                         [0, rng.uniform(200, 900), rng.uniform(50, 300)], [0, 0, 1]])
+        image = IMAGE if n % 2 == 0 else (300, 1000)  # padded to the model input
+        view = Costmapper(grid).view(K_n, pose, image, MODEL)
+        expected = in_view(centres, K_n, pose, crop_window(image, MODEL)).reshape(grid.size)
+        assert np.array_equal(view.frustum, expected), f"pose {n}: {np.sum(view.frustum != expected)} voxels differ"
+        assert np.array_equal(view.frustum_bits, pack_columns(expected))
+    assert 0 < Costmapper(grid).view(K, T, IMAGE, MODEL).frustum.mean() < 1
 
 
 def test_crop_window_matches_crop_or_pad():

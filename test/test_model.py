@@ -9,9 +9,10 @@ from model_fixtures import camera, make_batch, tiny_config
 
 from cigocc_ros.geometry import project
 from cigocc_ros.model.cigocc import build_model
-from cigocc_ros.model.depth import bin_centres, blend_external, soft_one_hot
+from cigocc_ros.model.depth import bin_centres, blend_external, external_distribution, soft_one_hot
 from cigocc_ros.model.lift import DepthLift
 from cigocc_ros.model.losses import compute_losses
+from cigocc_ros.model.pseudo_lidar import PseudoLidar, pool_counts
 
 
 @pytest.mark.parametrize("name", ["lite", "full"])
@@ -35,7 +36,12 @@ def test_stage_shapes(name):
         vol, mass = model.lift(br["context"], br["depth_prob"], batch["K"], batch["T_cam_grid"])
         cX, cY, cZ = X // m.coarse_downsample, Y // m.coarse_downsample, Z // m.coarse_downsample
         assert vol.shape == (B, m.unet_channels, cX, cY, cZ) and mass.shape == (B, 1, cX, cY, cZ)
-        assert model.unet(torch.cat([vol, mass], 1)).shape == (B, m.unet_channels, cX, cY, cZ)
+        pl = model.pseudo_lidar(batch["depth"], None, batch["K"], batch["T_cam_grid"])
+        assert pl.shape == (B, 1, *model.native) and pl.sum() > 0
+        pl_sum, pl_share = pool_counts(pl, tuple(m.head_subdivide))
+        torch.testing.assert_close(pl_sum.sum(), pl.sum())
+        unet_in = torch.cat([vol, mass, pl_sum, pl_share], 1)
+        assert model.unet(unet_in).shape == (B, m.unet_channels, cX, cY, cZ)
         out = model(batch)
         out_inf = model(batch, inference=True)
     assert out["seg_logits"].shape == (B, 20, h, w)
@@ -116,6 +122,26 @@ def test_external_depth_soft_one_hot_and_blend():
     torch.testing.assert_close(blended[0, :, 0, 0], 0.5 * prob[0, :, 0, 0] + 0.5 * onehot[0, :, 0, 0])
 
 
+def test_external_depth_keeps_every_depth_of_a_cell():
+    """A stride-4 cell on a car's edge: half its pixels at 10.5 m, half at 40.5 m. The distribution
+    holds both (not 25 m, where nothing is); confidence weighs the pixels; the weight is the
+    cell's confident share over a quarter of its pixels, capped at 1."""
+    centres = bin_centres(2.0, 58.0, 56)
+    depth = torch.zeros(1, 1, 4, 8)
+    depth[..., :, :2], depth[..., :, 2:4] = 10.5, 40.5  # cell (0, 0): two surfaces (bin centres)
+    depth[..., 0, 4] = 20.0  # cell (0, 1): one pixel of 16
+    conf = torch.ones_like(depth)
+    dist, weight = external_distribution(depth, conf, (1, 2), 2.0, 58.0, 56)
+    torch.testing.assert_close(dist.sum(1), torch.ones(1, 1, 2))
+    near, far = centres.sub(10.5).abs().argmin(), centres.sub(40.5).abs().argmin()
+    assert dist[0, near, 0, 0] == pytest.approx(0.5, abs=0.01) and dist[0, far, 0, 0] == pytest.approx(0.5, abs=0.01)
+    assert dist[0, centres.sub(25.0).abs().argmin(), 0, 0] == 0
+    torch.testing.assert_close(weight, torch.tensor([[[[1.0, 1 / 4]]]]))
+    conf[..., :, 2:4] = 0.25  # the far surface matched less surely
+    dist, _ = external_distribution(depth, conf, (1, 2), 2.0, 58.0, 56)
+    assert dist[0, near, 0, 0] == pytest.approx(0.8, abs=0.01)
+
+
 def test_external_depth_changes_the_prediction():
     torch.manual_seed(0)
     cfg = tiny_config()
@@ -162,10 +188,10 @@ def test_mixed_precision_forward_matches_fp32():
     """The CUDA path runs under bf16 autocast; CPU autocast exercises the same dtype handling
     (fp32 geometry, lift sums and sampling coordinates inside a bf16 network)."""
     torch.manual_seed(0)
-    # An untrained depth branch gives almost uniform distributions, so the density scores of
-    # the proposals are near ties and bf16 rounding reorders their top-k: that is selection,
-    # not dtype handling, and the mass score (far from ties) keeps this test about the latter.
-    cfg = tiny_config("lite", "model.proposal_score=mass")
+    # Which voxels stage 2 attends is a top-k of near-tied scores in an untrained network, and
+    # bf16 rounding reorders near ties: that is selection, not dtype handling. Every voxel
+    # attends here (no top-k, no threshold), so the comparison is about the latter.
+    cfg = tiny_config("lite", "model.max_queries=1000000", "model.proposal_threshold=-1.0")
     model = build_model(cfg).eval()
     batch = make_batch(cfg, 1, depth=True)
     # oneDNN's bf16 conv3d (torch 2.14.1, CPU only) can return NaN once earlier training steps
@@ -232,7 +258,11 @@ def test_learned_depth_blend_starts_fixed_and_trains():
     w = out["depth_weight"]
     has = w > 0
     assert has.any() and (~has).any()  # cells without a stereo value are untouched
-    torch.testing.assert_close(w[has], torch.full_like(w[has], 0.3))
+    # An untrained gate is the fixed blend: 0.3 times the cell's share of stereo pixels.
+    m = cfg.model
+    _, valid = external_distribution(batch["depth"], None, w.shape[-2:], m.depth_min, m.depth_max, m.depth_bins)
+    torch.testing.assert_close(w, 0.3 * valid)
+    assert (valid[has] == 1).float().mean() > 0.5
     compute_losses(out, batch, cfg)["total"].backward()
     assert model.depth_gate.conv.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="external_depth_blend"):
@@ -254,3 +284,40 @@ def test_lift_counts_frustum_points_and_density_scores():
         assert model(batch)["proposal"].sum() > 0
     with pytest.raises(ValueError, match="proposal_score"):
         build_model(tiny_config("lite", "model.proposal_score=nearest"))
+
+
+def test_pseudo_lidar_counts_each_stereo_pixel_in_its_voxel():
+    """A pixel with depth d lands in the voxel of d K^-1 [u, v, 1] carried into the grid frame,
+    adding its confidence; pixels without depth or outside the volume add nothing."""
+    K, T = camera(1, 8, 16)
+    pl = PseudoLidar((10, 10, 4), (1.0, 1.0, 0.5), (0.0, -5.0, -1.0))
+    depth = torch.zeros(1, 1, 8, 16)
+    conf = torch.full_like(depth, 0.5)
+    depth[0, 0, 3, 5], depth[0, 0, 6, 2] = 7.3, 80.0  # the second is beyond the volume
+    counts = pl(depth, conf, K, T)
+    cam = 7.3 * torch.linalg.inv(K[0]) @ torch.tensor([5.0, 3.0, 1.0])
+    grid = torch.linalg.inv(T[0]) @ torch.cat([cam, torch.ones(1)])
+    vox = torch.floor((grid[:3] - torch.tensor([0.0, -5.0, -1.0])) / torch.tensor([1.0, 1.0, 0.5])).long()
+    assert counts.sum() == pytest.approx(0.5)
+    assert counts[0, 0, vox[0], vox[1], vox[2]] == pytest.approx(0.5)
+    assert pl(depth, None, K, T).sum() == pytest.approx(1.0)  # no confidence: 1 per pixel
+
+
+def test_stereo_evidence_reaches_the_head_and_mono_skips_it():
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    model = build_model(cfg).eval()
+    batch = make_batch(cfg, 1, depth=True)
+    mono = {k: v for k, v in batch.items() if k != "depth"}
+    with torch.no_grad():
+        before = model(batch, inference=True)["ssc_logits_coarse"]
+        ref_mono = model(mono, inference=True)["ssc_logits_coarse"]
+        model.evidence.conv.weight[0, 0] = -50.0  # "empty" loses wherever stereo put a point
+        after = model(batch, inference=True)["ssc_logits_coarse"]
+        mono_after = model(mono, inference=True)["ssc_logits_coarse"]
+        counts = model.pseudo_lidar(batch["depth"], None, batch["K"], batch["T_cam_grid"])[0, 0]
+    has = counts > 0
+    assert has.any() and (~has).any()
+    assert (after.argmax(1)[0][has] != 0).all()
+    torch.testing.assert_close(after[0][:, ~has], before[0][:, ~has])
+    torch.testing.assert_close(mono_after, ref_mono)  # no stereo map: the evidence term is absent

@@ -6,7 +6,7 @@ it reads everything from the checkpoint. Covered: the three outputs (stamps, fra
 stereo pairing (checked through the stereo depth of a known disparity), the real grayscale KITTI
 frames in mono and stereo, a 30 Hz flood (bounded memory, flat latency, counted drops), every bad
 input (the node logs, skips and keeps running), time jumps (a far-future stamp, stamps and /clock
-stepping back), use_sim_time, start-up refusals (one line, exit 1, no traceback) and SIGINT /
+stepping back, one stale frame between good ones), use_sim_time, start-up refusals (one line, exit 1, no traceback) and SIGINT /
 SIGTERM during start-up.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import array
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -92,7 +93,7 @@ def node_env() -> dict:
 
 def start_node(log: Path, params: dict, ns: str = "", env: dict | None = None,
                remaps: dict | None = None, stderr: Path | None = None) -> subprocess.Popen:
-    args = [sys.executable, "-m", "cigocc_ros.ros.node", "--ros-args"] + (["-r", f"__ns:={ns}"] if ns else [])
+    args = [sys.executable, "-m", "cigocc_ros.ros.main", "--ros-args"] + (["-r", f"__ns:={ns}"] if ns else [])
     for k, v in (remaps or {}).items():
         args += ["-r", f"{k}:={v}"]
     for k, v in params.items():
@@ -506,23 +507,43 @@ def test_a_far_future_stamp_is_refused_and_does_not_wedge_the_node(mono):
     assert proc.poll() is None
 
 
-def test_stamps_stepping_back_30s_reset_the_pairing_once(mono):
-    """A camera clock that steps 30 s back (a looping bag): logged once, and the frames of the
-    new timeline come out at once (before: refused until the stamps passed the old value)."""
+def test_stamps_stepping_back_30s_for_three_frames_start_a_new_timeline(mono):
+    """A camera clock that steps 30 s back and stays there (a bag that loops, no /clock): the
+    first two frames are dropped as stale stamps, the third starts the new timeline (logged once)
+    and it goes on at once; then back to the present, a forward step, which needs nothing."""
     f, proc, log = mono
     good_roundtrip(f)
     base = Clock_.next() - 30 * 1_000_000_000
+    stamps = [base + k * 100_000_000 for k in range(5)]
+    for stamp in stamps[:2]:
+        send_mono(f, stamp)
+        expect_log(log, f"message stamped {stamp / 1e9:.6f} s not used: stamp far older than the newest on its topic")
     outs = []
-    for k in range(3):
-        stamp = base + k * 100_000_000
+    for stamp in stamps[2:]:
         send_mono(f, stamp)
         outs.append(wait_output(f, stamp, timeout=20.0))
     assert all(o is not None for o in outs), log.read_text()[-3000:]
+    assert all(wait_output(f, stamp, timeout=0.1) is None for stamp in stamps[:2])  # published in order: never
     text = log.read_text()
     assert text.count("stamps jumped back") == 1 and "pairing and stamp guard reset" in text
-    good_roundtrip(f)  # and back to the present: a forward step needs nothing
+    assert "3 consecutive frames continue from it (a new timeline) or /clock jumps" in text
+    good_roundtrip(f)
     diag = f.wait_for("diag", lambda m: int(diag_values(m)["time_jumps"]) >= 1, 5)
     assert diag is not None
+
+
+def test_one_frame_stamped_a_year_back_between_good_frames_is_dropped(mono):
+    """A camera clock broken for one frame: that frame is dropped with a warning and the stream
+    goes on (before: it reset the pairing and was published as if the stream had jumped back)."""
+    f, proc, log = mono
+    good_roundtrip(f)
+    stale = Clock_.last - 365 * 86400 * 1_000_000_000
+    send_mono(f, stale)
+    expect_log(log, f"message stamped {stale / 1e9:.6f} s not used: stamp far older than the newest on its topic")
+    good_roundtrip(f)
+    assert wait_output(f, stale, timeout=0.1) is None
+    assert "jumped back 31536000" not in log.read_text()
+    assert proc.poll() is None
 
 
 # ------------------------------------------------------------------------------------------ stereo
@@ -537,9 +558,10 @@ def stereo(checkpoint, context, tmp_path_factory):
     f = Feeder(context, stereo=True, ns="/stereo", outputs=("occupancy",))
     stop_clock = threading.Event()
 
-    def clock():  # sim time = the newest stamp sent + 10 s
-        while not stop_clock.is_set():
-            f.clock_pub.publish(Clock(clock=rclpy.time.Time(nanoseconds=Clock_.last + 10_000_000_000).to_msg()))
+    def clock():  # sim time = 10 s after the newest stamp sent or the wall clock, whichever is later
+        while not stop_clock.is_set():  # (a frame stamped "now" is never ahead of the node's clock)
+            now = max(Clock_.last, time.time_ns()) + 10_000_000_000
+            f.clock_pub.publish(Clock(clock=rclpy.time.Time(nanoseconds=now).to_msg()))
             time.sleep(0.05)
 
     threading.Thread(target=clock, daemon=True).start()
@@ -558,6 +580,19 @@ def send_stereo(f, stamp, left, right, P_left, P_right, frame="camera_left", enc
     f.send("right/image", make_image(right, encoding, rs, frame.replace("left", "right")))
     f.send("left/camera_info", make_info(P_left, left.shape[:2], stamp, frame))
     f.send("left/image", make_image(left, encoding, stamp, frame))
+
+
+def good_stereo_roundtrip(f, log, seed: int, tries: int = 3) -> int:
+    """A valid stereo frame in (8 px of disparity), its occupancy out; its stamp. Re-sent with a
+    new stamp when it was lost or came before the node's /clock caught up with it."""
+    tex = texture(seed)
+    left, right = np.ascontiguousarray(tex[:, :IMAGE[1]]), np.ascontiguousarray(tex[:, 8:IMAGE[1] + 8])
+    for _ in range(tries):
+        stamp = Clock_.next()
+        send_stereo(f, stamp, left, right, synthetic_P(), synthetic_P(-FX * BASELINE))
+        if wait_output(f, stamp, 20) is not None:
+            return stamp
+    raise AssertionError(f"no stereo output for a valid frame:\n{log.read_text()[-3000:]}")
 
 
 def test_stereo_pairs_the_right_frames_and_honours_sim_time(stereo):
@@ -598,23 +633,33 @@ def test_clock_restart_under_sim_time_resets_and_goes_on(stereo):
     f, proc, log = stereo
     # The node's /clock subscription is best effort (ClockQoS) and a replayed bag publishes
     # /clock continuously: so does the test, until the node has seen the step back.
-    back = Clock(clock=rclpy.time.Time(nanoseconds=Clock_.last - 60_000_000_000).to_msg())
+    back = Clock(clock=rclpy.time.Time(nanoseconds=max(Clock_.last, time.time_ns()) - 60_000_000_000).to_msg())
     deadline = time.time() + 15.0
     while "the ROS clock (/clock) jumped back" not in log.read_text() and time.time() < deadline:
         f.clock_pub.publish(back)
         time.sleep(0.2)
     expect_log(log, "the ROS clock (/clock) jumped back", timeout=1.0)
     assert log.read_text().count("the ROS clock (/clock) jumped back") == 1, "one step back, one report"
-    tex = texture(9)
-    left = np.ascontiguousarray(tex[:, :IMAGE[1]])
-    right = np.ascontiguousarray(tex[:, 8:IMAGE[1] + 8])
-    for _ in range(3):
-        stamp = Clock_.next()
-        send_stereo(f, stamp, left, right, synthetic_P(), synthetic_P(-FX * BASELINE))
-        if wait_output(f, stamp, 20) is not None:
-            break
-    else:
-        raise AssertionError(f"no output after the /clock jump:\n{log.read_text()[-3000:]}")
+    good_stereo_roundtrip(f, log, seed=9)
+    assert proc.poll() is None
+
+
+def test_a_zero_baseline_is_refused_per_frame_and_shown_in_diagnostics(stereo):
+    """A right camera_info whose P[0, 3] equals the left one's (KITTI colour P2 / P3, whose other
+    columns leave 0.96 mm): the frame is skipped with a warning naming the baseline, /diagnostics
+    shows it, the next good frame goes out (before: published as if mono, no warning)."""
+    f, proc, log = stereo
+    P_l = np.array([[718.856, 0, 607.1928, 45.38225], [0, 718.856, 185.2157, -0.1130887], [0, 0, 1, 0.003779761]])
+    P_r = np.array([[718.856, 0, 607.1928, 45.38225], [0, 718.856, 185.2157, 2.369057], [0, 0, 1, 0.004915215]])
+    image = np.ascontiguousarray(np.tile(texture(11), (3, 4))[:376, :1241])
+    good_stereo_roundtrip(f, log, seed=12)  # the node's /clock is up to date
+    bad = Clock_.next()
+    send_stereo(f, bad, image, image, P_l, P_r)
+    expect_log(log, "/stereo/right/camera_info: stereo baseline 0.000959")
+    diag = f.wait_for("diag", lambda m: "stereo baseline 0.000959" in diag_values(m)["last_problem"], 10)
+    assert diag is not None and int(diag_values(diag)["frames_skipped"]) >= 1
+    good_stereo_roundtrip(f, log, seed=13)
+    assert wait_output(f, bad, timeout=0.1) is None  # the worker takes frames in order: it was not published
     assert proc.poll() is None
 
 
@@ -716,6 +761,40 @@ def test_signals_during_start_up_stop_promptly_and_cleanly(tmp_path, sig, when):
     assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
     assert "listening on" not in text and "loaded " not in text, f"start-up finished first:\n{text}"
     assert took < 10.0, f"{took:.1f} s to stop"
+
+
+def imported(err: str, module: str) -> bool:
+    """Whether Python's import-time log (PYTHONPROFILEIMPORTTIME) says `module` finished importing."""
+    return re.search(rf"^import time:.*\|\s+{re.escape(module)}$", err, re.MULTILINE) is not None
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signals_during_the_imports_stop_cleanly(tmp_path, sig):
+    """SIGINT / SIGTERM while Python imports the node's modules (the first ~0.5 s): exit 0, no
+    traceback (before: SIGTERM killed the process, -15, and SIGINT raised KeyboardInterrupt with
+    a traceback). The signal goes out when the import-time log says rclpy is in and the node's
+    own modules are still to come; a try in which the imports won the race is repeated."""
+    for _ in range(3):
+        log, err = tmp_path / "node.log", tmp_path / "node.err"
+        proc = start_node(log, {"device": "cpu"}, env={"PYTHONPROFILEIMPORTTIME": "1"}, stderr=err)
+        try:
+            deadline = time.time() + STARTUP_TIMEOUT
+            while not imported(err.read_text(), "rclpy") and proc.poll() is None and time.time() < deadline:
+                time.sleep(0.005)
+            proc.send_signal(sig)
+            rc = proc.wait(20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        text = log.read_text() + err.read_text()
+        if not imported(text, "cigocc_ros.ros.node"):
+            break
+    else:
+        raise AssertionError("the node's imports finished before the signal in 3 tries")
+    assert rc == 0, f"exit {rc}:\n{text[-3000:]}"
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text[-3000:]
+    assert "loading " not in text
 
 
 # ------------------------------------------------------------------------------------------ compressed

@@ -88,10 +88,39 @@ def test_size_check_names_both_topics():
         fi.check_size(img, info(w=0, h=0), "left/image", "left/camera_info")
 
 
+# KITTI sequence 00's colour cameras: P[1, 3] and P[2, 3] are not zero.
+KITTI_P2 = [718.856, 0.0, 607.1928, 45.38225, 0.0, 718.856, 185.2157, -0.1130887, 0.0, 0.0, 1.0, 0.003779761]
+KITTI_P3 = [718.856, 0.0, 607.1928, -337.2877, 0.0, 718.856, 185.2157, 2.369057, 0.0, 0.0, 1.0, 0.004915215]
+
+
 def test_baseline_from_projections():
     assert fi.baseline(info(KITTI_P0), info(KITTI_P1), "r") == pytest.approx(386.1448 / 718.856)
+    assert fi.baseline(info(KITTI_P2), info(KITTI_P3), "r") == pytest.approx(0.5333, abs=1e-4)
     with pytest.raises(fi.FrameError, match="baseline"):
         fi.baseline(info(KITTI_P0), info(KITTI_P0), "right/camera_info")
+
+
+def with_p03(p, value):
+    p = list(p)
+    p[3] = value
+    return p
+
+
+@pytest.mark.parametrize("right, shown", [
+    # P[0, 3] copied from the left camera: P's other columns leave 0.96 mm, which once passed
+    # as a positive baseline and silently emptied the stereo depth (the frame went out as mono).
+    (with_p03(KITTI_P3, KITTI_P2[3]), "0.000959"),
+    (with_p03(KITTI_P1, 386.1448), "-0.537"),  # the sign of the ROS convention flipped
+    (with_p03(KITTI_P1, -718.856 * 2.5), "2.5"),  # P[0, 3] in other units: an absurd rig
+    (with_p03(KITTI_P1, float("nan")), "nan"),
+])
+def test_zero_negative_and_absurd_baselines_are_refused_naming_the_value(right, shown):
+    left = KITTI_P2 if right[7] else KITTI_P0
+    with pytest.raises(fi.FrameError) as e:
+        fi.baseline(info(left), info(right), "/right/camera_info")
+    assert e.value.kind == "stereo_baseline"
+    assert str(e.value).startswith(f"/right/camera_info: stereo baseline {shown}")
+    assert f"outside [{fi.MIN_BASELINE:g}, {fi.MAX_BASELINE:g}] m" in str(e.value)
     assert fi.matrix_from_parameter(()) is None
     assert fi.matrix_from_parameter(tuple(np.eye(4).ravel())).shape == (4, 4)
 

@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from cigocc_ros.ros.sync import ApproximateTimeSync
+from cigocc_ros.ros.sync import STALE, ApproximateTimeSync
+from cigocc_ros.ros.timeline import Timeline, Verdict
 
 MS = 1_000_000
 
@@ -23,11 +24,11 @@ class Recorder:
         self.drops.append((index, msg, why))
 
 
-def make(n=2, slop=0.02, queue_size=10, jump_back=None):
+def make(n=2, slop=0.02, queue_size=10, jump_back=None, jump_confirm=3):
     rec = Recorder()
     rec.jumps = []
     sync = ApproximateTimeSync(n, slop, rec, queue_size, rec.drop, jump_back,
-                               lambda i, before, after: rec.jumps.append((i, before, after)))
+                               lambda i, before, after: rec.jumps.append((i, before, after)), jump_confirm)
     return sync, rec
 
 
@@ -103,24 +104,72 @@ def test_duplicate_and_out_of_order_stamps_are_dropped():
 S = 1_000_000_000
 
 
-def test_a_clock_stepping_back_resets_the_pairing_once():
-    """A bag that loops (stamps 30 s back): pairing goes on at once, the jump is reported once,
-    and the old timeline's messages still queued are discarded."""
+def feed_frames(sync, start_ns: int, count: int, name: str, period_ns: int = 100 * MS) -> None:
+    """`count` frames of a mono pair (info, then image) from `start_ns`, `period_ns` apart."""
+    for k in range(count):
+        sync.add(1, start_ns + k * period_ns, f"i-{name}{k}")
+        sync.add(0, start_ns + k * period_ns, f"m-{name}{k}")
+
+
+def test_a_bag_that_loops_starts_a_new_timeline_after_three_frames():
+    """Stamps 30 s back for 3 consecutive frames (a looping bag): the first two are dropped as
+    stale, the third starts the new timeline (reported once, the old timeline's queued messages
+    discarded) and pairs, and the new timeline goes on without further jumps."""
     sync, rec = make(jump_back=1.0)
-    for k in range(3):
-        sync.add(1, 100 * S + k * 100 * MS, f"i{k}")
-        sync.add(0, 100 * S + k * 100 * MS, f"m{k}")
+    feed_frames(sync, 100 * S, 3, "old")
     sync.add(1, 100 * S + 300 * MS, "i3-old")  # an info of the old timeline, still unpaired
     assert len(rec.sets) == 3 and rec.jumps == []
-    sync.add(0, 70 * S, "m-new")  # 30 s back
-    assert rec.jumps == [(0, 100 * S + 200 * MS, 70 * S)]
+    feed_frames(sync, 70 * S, 2, "new")  # 30 s back: maybe a camera clock broken for a while
+    assert len(rec.sets) == 3 and rec.jumps == []
+    assert [(i, m) for i, m, why in rec.drops if why == STALE] == [(1, "i-new0"), (0, "m-new0"), (1, "i-new1"),
+                                                                  (0, "m-new1")]
+    sync.add(1, 70 * S + 200 * MS, "i-new2")  # the third consecutive frame back: a new timeline
+    assert rec.jumps == [(1, 100 * S + 300 * MS, 70 * S + 200 * MS)]
     assert (1, "i3-old", "discarded: the clock jumped back") in rec.drops
-    sync.add(1, 70 * S, "i-new")
-    assert rec.sets[-1] == ("m-new", "i-new")
-    for k in range(1, 4):  # and the new timeline goes on without further jumps
-        sync.add(1, 70 * S + k * 100 * MS, f"i+{k}")
-        sync.add(0, 70 * S + k * 100 * MS, f"m+{k}")
+    sync.add(0, 70 * S + 200 * MS, "m-new2")
+    assert rec.sets[-1] == ("m-new2", "i-new2")
+    feed_frames(sync, 70 * S + 300 * MS, 3, "next")
     assert len(rec.sets) == 7 and len(rec.jumps) == 1
+
+
+def test_one_frame_stamped_a_year_back_between_good_frames_is_dropped_as_stale():
+    """A camera clock broken for one frame: its messages are dropped (STALE), no jump, and the
+    stream goes on pairing (before: the pairing reset and the stale frame was published)."""
+    sync, rec = make(jump_back=1.0)
+    now = 1_800_000_000 * S
+    feed_frames(sync, now, 2, "a")
+    feed_frames(sync, now - 365 * 86400 * S, 1, "stale")
+    feed_frames(sync, now + 200 * MS, 2, "b")
+    assert rec.sets == [("m-a0", "i-a0"), ("m-a1", "i-a1"), ("m-b0", "i-b0"), ("m-b1", "i-b1")]
+    assert rec.jumps == [] and rec.drops == [(1, "i-stale0", STALE), (0, "m-stale0", STALE)]
+
+
+def test_stale_stamps_that_do_not_continue_each_other_never_make_a_timeline():
+    """Broken stamps scattered in the past (each far from the one before) stay stale; a good
+    frame in between ends a candidate timeline."""
+    sync, rec = make(jump_back=1.0)
+    now = 1000 * S
+    feed_frames(sync, now, 1, "a")
+    for k, back in enumerate((500, 300, 700, 100)):  # 4 consecutive stale frames, no continuation
+        feed_frames(sync, now - back * S, 1, f"s{k}")
+    feed_frames(sync, now - 50 * S, 2, "c")  # two that continue...
+    feed_frames(sync, now + 100 * MS, 1, "good")  # ...then the old timeline again
+    feed_frames(sync, now - 50 * S + 200 * MS, 1, "c2")  # so this is the first of a new candidate
+    assert rec.jumps == [] and [m for m in rec.sets] == [("m-a0", "i-a0"), ("m-good0", "i-good0")]
+
+
+def test_timeline_verdicts():
+    tl = Timeline(S, confirm=3)
+    assert [tl.check(t) for t in (10 * S, 10 * S - 500 * MS)] == [Verdict.CURRENT] * 2  # a small step back
+    assert tl.newest == 10 * S
+    assert [tl.check(t) for t in (5 * S, 5 * S + 900 * MS)] == [Verdict.STALE] * 2 and tl.newest == 10 * S
+    assert tl.check(5 * S + 2 * S) == Verdict.STALE  # more than jump_back after the last: a new candidate
+    assert tl.check(7 * S + 100 * MS) == Verdict.STALE and tl.check(7 * S + 200 * MS) == Verdict.JUMP
+    assert tl.newest == 7 * S + 200 * MS and tl.check(7 * S + 300 * MS) == Verdict.CURRENT
+    tl.restart()
+    assert tl.newest is None and tl.check(1) == Verdict.CURRENT
+    with pytest.raises(ValueError):
+        Timeline(S, confirm=0)
 
 
 def test_one_far_future_stamp_does_not_wedge_the_pairing():
@@ -128,9 +177,15 @@ def test_one_far_future_stamp_does_not_wedge_the_pairing():
     sync.add(0, 1000 * S, "future")
     sync.add(1, 1000 * S, "future-info")
     assert rec.sets == [("future", "future-info")]
-    sync.add(0, 10 * S, "now")  # without jump handling: "stamp is not newer" forever
-    sync.add(1, 10 * S, "now-info")
-    assert rec.sets[-1] == ("now", "now-info") and len(rec.jumps) == 1
+    feed_frames(sync, 10 * S, 3, "now")  # without jump handling: "stamp is not newer" forever
+    assert rec.sets[-1] == ("m-now2", "i-now2") and len(rec.jumps) == 1
+
+
+def test_with_jump_confirm_1_the_first_frame_back_starts_the_new_timeline():
+    sync, rec = make(jump_back=1.0, jump_confirm=1)
+    feed_frames(sync, 100 * S, 1, "old")
+    feed_frames(sync, 70 * S, 1, "new")
+    assert rec.sets[-1] == ("m-new0", "i-new0") and len(rec.jumps) == 1
 
 
 def test_small_steps_back_are_out_of_order_not_jumps():
@@ -160,7 +215,8 @@ def test_single_stream_passes_through():
     assert rec.sets == [("x",), ("y",)]
 
 
-@pytest.mark.parametrize("kwargs", [{"n": 0}, {"slop": -1.0}, {"queue_size": 0}, {"jump_back": 0.0}])
+@pytest.mark.parametrize("kwargs", [{"n": 0}, {"slop": -1.0}, {"queue_size": 0}, {"jump_back": 0.0},
+                                    {"jump_back": 1.0, "jump_confirm": 0}])
 def test_bad_arguments_are_rejected(kwargs):
     args = {"n": 2, "slop": 0.01, "callback": print, "queue_size": 5} | kwargs
     with pytest.raises(ValueError):

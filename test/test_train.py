@@ -88,13 +88,27 @@ def test_resume_refuses_another_config(tiny_dataset, tmp_path):
 
 
 DDP_SCRIPT = r"""
-import sys, torch
+import gc, sys, torch
 sys.path.insert(0, sys.argv[3])
 from tiny_data import tiny_config
 from cigocc_ros.data.dataset import SemanticKittiDataset
 from cigocc_ros.model.losses import compute_losses
-from cigocc_ros.training.trainer import Trainer, init_distributed
+from cigocc_ros.training.trainer import Trainer, init_distributed, train
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+destroy = dist.destroy_process_group
+
+
+def destroy_and_count_wrappers():  # what leave_process_group must have released by then
+    gc.collect()
+    alive = sum(isinstance(o, DistributedDataParallel) for o in gc.get_objects())
+    with open(f"{sys.argv[2]}/wrappers_alive_at_destroy.{dist.get_rank()}", "w") as f:
+        f.write(str(alive))
+    destroy()
+
+
+dist.destroy_process_group = destroy_and_count_wrappers
 cfg = tiny_config(sys.argv[1])
 info = init_distributed(torch.device("cpu"))
 t = Trainer(cfg, sys.argv[2], SemanticKittiDataset(cfg, "train"), None, device="cpu", dist_info=info)
@@ -105,13 +119,19 @@ if info.main:
     grads = {n: p.grad for n, p in t.model.named_parameters() if p.grad is not None}
     from safetensors.torch import save_file
     save_file({n: g.contiguous() for n, g in grads.items()}, sys.argv[2] + "/ddp_grads.safetensors")
-dist.barrier()
-dist.destroy_process_group()
+del t, batch, losses
+# A whole run on the same process group: train() leaves it at the end.
+train(tiny_config(sys.argv[1], ["train.steps=2"]), sys.argv[2] + "/run", device="cpu", validate=False)
+assert not dist.is_initialized()
 """
 
 
 @pytest.mark.slow
 def test_ddp_over_two_gloo_processes_matches_one_process(tiny_dataset, tmp_path, ros_env):
+    """Under torchrun with two gloo ranks: the gradients of one step equal one process's on the
+    same samples, and a whole train() run then ends the process group in the right order (no
+    DDP wrapper left when the group is destroyed: before, both ranks still held theirs, and gloo
+    once aborted with "terminate called without an active exception")."""
     from safetensors.torch import load_file
 
     test_dir = str(Path(__file__).resolve().parent)
@@ -124,6 +144,10 @@ def test_ddp_over_two_gloo_processes_matches_one_process(tiny_dataset, tmp_path,
                           "--standalone", str(script), str(tiny_dataset), str(out), test_dir],
                          env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    # train() released its DDP wrapper before destroying the process group (see
+    # trainer.leave_process_group), on both ranks.
+    assert [(out / f"wrappers_alive_at_destroy.{r}").read_text() for r in range(2)] == ["0", "0"]
+    assert (out / "run" / "last.safetensors").is_file()
     ddp = load_file(out / "ddp_grads.safetensors")
 
     # One process, the same two samples of global step 0, one at a time; DDP averages gradients.

@@ -44,7 +44,7 @@ def node_command(weights: Path, camera_from_grid: np.ndarray, device: str, camer
     """The node's command line for a kitti-to-bag bag's left `camera` ("color" | "gray")."""
     cams = CAMERA_PAIRS[camera]
     T = ",".join(repr(float(v)) for v in camera_from_grid.reshape(-1))  # all doubles for rcl
-    return [sys.executable, "-m", "cigocc_ros.ros.node", "--ros-args",
+    return [sys.executable, "-m", "cigocc_ros.ros.main", "--ros-args",
             "-r", f"left/image:={cams.image_topic('left')}",
             "-r", f"left/camera_info:={cams.info_topic('left')}",
             "-p", "use_sim_time:=true", "-p", f"weights:={weights}", "-p", f"device:={device}",

@@ -15,6 +15,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module under cigocc_ros.cli, one-line help)
     "demo": ("demo", "the main job: synthetic data -> bag -> node -> scored occupancy + PNGs"),
     "train": ("train", "train CIGOcc (one process, or DDP under torchrun)"),
+    "train-seg": ("train_seg", "train the image encoder + segmentation branch on real labelled pixels"),
+    "segment": ("segment", "per-pixel SemanticKITTI labels of images (PNG ids + colour overlay)"),
+    "seg-report": ("seg_report", "2D segmentation quality: CamVid test and KITTI LiDAR pixels, beside a location prior"),
     "eval": ("eval", "score a checkpoint on a split with the official SSC metric"),
     "make-targets": ("make_targets", "voxel targets from labelled LiDAR scans (SemanticKITTI's recipe)"),
     "lidar-report": ("lidar_report", "quality on real frames against their labelled LiDAR scans, beside trivial predictors"),

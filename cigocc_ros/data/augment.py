@@ -3,9 +3,12 @@ keep the calibration consistent with the pixels.
 
 Photometric (on (H, W, 3) float32 RGB in [0, 1]; strengths in DataConfig, 0 disables each):
 exposure (a factor 2**U(-e, e): stops), gamma (image ** exp(U(-g, g))), white balance (per
-channel gains in [1 - w, 1 + w]), Gaussian blur (probability `blur_prob`, sigma U(0.3, max)),
+channel gains in [1 - w, 1 + w]), saturation (the colour's distance from its grey times
+U(1 - s, 1 + s)), Gaussian blur (probability `blur_prob`, sigma U(0.3, max)),
 Gaussian pixel noise (sigma U(0, noise_std)). Real cameras differ from the synthetic renderer
-in exactly these: exposure and response curve, colour cast, focus / motion blur, sensor noise.
+in exactly these: exposure and response curve, colour cast, focus / motion blur, sensor noise;
+so do two real cameras (KITTI's and CamVid's, in the 2D training: Seg2DConfig has the same
+fields).
 
 Geometric: a rescale of the whole frame by s in `scale_range` (K's focal lengths and principal
 point scaled with it, pixel centres kept: u' = s (u + 0.5) - 0.5), then the model-size crop
@@ -20,18 +23,21 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..config import DataConfig
+from ..config import DataConfig, Seg2DConfig
+
+Photometric = DataConfig | Seg2DConfig  # both carry the strengths below
 
 
-def photometric_enabled(data: DataConfig) -> bool:
-    return any(v > 0 for v in (data.exposure, data.gamma, data.white_balance, data.blur_prob, data.noise_std))
+def photometric_enabled(data: Photometric) -> bool:
+    return any(v > 0 for v in (data.exposure, data.gamma, data.white_balance, data.saturation, data.blur_prob,
+                               data.noise_std))
 
 
 def geometric_enabled(data: DataConfig) -> bool:
     return tuple(data.scale_range) != (1.0, 1.0) or any(data.crop_shift)
 
 
-def photometric(image: np.ndarray, data: DataConfig, rng: np.random.Generator) -> np.ndarray:
+def photometric(image: np.ndarray, data: Photometric, rng: np.random.Generator) -> np.ndarray:
     """(H, W, 3) float32 RGB in [0, 1] -> a new image with the enabled photometric changes."""
     img = image.astype(np.float32, copy=True)
     if data.exposure > 0:
@@ -40,6 +46,9 @@ def photometric(image: np.ndarray, data: DataConfig, rng: np.random.Generator) -
         img = np.power(np.clip(img, 0.0, 1.0), np.float32(np.exp(rng.uniform(-data.gamma, data.gamma))))
     if data.white_balance > 0:
         img *= rng.uniform(1 - data.white_balance, 1 + data.white_balance, size=3).astype(np.float32)
+    if data.saturation > 0:
+        grey = img.mean(axis=2, keepdims=True)
+        img = grey + (img - grey) * np.float32(rng.uniform(1 - data.saturation, 1 + data.saturation))
     if data.blur_prob > 0 and rng.random() < data.blur_prob:
         sigma = rng.uniform(0.3, max(data.blur_sigma, 0.3))
         img = cv2.GaussianBlur(img, (0, 0), sigmaX=sigma)

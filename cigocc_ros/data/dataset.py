@@ -17,15 +17,16 @@ from torch.utils.data import Dataset
 
 from ..classes import IGNORE_LABEL
 from ..config import ConfigError, ExperimentConfig, ssc_train_factors, target_key
-from ..geometry import camera_from_calib, crop_or_pad, flip_horizontal, project, stereo_baseline
+from ..geometry import camera_from_calib, crop_or_pad, flip_horizontal, stereo_baseline
 from ..stereo import StereoDepth
 from . import augment
 from . import semantic_kitti as sk
+from .lidar_pixels import lidar_depth_image
 from .synthetic import DEFAULT_SPLIT, default_dataset
 
 SPLITS = ("train", "val", "test")
 # Values a batch gets for an optional key that some of its samples lack ("no value").
-COLLATE_FILL = {"depth_target": 0.0, "depth": 0.0, "teacher": IGNORE_LABEL,
+COLLATE_FILL = {"depth_target": 0.0, "depth": 0.0, "depth_conf": 0.0, "teacher": IGNORE_LABEL,
                 "target": IGNORE_LABEL, "target_2": IGNORE_LABEL}
 
 
@@ -52,22 +53,10 @@ def lidar_depth_map(points: np.ndarray, K: np.ndarray, T_cam_grid: np.ndarray,
 
     points: (N, >=3) in the grid (velodyne) frame; K (3, 3) and T_cam_grid (4, 4) of an image
     of `size` (H, W). Returns (H, W) float32 camera-frame depth z in metres of the nearest
-    point falling in each pixel (rounded to the nearest pixel centre), 0 where none.
+    point falling in each pixel (rounded to the nearest pixel centre), 0 where none. No
+    occlusion filter (lidar_pixels.lidar_depth_image has one): the depth branch's targets.
     """
-    H, W = size
-    uv, z = project(np.asarray(points)[:, :3], K, T_cam_grid)
-    ok = z > 0
-    px = np.floor(uv[ok] + 0.5).astype(np.int64)
-    z = z[ok]
-    inside = (px[:, 0] >= 0) & (px[:, 0] < W) & (px[:, 1] >= 0) & (px[:, 1] < H)
-    px, z = px[inside], z[inside]
-    flat = px[:, 1] * W + px[:, 0]
-    order = np.argsort(z, kind="stable")
-    # After sorting by depth the first occurrence of each pixel is its nearest point.
-    pix, first = np.unique(flat[order], return_index=True)
-    depth = np.zeros(H * W, dtype=np.float32)
-    depth[pix] = z[order][first]
-    return depth.reshape(H, W)
+    return lidar_depth_image(points, K, T_cam_grid, size, occlusion_window=1, min_depth=0.0)
 
 
 def color_jitter(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
@@ -192,8 +181,9 @@ class SemanticKittiDataset(Dataset):
                 raise sk.DataFormatError(f"{mask_path}: teacher mask is {mask.shape}, image is {(H, W)}")
             maps["teacher"] = mask
         if data.stereo and not (rng is not None and data.stereo_drop > 0 and rng.random() < data.stereo_drop):
-            maps["depth"] = self._cached(("stereo", seq, frame), lambda: self._stereo_for(seq, cam.K[0, 0])(
+            res = self._cached(("stereo", seq, frame), lambda: self._stereo_for(seq, cam.K[0, 0]).match(
                 image, sk.read_image(paths.image(frame, 3))))
+            maps["depth"], maps["depth_conf"] = res.depth, res.confidence
         K_full, shift = cam.K, (0, 0)
         if rng is not None and augment.geometric_enabled(data):
             scale, dr, dc = augment.draw_geometry(data, rng)
@@ -205,8 +195,9 @@ class SemanticKittiDataset(Dataset):
         if "teacher" in maps:
             maps["teacher"][maps["in_image"] == 0] = IGNORE_LABEL
             arrays["teacher"] = maps["teacher"]
-        if "depth" in maps:
-            arrays["depth"] = maps["depth"]
+        for key in ("depth", "depth_conf"):
+            if key in maps:
+                arrays[key] = maps[key]
 
         arrays.update(self._cached(("targets", seq, frame), lambda: self._targets(index)))
         scan_path = paths.scan(frame)
@@ -235,8 +226,9 @@ class SemanticKittiDataset(Dataset):
                 item[key] = torch.from_numpy(np.ascontiguousarray(arrays[key]).astype(np.int64))
         if "depth_target" in arrays:
             item["depth_target"] = torch.from_numpy(np.ascontiguousarray(arrays["depth_target"]))
-        if "depth" in arrays:
-            item["depth"] = torch.from_numpy(np.ascontiguousarray(arrays["depth"], dtype=np.float32))[None]
+        for key in ("depth", "depth_conf"):
+            if key in arrays:
+                item[key] = torch.from_numpy(np.ascontiguousarray(arrays[key], dtype=np.float32))[None]
         return item
 
     def _targets(self, index: int) -> dict[str, np.ndarray]:

@@ -22,6 +22,9 @@ from .cigocc import build_model
 FORMAT = "cigocc_ros/checkpoint/1"
 ARCHITECTURE_SECTIONS = ("grid", "model")
 IGNORED_KEYS = ("model.pretrained_path",)
+# `extra["kind"]` of a checkpoint written by the 2D training (model/segmenter.py): the encoder
+# and the segmentation branch only.
+SEGMENTER_KIND = "segmenter"
 
 
 class CheckpointError(CigoccError, ValueError):
@@ -89,18 +92,45 @@ def load_checkpoint(path: str | Path, cfg: ExperimentConfig | None = None,
     return model, extra
 
 
-def load_weights(model: torch.nn.Module, path: str | Path, map_location: Any = "cpu") -> None:
-    """Load a checkpoint's tensors into `model` (strict: names and shapes must all match)."""
+def load_weights(model: torch.nn.Module, path: str | Path, map_location: Any = "cpu",
+                 partial: str = "") -> list[str]:
+    """Load a checkpoint's tensors into `model`; returns the names loaded.
+
+    partial="" (default): strict, names and shapes must all match, and the stored config must
+    have the model's architecture. partial="file": the file holds part of the model (a 2D
+    segmenter checkpoint started into the full network): every tensor of the file must fit one
+    of the model's, the model's others keep their values. partial="model": the model is part
+    of the file (the segmenter taken out of a full checkpoint): every tensor of the model must
+    be in the file. Partial loads check names and shapes, not the stored config (it may differ
+    in parts neither side holds)."""
     path = Path(path)
     model_cfg = getattr(model, "cfg", None)
-    if model_cfg is not None:
+    if model_cfg is not None and not partial:
         stored, _ = read_metadata(path)
         differs = architecture_diff(model_cfg, stored)
         if differs:
             raise CheckpointError(f"{path} does not fit this model; differing keys "
                                   f"(model != checkpoint): {'; '.join(differs)}")
+    elif partial:
+        read_metadata(path)  # the file must be one of our checkpoints
+    if partial not in ("", "file", "model"):
+        raise ValueError(f"partial must be '', 'file' or 'model', got {partial!r}")
     state = load_file(str(path), device=str(map_location))
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not fit the model: {e}") from None
+    if not partial:
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise CheckpointError(f"{path}: weights do not fit the model: {e}") from None
+        return list(state)
+    own = model.state_dict()
+    wrong = [k for k in state if k in own and own[k].shape != state[k].shape]
+    if wrong:
+        raise CheckpointError(f"{path}: {len(wrong)} tensors have other shapes than the model's, e.g. "
+                              f"{wrong[0]} {tuple(state[wrong[0]].shape)} != {tuple(own[wrong[0]].shape)}")
+    lacking = [k for k in (state if partial == "file" else own) if k not in (own if partial == "file" else state)]
+    if lacking:
+        where = "the model" if partial == "file" else "the file"
+        raise CheckpointError(f"{path}: {len(lacking)} tensors are not in {where}, e.g. {lacking[:3]}")
+    common = {k: v for k, v in state.items() if k in own}
+    model.load_state_dict(common, strict=False)
+    return list(common)

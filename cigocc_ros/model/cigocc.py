@@ -21,11 +21,12 @@ from ..config import ExperimentConfig, ssc_train_factors
 from ..geometry import voxel_centers
 from .backbone import ImageEncoder, conv_bn_relu
 from .cross_attention import CrossAttentionStack
-from .depth import DepthHead, ExternalDepthGate, external_one_hot
+from .depth import DepthHead, ExternalDepthGate, external_distribution
 from .head import OccupancyHead
 from .layers import VoxelPositionEmbedding
 from .lift import DepthLift
 from .proposals import ring_balanced, ring_ids
+from .pseudo_lidar import EvidenceLogits, PseudoLidar, pool_counts
 from .segmentation import SegmentationHead
 from .self_attention import DeformableSelfAttention3D
 from .unet3d import UNet3D
@@ -64,7 +65,8 @@ def project_to_image(points: Tensor, K: Tensor, T_cam_grid: Tensor) -> tuple[Ten
 
 class CIGOcc(nn.Module):
     """forward(batch) with batch["img"] (B, 3, H, W) RGB in [0, 1], "K" (B, 3, 3), "T_cam_grid"
-    (B, 4, 4) (velodyne grid -> camera), optional "depth" (B, 1, H, W) metric, 0 = none.
+    (B, 4, 4) (velodyne grid -> camera), optional "depth" (B, 1, H, W) metric, 0 = none, and its
+    "depth_conf" (B, 1, H, W) in [0, 1] (default: 1 where there is a depth).
 
     Returns "ssc_logits" (B, n_cls, X, Y, Z), "aux_logits" (B, n_cls, X/2, Y/2, Z/2), and, when
     the branches exist, "seg_logits" (B, n_cls, h, w) and "depth_logits" (B, D, h, w) at the
@@ -95,7 +97,16 @@ class CIGOcc(nn.Module):
         self.context = conv_bn_relu(E + seg_out, C, k=1)
         self.lift = DepthLift(geom.coarse, geom.coarse_voxel, cfg.grid.origin, m.depth_min, m.depth_max,
                               m.depth_bins, m.feat_stride)
-        self.unet = UNet3D(C + 1, C, m.unet_block)
+        if any(k < 1 or m.coarse_downsample % k for k in m.head_subdivide):
+            raise ValueError(f"model.head_subdivide={tuple(m.head_subdivide)} must divide "
+                             f"model.coarse_downsample={m.coarse_downsample} on every axis")
+        # Native grid of the head (coarse * head_subdivide): the pseudo-LiDAR volume's too.
+        self.native = tuple(n * k for n, k in zip(geom.coarse, m.head_subdivide, strict=True))
+        self.pseudo_lidar = (PseudoLidar(self.native, tuple(cfg.grid.voxel_size * n / k for n, k in
+                                                            zip(geom.full, self.native, strict=True)),
+                                         cfg.grid.origin) if m.pseudo_lidar else None)
+        self.evidence = EvidenceLogits(n_cls) if m.pseudo_lidar else None
+        self.unet = UNet3D(C + 1 + (2 if m.pseudo_lidar else 0), C, m.unet_block)
         self.aux_head = nn.Conv3d(C, n_cls, 1)
         self.query_proj = nn.Conv3d(C, C, 1)
         self.pos_embed = VoxelPositionEmbedding(geom.coarse, C)
@@ -107,9 +118,6 @@ class CIGOcc(nn.Module):
         self.self_attn = nn.ModuleList(
             DeformableSelfAttention3D(geom.coarse, C, m.self_attn_heads, m.self_attn_points, m.ffn_ratio * C)
             for _ in range(m.self_attn_layers))
-        if any(k < 1 or m.coarse_downsample % k for k in m.head_subdivide):
-            raise ValueError(f"model.head_subdivide={tuple(m.head_subdivide)} must divide "
-                             f"model.coarse_downsample={m.coarse_downsample} on every axis")
         self.head = OccupancyHead(C, n_cls, geom.full, m.head_subdivide)
         centres = voxel_centers(geom.coarse, geom.coarse_voxel, cfg.grid.origin).reshape(-1, 3)
         self.register_buffer("voxel_xyz", torch.from_numpy(centres), persistent=False)
@@ -120,7 +128,7 @@ class CIGOcc(nn.Module):
                              persistent=False)  # (L, 1)
 
     # -- stage 1 ---------------------------------------------------------------------------
-    def image_branches(self, img: Tensor, depth: Tensor | None) -> dict:
+    def image_branches(self, img: Tensor, depth: Tensor | None, depth_conf: Tensor | None = None) -> dict:
         """Image features, segmentation and depth branches, and the fused lift context."""
         m = self.cfg.model
         feats = self.encoder(img)
@@ -137,8 +145,8 @@ class CIGOcc(nn.Module):
             out["depth_logits"] = depth_logits
             prob = depth_logits.float().softmax(1)
             if depth is not None:
-                onehot, valid = external_one_hot(depth.to(prob.dtype), prob.shape[-2:], m.depth_min, m.depth_max,
-                                                 m.depth_bins)
+                onehot, valid = external_distribution(depth.to(prob.dtype), depth_conf, prob.shape[-2:], m.depth_min,
+                                                      m.depth_max, m.depth_bins)
             elif self.depth_gate is not None and self.training:
                 # No external map in training: the gate still runs (weight 0 everywhere) so that
                 # its parameters are in every graph: DDP needs each parameter used in every step
@@ -160,14 +168,27 @@ class CIGOcc(nn.Module):
         img, K, T = batch["img"], batch["K"].float(), batch["T_cam_grid"].float()
         m = self.cfg.model
         B = img.shape[0]
-        br = self.image_branches(img, batch.get("depth"))
+        depth, depth_conf = batch.get("depth"), batch.get("depth_conf")
+        br = self.image_branches(img, depth, depth_conf)
         feats, context = br["feats"], br["context"]
         h, w = context.shape[-2:]
         prob = br.get("depth_prob")
         lift_prob = prob if prob is not None else context.new_full((B, m.depth_bins, h, w), 1.0 / m.depth_bins)
         density = prob is not None and m.proposal_score == "density"
         vol, mass, *count = self.lift(context, lift_prob, K, T, count=density)
-        f_raw = self.unet(torch.cat([vol / (mass + 1), torch.log1p(mass)], 1).to(context.dtype))
+        unet_in = [vol / (mass + 1), torch.log1p(mass)]
+        pl = pl_sum = None
+        if self.pseudo_lidar is not None:
+            if depth is not None:
+                pl = self.pseudo_lidar(depth, depth_conf, K, T)  # (B, 1, native grid)
+            elif self.training:  # an empty volume: every parameter in every graph (DDP), as the gate
+                pl = mass.new_zeros((B, 1, *self.native))
+            if pl is not None:
+                pl_sum, pl_share = pool_counts(pl, tuple(m.head_subdivide))
+                unet_in += [torch.log1p(pl_sum), pl_share]
+            else:  # mono at inference: the two channels are zero, and so is everything after
+                unet_in += [torch.zeros_like(mass), torch.zeros_like(mass)]
+        f_raw = self.unet(torch.cat(unet_in, 1).to(context.dtype))
         aux = self.aux_head(f_raw)
         out = {k: br[k] for k in ("seg_logits", "depth_logits", "depth_weight") if k in br and not inference}
         if not inference:
@@ -186,6 +207,12 @@ class CIGOcc(nn.Module):
                 score = (mass / count[0].clamp_min(1)).flatten(1)
             else:
                 score = mass.flatten(1)
+            if pl_sum is not None:
+                # A voxel holding stereo points is proposed (VoxFormer's depth proposals): the
+                # chance stage 1 misses it shrinks with its evidence n, 1 - (1 - s) / (1 + n).
+                # Never saturating, so the ranking keeps stage 1's order among equal evidence
+                # (exact ties would let torch's and ONNX Runtime's top-k pick differently).
+                score = 1 - (1 - score) / (1 + pl_sum.float().flatten(1))
             score = torch.where(visible, score, torch.zeros_like(score))
             n_q = min(m.max_queries, N)
             if m.proposal_rings > 0:  # per-distance quotas (proposals.py)
@@ -212,12 +239,15 @@ class CIGOcc(nn.Module):
         x = vol2.transpose(1, 2).reshape_as(f_raw) + f_raw
         for layer in self.self_attn:
             x = layer(x, pos)
+        native = self.head.native(x)
+        if pl is not None:  # stereo evidence per native voxel (zero without a stereo map)
+            native = native + self.evidence(pl).to(native.dtype)
         if inference:
-            out["ssc_logits_coarse"] = self.head(x, upsample=False)
+            out["ssc_logits_coarse"] = native
         else:
             # Training with loss.ssc_scale > 1 supervises at a lower resolution (CPU training).
             f = ssc_train_factors(self.cfg) if self.training else (1, 1, 1)
-            out["ssc_logits"] = self.head(x, tuple(n // k for n, k in zip(self.geom.full, f, strict=True)))
+            out["ssc_logits"] = self.head.upsample(native, tuple(n // k for n, k in zip(self.geom.full, f, strict=True)))
         full_prop = torch.zeros(B, N, dtype=f_raw.dtype, device=f_raw.device)
         full_prop.scatter_(1, idx, proposed.to(f_raw.dtype))
         out["proposal"] = full_prop.view(B, *self.geom.coarse)

@@ -1,10 +1,12 @@
 """Depth branch: monocular depth over discrete bins, plus an external metric depth map.
 
 Bins: `depth_bins` equal bins over [depth_min, depth_max) metres, bin i centred at
-depth_min + (i + 0.5) * step. An external map (stereo, or another node's; 0 = no value) is
-averaged over each feature cell, turned into a soft one-hot over the bins (linear between the
-two nearest centres, so its expectation is the measured depth) and blended with the predicted
-distribution where it has a value: p = (1 - w) * softmax(logits) + w * onehot, w fixed
+depth_min + (i + 0.5) * step. An external map (stereo, or another node's; 0 = no value), with
+a per-pixel confidence, becomes per feature cell the distribution of its valid pixels' depths
+over the bins (each pixel split linearly between its two nearest centres, weighted by its
+confidence; `external_distribution`) and a weight, the cell's share of confident pixels. It is
+blended with the predicted distribution where it has a value:
+p = (1 - w v) * softmax(logits) + w v * dist, v the cell's weight and w fixed
 (model.external_depth_weight) or predicted per cell by ExternalDepthGate.
 """
 from __future__ import annotations
@@ -48,53 +50,69 @@ def cells_of(x: Tensor, size: tuple[int, int]) -> tuple[Tensor, int]:
     return F.pad(x, (0, w * s - W, 0, h * s - H)), s
 
 
-def cell_mean_depth(depth: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
-    """Mean of the valid (> 0) metric depths of (B, 1, H, W) over each cell of a (h, w) grid.
-
-    Returns (depth (B, 1, h, w), valid (B, 1, h, w) bool); cells without a value are 0/False.
-    """
-    depth, s = cells_of(depth, size)
-    valid = (depth > 0).to(depth.dtype)
-    total = F.avg_pool2d(depth * valid, s)
-    count = F.avg_pool2d(valid, s)
-    has = count > 0
-    return torch.where(has, total / count.clamp_min(1e-6), torch.zeros_like(total)), has
-
-
 def soft_one_hot(depth: Tensor, depth_min: float, depth_max: float, bins: int) -> tuple[Tensor, Tensor]:
     """(B, 1, h, w) metric depth -> (soft one-hot (B, D, h, w), in-range mask (B, 1, h, w)).
 
     Linear split between the two nearest bin centres (depths outside the centres' span go
     wholly to the end bin); depths outside [depth_min, depth_max) are not in range.
     """
-    step = (depth_max - depth_min) / bins
-    pos = ((depth - depth_min) / step - 0.5).clamp(0, bins - 1)  # fractional bin index
-    lo = pos.floor()
-    frac = pos - lo
-    hi = (lo + 1).clamp(max=bins - 1)
+    lo, hi, frac, in_range = bin_split(depth, depth_min, depth_max, bins)
     out = torch.zeros(depth.shape[0], bins, *depth.shape[2:], dtype=depth.dtype, device=depth.device)
-    out.scatter_add_(1, lo.long(), 1 - frac)
-    out.scatter_add_(1, hi.long(), frac)
-    in_range = (depth >= depth_min) & (depth < depth_max)
+    out.scatter_add_(1, lo, 1 - frac)
+    out.scatter_add_(1, hi, frac)
     return out * in_range, in_range
 
 
-def external_one_hot(depth: Tensor, size: tuple[int, int], depth_min: float, depth_max: float,
-                     bins: int) -> tuple[Tensor, Tensor]:
-    """External map (B, 1, H, W) -> (soft one-hot (B, D, h, w), has-a-value mask (B, 1, h, w) as
-    0/1 floats) on the (h, w) feature cells."""
-    cell, has = cell_mean_depth(depth, size)
-    onehot, in_range = soft_one_hot(cell, depth_min, depth_max, bins)
-    return onehot, (has & in_range).to(depth.dtype)
+def bin_split(depth: Tensor, depth_min: float, depth_max: float, bins: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Metric depths (any shape) -> (lower bin, upper bin (int64), the upper one's share, in
+    range (bool)): the linear split between the two nearest bin centres."""
+    step = (depth_max - depth_min) / bins
+    pos = ((depth - depth_min) / step - 0.5).clamp(0, bins - 1)  # fractional bin index
+    lo = pos.floor()
+    return lo.long(), (lo + 1).clamp(max=bins - 1).long(), pos - lo, (depth >= depth_min) & (depth < depth_max)
+
+
+def external_distribution(depth: Tensor, conf: Tensor | None, size: tuple[int, int], depth_min: float,
+                          depth_max: float, bins: int, full_share: float = 0.25) -> tuple[Tensor, Tensor]:
+    """An external depth map (B, 1, H, W) metric (0 = no value) and its per-pixel confidence
+    (B, 1, H, W) in [0, 1] (None: 1 wherever there is a depth) -> per (h, w) feature cell:
+
+    - the distribution (B, D, h, w) of the cell's valid pixel depths over the bins: every pixel
+      adds its confidence, split linearly between its two nearest bin centres, then the cell's
+      histogram is normalised (a cell on a car's edge keeps both the car's and the background's
+      depth, where a mean would put one between them, where nothing is);
+    - its weight (B, 1, h, w) in [0, 1]: the cell's summed confidence over `full_share` of its
+      pixels, capped at 1 (0 where no pixel has a value).
+    One scatter of two entries per pixel; no shape depends on the data.
+    """
+    if conf is None:
+        conf = (depth > 0).to(depth.dtype)
+    padded, s = cells_of(torch.cat([depth, conf.to(depth.dtype)], 1), size)
+    d, c = padded[:, :1], padded[:, 1:]
+    B, _, Hp, Wp = d.shape
+    h, w = size
+    lo, hi, frac, in_range = bin_split(d, depth_min, depth_max, bins)
+    wgt = c * (in_range & (d > 0)).to(d.dtype)
+    cell = ((torch.arange(Hp, device=d.device) // s).view(-1, 1) * w
+            + (torch.arange(Wp, device=d.device) // s).view(1, -1))  # (Hp, Wp)
+    base = (torch.arange(B, device=d.device) * (bins * h * w)).view(B, 1, 1, 1)
+    hist = torch.zeros(B * bins * h * w, dtype=d.dtype, device=d.device)
+    hist.index_add_(0, (base + lo * (h * w) + cell).reshape(-1), (wgt * (1 - frac)).reshape(-1))
+    hist.index_add_(0, (base + hi * (h * w) + cell).reshape(-1), (wgt * frac).reshape(-1))
+    hist = hist.view(B, bins, h, w)
+    total = hist.sum(1, keepdim=True)
+    return hist / total.clamp_min(1e-6), (total / (full_share * s * s)).clamp(max=1.0)
 
 
 def blend_external(prob: Tensor, depth: Tensor, depth_min: float, depth_max: float,
-                   weight: float | Tensor) -> Tensor:
+                   weight: float | Tensor, conf: Tensor | None = None) -> Tensor:
     """Blend predicted bin probabilities (B, D, h, w) with an external map (B, 1, H, W):
-    p = (1 - w) p + w onehot where the map has a value; `weight` is a float or (B, 1, h, w)."""
-    onehot, valid = external_one_hot(depth.to(prob.dtype), prob.shape[-2:], depth_min, depth_max, prob.shape[1])
+    p = (1 - w v) p + w v dist, v the map's weight per cell (external_distribution); `weight`
+    w is a float or (B, 1, h, w)."""
+    dist, valid = external_distribution(depth.to(prob.dtype), conf, prob.shape[-2:], depth_min, depth_max,
+                                        prob.shape[1])
     w = weight * valid
-    return prob * (1 - w) + onehot * w
+    return prob * (1 - w) + dist * w
 
 
 class ExternalDepthGate(nn.Module):

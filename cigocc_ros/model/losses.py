@@ -6,6 +6,8 @@
   precision, recall and specificity pushed to 1 with a BCE), over voxels whose label is not 255.
 - distill_bce: the segmentation head's logits, upsampled to the teacher mask's size, against
   the teacher's one-hot classes (BCE per class), over pixels with a mask (not 255).
+- set_cross_entropy (the 2D training of `cigocc train-seg`, not a LossConfig term): cross-entropy
+  against label sets, for CamVid's coarser classes.
 - depth: cross-entropy over depth bins against the LiDAR depth, per feature cell taking the
   nearest valid LiDAR return (> 0) in the cell; cells without one (or out of range) are skipped.
 A term whose target key is absent from the batch, or whose branch the model lacks, is skipped.
@@ -82,6 +84,29 @@ def distill_bce_loss(seg_logits: Tensor, teacher: Tensor) -> Tensor:
     x = logits.movedim(1, -1)[valid]  # (M, n_cls)
     y = F.one_hot(teacher[valid], n_cls).float()
     return F.binary_cross_entropy_with_logits(x, y)
+
+
+def set_cross_entropy(logits: Tensor, target: Tensor, sets: Tensor, weights: Tensor | None = None) -> Tensor:
+    """Cross-entropy against label SETS (the 2D training, data/camvid.py): a pixel with target t
+    is right when its class is any of the classes in row t of `sets`, so its loss is
+    -log sum_{c in sets[t]} softmax(logits)_c. A one-class row is the plain cross-entropy.
+
+    logits (B, n_cls, H, W); target (B, H, W) int64 row indices into `sets` (R, n_cls) bool,
+    255 = no label; `weights` (R,) per row. Each sample's loss is the weighted mean over its
+    labelled pixels, the result the mean over samples that have any: a frame with sparse LiDAR
+    labels counts as much as a densely labelled one.
+    """
+    valid = target != IGNORE_LABEL
+    t = torch.where(valid, target, torch.zeros_like(target))
+    logp = F.log_softmax(logits.float(), dim=1).movedim(1, -1)  # (B, H, W, n_cls)
+    member = sets.to(logits.device)[t]  # (B, H, W, n_cls)
+    nll = -torch.logsumexp(logp.masked_fill(~member, float("-inf")), dim=-1)
+    w = (weights.to(logits.device, torch.float32)[t] if weights is not None else torch.ones_like(nll)) * valid
+    per_sample = (nll * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp_min(_EPS)
+    has = valid.flatten(1).any(1)
+    if not has.any():
+        return logits.sum() * 0.0
+    return per_sample[has].mean()
 
 
 def cell_nearest_depth(depth: Tensor, size: tuple[int, int]) -> Tensor:

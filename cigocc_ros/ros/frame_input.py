@@ -123,19 +123,32 @@ def to_rgb(image, info, image_topic: str, info_topic: str) -> np.ndarray:
         raise FrameError("image_encoding", f"{image_topic}: {e}") from None
 
 
+# A stereo rig's baseline, metres. Below the minimum the pair cannot measure depth in the model's
+# range (1 cm at fx 720 px gives 3.6 px of disparity at 2 m and 0.1 px at 58 m): a camera_info
+# whose right P[0, 3] was copied from the left one yields a few millimetres from P's other
+# columns (KITTI's colour P2/P3 carry P[1, 3], P[2, 3]), not zero. Above the maximum no vehicle
+# rig exists; a P[0, 3] in millimetres or pixels instead of fx * metres gives such values.
+MIN_BASELINE = 0.01
+MAX_BASELINE = 2.0
+
+
 def baseline(left_info, right_info, topic: str) -> float:
-    """Stereo baseline (m) from the right camera's P[0, 3] = -fx' * B (ROS convention)."""
+    """Stereo baseline (m) of the rectified pair: the x offset between the two cameras that
+    their projections P = K [I | t] give (geometry.stereo_baseline; the ROS convention is right
+    P[0, 3] = -fx' * B with left P[0, 3] = 0). FrameError "stereo_baseline" naming the value
+    unless MIN_BASELINE <= B <= MAX_BASELINE."""
     Pl, Pr = projection(left_info), projection(right_info)
     with np.errstate(all="ignore"):  # a singular P gives inf/nan, refused below
         try:
             b = stereo_baseline(Pl, Pr)
         except np.linalg.LinAlgError:
             b = float("nan")
-    if not np.isfinite(b) or b <= 0:
+    if not (np.isfinite(b) and MIN_BASELINE <= b <= MAX_BASELINE):
         raise FrameError(
             "stereo_baseline",
-            f"{topic}: right camera_info P[0,3]={Pr[0, 3]} gives no positive baseline "
-            "(expected P[0,3] = -fx * baseline)",
+            f"{topic}: stereo baseline {b:.6g} m is outside [{MIN_BASELINE:g}, {MAX_BASELINE:g}] m (right "
+            f"camera_info P[0,3]={Pr[0, 3]:.6g}, left P[0,3]={Pl[0, 3]:.6g}; expected right P[0,3] = "
+            "left P[0,3] - fx * baseline)",
         )
     return float(b)
 

@@ -14,18 +14,17 @@ Threads: the executor thread only checks stamps and enqueues; one worker thread 
 images, runs the model and publishes (rclpy publishers are thread-safe), so a slow forward pass
 never blocks subscriptions or /clock.
 
-Time: stamps further ahead of the node's clock than `max_stamp_ahead` are refused; a stamp or the
-ROS clock (/clock restarting under use_sim_time) stepping back by more than
-`time_jump_threshold` is logged once and resets the pairing and the stamp guard (docs/node.md).
+Time: stamps further ahead of the node's clock than `max_stamp_ahead` are refused; the ROS clock
+(/clock restarting under use_sim_time) stepping back by more than `time_jump_threshold`, or the
+stamps doing so for `time_jump_frames` consecutive frames, is logged once and resets the pairing
+and the stamp guard; fewer such frames are stale stamps, dropped (ros/timeline.py, docs/node.md).
 
-Start-up: a refusal (weights, parameters) logs one FATAL line and exits 1; SIGINT / SIGTERM at
-any point of the start-up (torch import, loading, warm-up) exits 0 at once (`main`).
+The process around the node (signals from the first line, start-up refusals, spinning, exit
+status) is `cigocc_ros/ros/main.py`, the `cigocc_node` entry point.
 """
 from __future__ import annotations
 
 import hashlib
-import signal
-import sys
 import threading
 import time
 import traceback
@@ -40,8 +39,6 @@ from nav_msgs.msg import OccupancyGrid
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType, JumpThreshold
 from rclpy.duration import Duration
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
@@ -51,12 +48,13 @@ from ..classes import IGNORE_LABEL, load_class_table
 from ..config import COMPRESSED_SUFFIX, NodeConfig
 from ..costmap import Costmapper, CostmapSpec
 from ..geometry import quaternion_matrix, rigid_transform_error
-from ..stereo import StereoDepth, StereoParams
+from ..stereo import StereoDepth, StereoParams, StereoResult
 from . import frame_input as fi
 from .diagnostics import NodeStats, build_status
 from .outputs import OutputBuilder, byte_array
 from .params import declare_parameters, validate, with_changes
-from .sync import ApproximateTimeSync, stamp_ns, subscribe_synchronized
+from .sync import STALE, ApproximateTimeSync, stamp_ns, subscribe_synchronized
+from .timeline import Timeline, Verdict
 from .worker import FrameQueue, Worker
 
 try:  # tf2_ros is part of a ROS distribution, not of PyPI
@@ -160,7 +158,8 @@ class CigoccNode(Node):
         )
         self.stats = NodeStats()
         self._log_times: dict[str, float] = {}
-        self._last_stamp = -1
+        # The paired frames' own guard (message_filters has none): order, duplicates, time jumps.
+        self._timeline = Timeline(int(self.cfg.time_jump_threshold * 1e9), self.cfg.time_jump_frames)
         self._fit_warned: set[tuple] = set()  # (topic, width, height) already warned about
         self._last_markers = 0.0
         self._stereo = None  # StereoDepth, built for the rig's fx and baseline on first use
@@ -195,6 +194,7 @@ class CigoccNode(Node):
             self, streams, sensor_qos, self.cfg.sync_slop, self._on_frame, self.cfg.sync_queue_size,
             on_message=lambda i, m: self.stats.message(self._topics[i]), on_drop=self._on_unpaired,
             admit=self._admit, jump_back=self.cfg.time_jump_threshold, on_jump=self._on_stamp_jump,
+            jump_confirm=self.cfg.time_jump_frames,
         )
         self._sync = self._subs[-1] if isinstance(self._subs[-1], ApproximateTimeSync) else None
         # /clock restarting (a looping bag under use_sim_time); rcl reports no system-clock steps,
@@ -236,6 +236,8 @@ class CigoccNode(Node):
         text = f"{topic}: message stamped {stamp_ns(msg) / 1e9:.6f} s not used: {why}"
         if why == "no partner within the sync slop":
             text += f" ({self.cfg.sync_slop:g} s) on {', '.join(others)}"
+        elif why == STALE:
+            text += self._stale_rule()
         self.stats.problem(text, skipped=False, unpaired=True)
         self._warn(f"unpaired:{why}", text)
 
@@ -260,11 +262,15 @@ class CigoccNode(Node):
         self._warn("future_stamp", text)
         return False
 
-    def _reset_time(self, text: str) -> None:
-        """The clock stepped back: forget the stamp guard (the synchroniser resets itself or is
-        reset by the caller), log once, count it."""
+    def _stale_rule(self) -> str:
+        return (f": more than time_jump_threshold ({self.cfg.time_jump_threshold:g} s) back, dropped unless "
+                f"{self.cfg.time_jump_frames} consecutive frames continue from it (a new timeline) or /clock jumps")
+
+    def _reset_time(self, text: str, t: int | None = None) -> None:
+        """The clock stepped back: restart the stamp guard (at stamp `t`; the synchroniser resets
+        itself or is reset by the caller), log once, count it."""
         with self._lock:
-            self._last_stamp = -1
+            self._timeline.restart(t)
         self.stats.time_jump(text)
         self.get_logger().warning(f"{text}: pairing and stamp guard reset")
 
@@ -284,17 +290,18 @@ class CigoccNode(Node):
         t = stamp_ns(msgs[0])
         if self._sync is None and not self._admit(0, msgs[0]):  # message_filters pairs unchecked
             return
-        jump_ns = int(self.cfg.time_jump_threshold * 1e9)
-        with self._lock:
-            last = self._last_stamp
-            jumped = last >= 0 and t < last - jump_ns  # message_filters: no jump check of its own
-        if jumped:
-            self._reset_time(f"{self._topics[0]}: stamps jumped back {(last - t) / 1e9:.3f} s")
-            last = -1
-        with self._lock:
-            if t > last:
-                self._last_stamp = t
-        if t <= last:
+        with self._lock:  # our synchroniser already applied the same rule per stream
+            last = self._timeline.newest
+            verdict = self._timeline.check(t)
+        if verdict is Verdict.JUMP:  # message_filters: no jump check of its own
+            self._reset_time(f"{self._topics[0]}: stamps jumped back {(last - t) / 1e9:.3f} s", t)
+        elif verdict is Verdict.STALE:
+            text = (f"{self._topics[0]}: frame stamped {t / 1e9:.6f} s is {(last - t) / 1e9:.3f} s older than the "
+                    f"last frame's {last / 1e9:.6f} s" + self._stale_rule())
+            self.stats.problem(text)
+            self._warn("stale_stamp", text)
+            return
+        elif last is not None and t <= last:
             kind = "duplicate_stamp" if t == last else "out_of_order_stamp"
             text = f"{self._topics[0]}: stamp {t / 1e9:.6f} s is {'the same as' if t == last else 'older than'} the last frame's {last / 1e9:.6f} s"
             self.stats.problem(text)
@@ -356,19 +363,20 @@ class CigoccNode(Node):
         self._check_fit(rgb.shape[:2], K)
         camera_frame = img.header.frame_id or info.header.frame_id
         T = self._camera_from_grid(camera_frame)
-        depth = None
+        depth = conf = None
         if cfg.stereo:
             rimg, rinfo = frame.msgs[2], frame.msgs[3]
             fi.intrinsics(rinfo, self._topics[3])
             right = fi.to_rgb(rimg, rinfo, self._topics[2], self._topics[3])
             if right.shape != rgb.shape:
                 raise fi.FrameError("stereo_size", f"{self._topics[2]}: right image {right.shape[:2]} != left {rgb.shape[:2]}")
-            depth = self._stereo_depth(rgb, right, K, fi.baseline(info, rinfo, self._topics[3]))
+            stereo = self._stereo_match(rgb, right, K, fi.baseline(info, rinfo, self._topics[3]))
+            depth, conf = stereo.depth, stereo.confidence
             if self.pub_depth is not None and self.pub_depth.get_subscription_count() > 0:
                 self.pub_depth.publish(self._depth_image(depth, img.header))
 
         t0 = time.perf_counter()
-        pred = self.predictor.predict(rgb, K, T, depth=depth)
+        pred = self.predictor.predict(rgb, K, T, depth=depth, depth_conf=conf)
         forward = time.perf_counter() - t0
         labels = np.ascontiguousarray(pred.labels, dtype=np.uint8)
         confidence = np.ascontiguousarray(pred.confidence, dtype=np.uint8)
@@ -402,12 +410,12 @@ class CigoccNode(Node):
             self._costmap_spec = (cfg, CostmapSpec.from_node_config(cfg, self.classes))
         return self._costmap_spec[1]
 
-    def _stereo_depth(self, left: np.ndarray, right: np.ndarray, K: np.ndarray, b: float) -> np.ndarray:
+    def _stereo_match(self, left: np.ndarray, right: np.ndarray, K: np.ndarray, b: float) -> StereoResult:
         fx = float(K[0, 0])
         if self._stereo is None or self._stereo.fx != fx or abs(self._stereo.baseline - b) > 1e-6:
             params = StereoParams(num_disparities=self.cfg.stereo_num_disparities, block_size=self.cfg.stereo_block_size)
             self._stereo = StereoDepth(fx, b, params)
-        return self._stereo(left, right)
+        return self._stereo.match(left, right)
 
     @staticmethod
     def _depth_image(depth: np.ndarray, header) -> Image:
@@ -463,76 +471,3 @@ class CigoccNode(Node):
         if worker is not None:
             worker.stop()
         super().destroy_node()
-
-
-class StartupInterrupted(BaseException):
-    """SIGINT / SIGTERM arrived while the node was starting (a BaseException, like
-    KeyboardInterrupt, so that no `except Exception` on the way swallows it)."""
-
-
-class _SignalGate:
-    """Python-level SIGINT / SIGTERM handlers for the node's whole life.
-
-    rclpy's own handlers (installed by rclpy.init) shut the context down and wake the executor,
-    then chain to these. While `armed` (start-up: imports, loading, the warm-up forward) they
-    raise StartupInterrupted in the main thread, which stops the start-up between two Python
-    operations; afterwards they do nothing, and the executor returns because the context is down.
-    """
-
-    def __init__(self) -> None:
-        self.armed = True
-        self.received: int | None = None  # the first signal's number
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        if self.received is None:
-            self.received = signum
-        if self.armed:
-            self.armed = False
-            raise StartupInterrupted(signum)
-
-
-REFUSALS = (WeightsError, ValueError, ParameterException)  # user mistakes: one FATAL line, exit 1
-
-
-def main(args: list[str] | None = None) -> int:
-    gate = _SignalGate()
-    node = None
-    try:
-        rclpy.init(args=args)
-        node = CigoccNode()
-        gate.armed = False
-    except StartupInterrupted:
-        gate.armed = False
-        rclpy.try_shutdown()  # also destroys the half-built node
-        return 0
-    except BaseException as e:
-        gate.armed = False
-        if gate.received is not None:  # rclpy's handler shut the context down under the start-up
-            rclpy.try_shutdown()
-            return 0
-        if not isinstance(e, REFUSALS):
-            raise
-        rclpy.logging.get_logger(NODE_NAME).fatal(f"refusing to start: {e}")
-        rclpy.try_shutdown()
-        return 1
-    executor = SingleThreadedExecutor()
-    try:
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        if rclpy.ok():
-            raise
-        # else: a callback (the diagnostics timer) ran into the shutdown a signal started
-    finally:
-        node.destroy_node()
-        executor.shutdown()
-        rclpy.try_shutdown()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -83,6 +83,9 @@ PARAMS: dict[str, ParamInfo] = {
                                  range=(0.0, 1e9)),
     "time_jump_threshold": ParamInfo("A stamp or the ROS clock stepping back by more than this (s) resets "
                                      "the pairing (a looping bag, a resynced camera)", True, (0.001, 3600.0)),
+    "time_jump_frames": ParamInfo("Consecutive frames stamped that far back that start a new timeline; "
+                                  "fewer are dropped as stale stamps (the ROS clock jumping resets at once)",
+                                  True, (1, 100)),
 }
 
 _missing = {f.name for f in dataclasses.fields(NodeConfig)} ^ set(PARAMS)

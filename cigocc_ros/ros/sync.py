@@ -8,11 +8,13 @@ that can no longer be paired (older than an emitted set, pushed out of a full qu
 message with a stamp already queued) are reported through `on_drop` so the node can say why.
 
 Time jumps: a message stamped more than `jump_back` seconds before its stream's newest stamp
-(paired or queued) means the source clock stepped back (a looping bag, a camera that resynced):
-like TF buffers and message_filters on a /clock jump, the synchroniser then forgets the old
-timeline (queued messages stamped after the new one, and every stream's "last paired" guard),
-reports it once through `on_jump` and goes on pairing. Smaller steps back are out-of-order
-messages and are dropped as before.
+(paired or queued) is a stale stamp or the start of a new timeline (a looping bag, a camera that
+resynced); `timeline.Timeline` decides with hysteresis. A stale one is dropped (`on_drop`,
+STALE); once `jump_confirm` consecutive messages of a stream continue from one another far back,
+the synchroniser forgets the old timeline (queued messages stamped after the new one, every
+stream's "last paired" guard), reports it once through `on_jump` and goes on pairing. `reset()`
+(the caller's clock stepped back) forgets at once. Smaller steps back are out-of-order messages
+and are dropped as before.
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rclpy.qos_overriding_options import QoSOverridingOptions
+
+from .timeline import Timeline, Verdict
 
 try:  # pragma: no cover - only on machines with a ROS distribution
     import message_filters as _message_filters
@@ -39,6 +43,7 @@ def stamp_ns(msg: Any) -> int:
 DropCallback = Callable[[int, Any, str], None]
 JumpCallback = Callable[[int, int, int], None]  # (stream index, newest stamp before, new stamp) ns
 JUMPED = "discarded: the clock jumped back"
+STALE = "stamp far older than the newest on its topic (a stale stamp)"
 
 
 class ApproximateTimeSync:
@@ -46,8 +51,9 @@ class ApproximateTimeSync:
 
     `add(index, stamp_ns, msg)` feeds stream `index`; `callback(*msgs)` receives one message per
     stream, in stream order. Not tied to ROS: stamps are integer nanoseconds. `jump_back`
-    (seconds, None = never) and `on_jump` handle a clock that steps back (module docstring);
-    `reset()` forgets everything (the node calls it when its own clock jumps back).
+    (seconds, None = never), `jump_confirm` (messages) and `on_jump` handle a clock that steps
+    back (module docstring); `reset()` forgets everything (the node calls it when its own clock
+    jumps back).
     """
 
     def __init__(
@@ -59,6 +65,7 @@ class ApproximateTimeSync:
         on_drop: DropCallback | None = None,
         jump_back: float | None = None,
         on_jump: JumpCallback | None = None,
+        jump_confirm: int = 3,  # NodeConfig.time_jump_frames' default
     ) -> None:
         if n < 1:
             raise ValueError(f"ApproximateTimeSync needs at least one stream, got n={n}")
@@ -78,6 +85,7 @@ class ApproximateTimeSync:
         self._stamps: list[list[int]] = [[] for _ in range(n)]
         self._msgs: list[list[Any]] = [[] for _ in range(n)]
         self._last_emitted: list[float] = [float("-inf")] * n
+        self._timelines = [Timeline(self.jump_back_ns, jump_confirm) for _ in range(n)] if jump_back else None
         self._lock = threading.Lock()
 
     def add(self, index: int, t_ns: int, msg: Any) -> None:
@@ -85,11 +93,18 @@ class ApproximateTimeSync:
         with self._lock:
             dropped: list[tuple[int, Any, str]] = []
             stamps, msgs = self._stamps[index], self._msgs[index]
-            newest = max(self._last_emitted[index], stamps[-1] if stamps else float("-inf"))
-            if self.jump_back_ns is not None and t_ns < newest - self.jump_back_ns:
-                jump = (index, int(newest), t_ns)
+            verdict = Verdict.CURRENT
+            if self._timelines is not None:
+                before = self._timelines[index].newest
+                verdict = self._timelines[index].check(t_ns)
+            if verdict is Verdict.JUMP:
+                jump = (index, before, t_ns)
                 self._forget(t_ns + self.jump_back_ns, dropped)
-            if t_ns <= self._last_emitted[index]:
+                for timeline in self._timelines:  # every stream now continues from t_ns
+                    timeline.restart(t_ns)
+            if verdict is Verdict.STALE:
+                dropped.append((index, msg, STALE))
+            elif t_ns <= self._last_emitted[index]:
                 dropped.append((index, msg, "stamp is not newer than the last paired set"))
             else:
                 pos = bisect.bisect_left(stamps, t_ns)
@@ -123,6 +138,8 @@ class ApproximateTimeSync:
         dropped: list[tuple[int, Any, str]] = []
         with self._lock:
             self._forget(float("-inf"), dropped)
+            for timeline in self._timelines or ():
+                timeline.restart()
         for i, m, why in dropped:
             self.on_drop(i, m, why)
 
@@ -171,6 +188,7 @@ def subscribe_synchronized(
     admit: Callable[[int, Any], bool] | None = None,
     jump_back: float | None = None,
     on_jump: JumpCallback | None = None,
+    jump_confirm: int = 3,
 ) -> tuple[str, list]:
     """Subscribe `node` to `streams` [(msg_type, topic), ...] and call `callback(*msgs)` per set.
 
@@ -192,7 +210,7 @@ def subscribe_synchronized(
         sync = _message_filters.ApproximateTimeSynchronizer(subs, queue_size, slop)
         sync.registerCallback(callback)
         return "message_filters", subs + [sync]
-    sync = ApproximateTimeSync(len(streams), slop, callback, queue_size, on_drop, jump_back, on_jump)
+    sync = ApproximateTimeSync(len(streams), slop, callback, queue_size, on_drop, jump_back, on_jump, jump_confirm)
 
     def make_cb(i: int):
         def cb(msg):

@@ -13,6 +13,7 @@ and the loss curve of an uninterrupted run.
 """
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -28,11 +29,11 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from ..config import ExperimentConfig, to_dict
+from ..config import ExperimentConfig, TrainConfig, to_dict
 from ..data.dataset import collate, dataset_root
 from ..data.mixed import training_sets
 from ..device import autocast_for, resolve_device, to_device
-from ..model.checkpoint import load_weights, save_checkpoint
+from ..model.checkpoint import SEGMENTER_KIND, load_weights, read_metadata, save_checkpoint
 from ..model.cigocc import build_model
 from ..model.losses import compute_losses
 from .evaluation import evaluate_model
@@ -61,6 +62,25 @@ def init_distributed(device: torch.device) -> DistInfo:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def leave_process_group(*trainers: Trainer) -> None:
+    """End the distributed part of a run, in the order torch needs (no-op when alone).
+
+    1. Drop each trainer's DistributedDataParallel wrapper: its reducer holds the process group
+       (and gloo's worker threads) and must go while the group still exists. Destroyed the other
+       way round, the group outlives its destruction inside the wrapper and is torn down later,
+       at garbage collection or interpreter exit: "terminate called without an active exception"
+       (a gloo abort seen once in test_train.py's DDP test).
+    2. Wait for every rank (the main one may still be writing the last checkpoint).
+    3. Destroy the group.
+    """
+    for trainer in trainers:
+        trainer.ddp = trainer.model
+    gc.collect()  # the wrapper sits in reference cycles (its hooks): free it now, not at exit
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 # --------------------------------------------------------------------------------------------
@@ -103,20 +123,20 @@ class SeededSamples:
 # --------------------------------------------------------------------------------------------
 # Optimisation
 # --------------------------------------------------------------------------------------------
-def make_optimizer(model: nn.Module, cfg: ExperimentConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters of `model` with `t.lr` / `t.weight_decay`."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         # Norm scales, biases and learned embeddings are not weight-decayed (AdamW practice).
         (no_decay if p.ndim <= 1 or "embed" in name else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.train.weight_decay},
+    groups = [{"params": decay, "weight_decay": t.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.train.lr)
+    return torch.optim.AdamW(groups, lr=t.lr)
 
 
-def make_scheduler(opt: torch.optim.Optimizer, cfg: ExperimentConfig) -> torch.optim.lr_scheduler.LRScheduler:
-    t = cfg.train
+def make_scheduler(opt: torch.optim.Optimizer, t: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
     if t.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=t.lr, total_steps=max(t.steps, 2), pct_start=t.warmup_pct,
@@ -152,8 +172,8 @@ class Trainer:
         if self.dist.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        self.opt = make_optimizer(self.model, cfg)
-        self.sched = make_scheduler(self.opt, cfg)
+        self.opt = make_optimizer(self.model, cfg.train)
+        self.sched = make_scheduler(self.opt, cfg.train)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and cfg.train.amp == "fp16")
         self.train_samples = SeededSamples(train_set, cfg.train.seed)
         self.val_set = val_set
@@ -274,9 +294,12 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, data: str = "", device: st
     if resume:
         trainer.resume(run_dir)
     elif init:
-        load_weights(trainer.model, init, map_location=trainer.device)
-        trainer.log(f"initialised from {init}")
+        # A 2D checkpoint of `cigocc train-seg` holds the encoder and segmentation branch only.
+        part = "file" if read_metadata(init)[1].get("kind") == SEGMENTER_KIND else ""
+        loaded = load_weights(trainer.model, init, map_location=trainer.device, partial=part)
+        trainer.log(f"initialised from {init}" + (f" ({len(loaded)} tensors: encoder and segmentation branch)"
+                                                  if part else ""))
     trainer.fit()
     if info.world > 1:
-        dist.destroy_process_group()
+        leave_process_group(trainer)
     return trainer

@@ -1,0 +1,84 @@
+"""The pseudo-LiDAR volume: stereo depth kept at its resolution, counted per voxel.
+
+Every pixel with a stereo depth is back-projected (camera point d K^-1 [u, v, 1] through the
+pixel's centre, carried into the grid frame by T_cam_grid^-1) and adds its matching confidence
+to the voxel holding it, on the occupancy head's native grid (grid / model.coarse_downsample *
+model.head_subdivide: 0.4 x 0.4 x 0.2 m for lite and full). Like the lift, one `index_add_`
+over all pixels with a spare slot for points outside the volume: no shape depends on the data.
+
+Where it goes (model/cigocc.py, docs/architecture.md): summed into the coarse volume as two
+channels of the 3D UNet's input (stage 1), into the stage-2 proposal score (a coarse voxel that
+holds stereo points is proposed, as VoxFormer proposes from depth), and as per-voxel evidence
+added to the occupancy head's native logits. With no stereo map (mono) it is empty and costs
+nothing at inference.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class PseudoLidar(nn.Module):
+    """forward(depth (B, 1, H, W) metric, 0 = none; conf (B, 1, H, W) in [0, 1] or None (1 where
+    there is a depth); K (B, 3, 3) of that image; T_cam_grid (B, 4, 4)) -> (B, 1, X, Y, Z)
+    confidence-weighted point counts on the volume of `size` voxels of `voxel_size` (x, y, z)
+    metres from `origin` (grid frame)."""
+
+    def __init__(self, size: tuple[int, int, int], voxel_size: tuple[float, float, float],
+                 origin: tuple[float, float, float]):
+        super().__init__()
+        self.size = tuple(int(n) for n in size)
+        self.register_buffer("voxel_size", torch.tensor(voxel_size, dtype=torch.float32), persistent=False)
+        self.register_buffer("origin", torch.tensor(origin, dtype=torch.float32), persistent=False)
+
+    def forward(self, depth: Tensor, conf: Tensor | None, K: Tensor, T_cam_grid: Tensor) -> Tensor:
+        B, _, H, W = depth.shape
+        X, Y, Z = self.size
+        with torch.autocast(depth.device.type, enabled=False):  # metric geometry in fp32
+            d = depth.float().flatten(1)  # (B, HW)
+            w = (conf.float().flatten(1) if conf is not None else torch.ones_like(d)) * (d > 0)
+            v = torch.arange(H, device=d.device, dtype=torch.float32)
+            u = torch.arange(W, device=d.device, dtype=torch.float32)
+            vv, uu = torch.meshgrid(v, u, indexing="ij")
+            pix = torch.stack([uu, vv, torch.ones_like(uu)], -1).reshape(1, H * W, 3)
+            rays = pix @ torch.linalg.inv_ex(K.float())[0].transpose(1, 2)  # (B, HW, 3), z = 1
+            T = torch.linalg.inv_ex(T_cam_grid.float())[0]  # grid <- camera
+            pts = (rays * d.unsqueeze(-1)) @ T[:, :3, :3].transpose(1, 2) + T[:, None, :3, 3]
+            idx = torch.floor((pts - self.origin) / self.voxel_size).long()
+            ix, iy, iz = idx.unbind(-1)
+            inside = (ix >= 0) & (ix < X) & (iy >= 0) & (iy < Y) & (iz >= 0) & (iz < Z) & (w > 0)
+            b = torch.arange(B, device=d.device).view(B, 1)
+            flat = torch.where(inside, ((b * X + ix) * Y + iy) * Z + iz, torch.full_like(ix, B * X * Y * Z))
+            out = torch.zeros(B * X * Y * Z + 1, device=d.device, dtype=torch.float32)
+            out.index_add_(0, flat.reshape(-1), w.reshape(-1))
+        return out[:-1].view(B, 1, X, Y, Z)
+
+
+def evidence_features(counts: Tensor) -> Tensor:
+    """(B, 1, X, Y, Z) counts -> (B, 2, X, Y, Z): log(1 + count) and whether any point is there.
+    Zero where there is no point (so an empty volume adds nothing to a bias-free convolution)."""
+    return torch.cat([torch.log1p(counts), (counts > 0).to(counts.dtype)], 1)
+
+
+def pool_counts(counts: Tensor, factors: tuple[int, int, int]) -> tuple[Tensor, Tensor]:
+    """(B, 1, X, Y, Z) counts -> per block of `factors`: (summed counts, share of the block's
+    voxels holding a point), both (B, 1, X/fx, Y/fy, Z/fz)."""
+    n = factors[0] * factors[1] * factors[2]
+    total = F.avg_pool3d(counts, factors) * n
+    share = F.avg_pool3d((counts > 0).to(counts.dtype), factors)
+    return total, share
+
+
+class EvidenceLogits(nn.Module):
+    """Per-voxel logits from the pseudo-LiDAR evidence: a bias-free 1x1x1 convolution of
+    evidence_features (B, 2, X, Y, Z) -> (B, n_cls, X, Y, Z), added to the head's native logits.
+    It starts at zero (the network learns how far to trust stereo per class)."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.conv = nn.Conv3d(2, num_classes, 1, bias=False)
+        nn.init.zeros_(self.conv.weight)
+
+    def forward(self, counts: Tensor) -> Tensor:
+        return self.conv(evidence_features(counts).to(self.conv.weight.dtype))

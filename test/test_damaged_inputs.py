@@ -70,6 +70,9 @@ def damaged(tmp_path_factory) -> dict:
 CASES = {
     "demo": (["--weights", "{weights}", "--out", "{out}"], "weights"),
     "train": (["--config", "{config}", "--out", "{out}"], "config"),
+    "train-seg": (["--config", "{config}", "--out", "{out}"], "config"),
+    "segment": (["{png}", "--out", "{out}"], "png"),
+    "seg-report": (["--weights", "{weights}", "--kitti", "{dataset}", "--out", "{out}"], "weights"),
     "eval": (["{weights}", "--data", "{dataset}", "--out", "{out}/m.json"], "weights"),
     "make-targets": (["{scan_seq}", "--out", "{out}", "--frames", "0"], "scan"),
     "lidar-report": (["{calib_seq}", "--no-model", "--out", "{out}"], "calib"),

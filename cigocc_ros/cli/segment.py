@@ -47,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         predictor = SegmentationPredictor.load(args.weights, args.device)
         out = Path(args.out)
-        for f in tqdm(files, desc="segment", dynamic_ncols=True):
+        # delay: no bar before the first images are done, so an input that fails at once (a
+        # cut image) leaves just its error line.
+        for f in tqdm(files, desc="segment", dynamic_ncols=True, delay=2.0):
             image = sk.read_image(f)  # grayscale is repeated to three channels
             labels = predictor.labels(image, args.scale)
             sk.write_image(out / f"{f.stem}.png", labels)

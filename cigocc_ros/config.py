@@ -184,8 +184,8 @@ class DataConfig:
 
 
 @dataclass
-class TrainConfig:
-    """Optimisation."""
+class OptimConfig:
+    """Optimisation settings shared by the 3D training (TrainConfig) and the 2D one."""
 
     steps: int = 25000
     batch_size: int = 1
@@ -202,8 +202,22 @@ class TrainConfig:
 
 
 @dataclass
-class Seg2DTrainConfig(TrainConfig):
-    """TrainConfig with the 2D training's defaults (a YAML section or --set fills the rest from
+class TrainConfig(OptimConfig):
+    """The 3D training's optimisation."""
+
+    # The image side (encoder + segmentation branch, e.g. from `cigocc train-seg`): its learning
+    # rate is lr * image_lr; 0 freezes it (its BatchNorm statistics too).
+    image_lr: float = 1.0
+    # With image_lr 0: this many augmented variants of each training frame have their image
+    # features, stereo depth and targets computed once and cached (training/feature_cache.py);
+    # a step then skips the 2D backbone and the stereo matcher. 0 = no cache.
+    feature_cache: int = 0
+    cache_dir: str = "data/feature-cache"  # where cached variants are kept between sittings
+
+
+@dataclass
+class Seg2DTrainConfig(OptimConfig):
+    """OptimConfig with the 2D training's defaults (a YAML section or --set fills the rest from
     these, not from the 3D defaults)."""
 
     steps: int = 3000

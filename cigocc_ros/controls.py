@@ -5,6 +5,9 @@ A model's SSC figures mean something only next to what needs no image at all:
   (on a flat world this alone scores a high completion IoU);
 - `VoxelPrior`: the image-free per-voxel prior, the most common label of each voxel over the
   training frames (fitted once, saved as a small compressed file);
+- the stereo controls, for frames with a stereo pair: `stereo_height_rule` (stereo points
+  voxelised, labelled by their height) and `stereo_segmentation` (each stereo point carrying
+  the segmentation branch's 2D class, voxelised: a classical semantic pseudo-LiDAR);
 - the shuffled-image control: each frame scored with ANOTHER frame's image and its own
   calibration (`derangement` + `ShuffledImages`); a model that reads the image loses clearly.
 
@@ -276,13 +279,10 @@ def control_checks(model: dict, controls: dict[str, dict]) -> list[str]:
 CAR, BUILDING = 1, 13  # training labels (config/semantic-kitti.yaml)
 
 
-def stereo_height_rule(depth: np.ndarray, K: np.ndarray, T_cam_grid: np.ndarray, grid: GridConfig,
-                       ground_z: float = -KITTI_LIDAR_HEIGHT, road_band: float = 0.3,
-                       car_top: float = 2.0, max_depth: float = 60.0) -> np.ndarray:
-    """(X, Y, Z) uint8: the voxels holding the back-projected pixels of a metric depth map
-    (H, W) float, 0 = none; the node's StereoSGBM depth, cigocc_ros/stereo.py), labelled by
-    height above the plane z = ground_z: road below `road_band`, car up to `car_top`, building
-    above. No learning: what plain stereo geometry gives a planner."""
+def stereo_points(depth: np.ndarray, K: np.ndarray, T_cam_grid: np.ndarray, grid: GridConfig,
+                  max_depth: float = 60.0) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """The back-projected pixels of a metric depth map (H, W) (0 = none) that fall in the grid:
+    (voxel index (N, 3) int64, grid-frame point (N, 3) float64, their pixels (rows, cols))."""
     d = np.asarray(depth, dtype=np.float64)
     v, u = np.nonzero((d > 0) & (d < max_depth))
     z = d[v, u]
@@ -292,10 +292,42 @@ def stereo_height_rule(depth: np.ndarray, K: np.ndarray, T_cam_grid: np.ndarray,
     pts = (cam - T[:3, 3]) @ T[:3, :3]  # T^-1 of a rigid transform
     idx = np.floor((pts - np.asarray(grid.origin)) / grid.voxel_size).astype(np.int64)
     inside = np.all((idx >= 0) & (idx < np.asarray(grid.size)), axis=1)
-    idx, h = idx[inside], pts[inside, 2] - ground_z
+    return idx[inside], pts[inside], (v[inside], u[inside])
+
+
+def stereo_height_rule(depth: np.ndarray, K: np.ndarray, T_cam_grid: np.ndarray, grid: GridConfig,
+                       ground_z: float = -KITTI_LIDAR_HEIGHT, road_band: float = 0.3,
+                       car_top: float = 2.0, max_depth: float = 60.0) -> np.ndarray:
+    """(X, Y, Z) uint8: the voxels holding the back-projected pixels of a metric depth map
+    (H, W) float, 0 = none; the node's StereoSGBM depth, cigocc_ros/stereo.py), labelled by
+    height above the plane z = ground_z: road below `road_band`, car up to `car_top`, building
+    above. No learning: what plain stereo geometry gives a planner."""
+    idx, pts, _ = stereo_points(depth, K, T_cam_grid, grid, max_depth)
+    h = pts[:, 2] - ground_z
     lab = np.where(h < road_band, ROAD, np.where(h < car_top, CAR, BUILDING)).astype(np.uint8)
     out = np.zeros(tuple(grid.size), dtype=np.uint8)
     # Points of one voxel can straddle a band edge; then one of them wins, which is all a
     # height rule can say anyway.
     out[tuple(idx.T)] = lab
     return out
+
+
+def stereo_segmentation(depth: np.ndarray, labels_2d: np.ndarray, K: np.ndarray, T_cam_grid: np.ndarray,
+                        grid: GridConfig, max_depth: float = 60.0) -> np.ndarray:
+    """(X, Y, Z) uint8: a classical semantic pseudo-LiDAR. Every stereo pixel (depth (H, W),
+    0 = none) carries its 2D class (`labels_2d` (H, W): the segmentation branch's, 0 = nothing
+    there: sky); the points are voxelised and each voxel takes the majority class of its points
+    (pixels labelled 0 are dropped). What a careful engineer ships without a 3D network."""
+    idx, _, (v, u) = stereo_points(depth, K, T_cam_grid, grid, max_depth)
+    lab = np.asarray(labels_2d)[v, u].astype(np.int64)
+    keep = (lab > 0) & (lab < NUM_CLASSES)
+    X, Y, Z = grid.size
+    flat = ((idx[keep, 0] * Y + idx[keep, 1]) * Z + idx[keep, 2]) * NUM_CLASSES + lab[keep]
+    keys, counts = np.unique(flat, return_counts=True)
+    order = np.lexsort((-counts, keys // NUM_CLASSES))  # per voxel, the most frequent class first
+    vox = keys[order] // NUM_CLASSES
+    first = np.ones(len(vox), dtype=bool)
+    first[1:] = vox[1:] != vox[:-1]
+    out = np.zeros(X * Y * Z, dtype=np.uint8)
+    out[vox[first]] = (keys[order][first] % NUM_CLASSES).astype(np.uint8)
+    return out.reshape(X, Y, Z)

@@ -7,6 +7,8 @@ For every frame of the given sequence folders that has `image_2`, `velodyne` and
 - `flat ground slab`: three road layers around the KITTI ground height (controls.flat_ground_at_layer);
 - `stereo + height rule`: the node's StereoSGBM depth voxelised, labelled by height
   (controls.stereo_height_rule);
+- `stereo + segmentation`: the same points, each with the segmentation branch's 2D class (of the
+  model's own weights unless told otherwise), voxelised by majority (controls.stereo_segmentation);
 - the model, mono, and with `--stereo` also stereo (StereoSGBM depth as the external depth
   input, exactly the node's stereo path).
 `write_report` writes `<out>/report.json` (per frame and averaged), `<out>/report.md` (the
@@ -27,7 +29,8 @@ from .data import semantic_kitti as sk
 from .geometry import camera_from_calib, stereo_baseline
 from .lidar_metrics import LidarReference, LidarReport, format_reports, frame_scores, lidar_reference
 
-FLAT, STEREO, MODEL, MODEL_STEREO = "flat ground slab", "stereo + height rule", "model (mono)", "model (stereo)"
+FLAT, STEREO, STEREO_SEG = "flat ground slab", "stereo + height rule", "stereo + segmentation"
+MODEL, MODEL_STEREO = "model (mono)", "model (stereo)"
 
 
 @dataclass
@@ -106,13 +109,15 @@ def frame_picture(frame: RealFrame, ref: LidarReference, pred: np.ndarray) -> np
 
 
 def run_report(frames: list[RealFrame], predictor=None, stereo: bool = False, grid: GridConfig | None = None,
-               out: Path | None = None, log=print) -> list[LidarReport]:
-    """Score the trivial predictors and (if given) the model on `frames`; PNGs into `out`."""
+               out: Path | None = None, log=print, segmenter=None) -> list[LidarReport]:
+    """Score the trivial predictors and (if given) the model on `frames`; PNGs into `out`.
+    `segmenter` (a SegmentationPredictor) adds the stereo + segmentation control."""
     from . import viz
     from .stereo import StereoDepth
 
     grid = grid or GridConfig()
-    names = [FLAT, STEREO] + ([MODEL] if predictor else []) + ([MODEL_STEREO] if predictor and stereo else [])
+    names = ([FLAT, STEREO] + ([STEREO_SEG] if segmenter else []) + ([MODEL] if predictor else [])
+             + ([MODEL_STEREO] if predictor and stereo else []))
     reports = {n: LidarReport(n) for n in names}
     slab = flat_slab(grid)
     for fr in frames:
@@ -122,6 +127,9 @@ def run_report(frames: list[RealFrame], predictor=None, stereo: bool = False, gr
         stereo = StereoDepth(fr.K[0, 0], fr.baseline).match(fr.image, fr.right)
         depth = stereo.depth
         preds[STEREO] = controls.stereo_height_rule(depth, fr.K, fr.T_cam_grid, grid)
+        if segmenter is not None:
+            preds[STEREO_SEG] = controls.stereo_segmentation(depth, segmenter.labels(fr.image), fr.K, fr.T_cam_grid,
+                                                             grid)
         if predictor is not None:
             preds[MODEL] = predictor.predict(fr.image, fr.K, fr.T_cam_grid).labels
             if stereo:

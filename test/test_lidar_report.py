@@ -70,6 +70,22 @@ def test_stereo_height_rule_puts_a_flat_road_on_the_ground_layer(frame_ref):
     assert (vol > 0).sum() > 10_000
 
 
+def test_stereo_segmentation_votes_per_voxel_and_drops_sky():
+    # Camera at the grid origin; principal point between pixels, so pixel pairs share voxels.
+    K = np.array([[100.0, 0, 49.5], [0, 100, 49.5], [0, 0, 1]])
+    T = np.array([[0, -1.0, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]])
+    depth = np.zeros((100, 100))
+    depth[40:60, 40:60] = 10.0  # a patch 10 m ahead: pixels at 0.1 m spacing, 2x2 per 0.2 m voxel
+    labels = np.full((100, 100), 13, np.uint8)  # building...
+    labels[40:60:2, 40:60:2] = 1  # ...with a car pixel in every voxel: one of four, outvoted
+    labels[40:45, 40:60] = 0  # the top rows: "nothing there" (sky), dropped
+    vol = controls.stereo_segmentation(depth, labels, K, T, GRID)
+    assert set(np.unique(vol).tolist()) == {0, 13}
+    assert (vol == 13).sum() == 10 * 8  # 10 columns x 8 rows of voxels (5 sky rows of 20 dropped)
+    height = controls.stereo_height_rule(depth, K, T, GRID)
+    assert (height > 0).sum() == 10 * 10  # the same points, without dropping any
+
+
 def test_command_writes_report_and_pictures(kitti_samples, tmp_path):
     out = tmp_path / "rep"
     rc = cli.main(["lidar-report", str(kitti_samples / "sequences" / "10"), "--frames", "8", "--no-model",
@@ -77,7 +93,7 @@ def test_command_writes_report_and_pictures(kitti_samples, tmp_path):
     assert rc == 0
     rep = json.loads((out / "report.json").read_text())
     names = [r["name"] for r in rep["reports"]]
-    assert names == ["flat ground slab", "stereo + height rule"]
+    assert names == ["flat ground slab", "stereo + height rule", "stereo + segmentation"]
     stereo = rep["reports"][1]["mean"]
     assert 0.1 < stereo["iou_observed"] < 0.9 and stereo["free_violation_above"] < 0.2
     assert (out / "10_000008.png").is_file() and "| flat ground slab |" in (out / "report.md").read_text()
@@ -105,7 +121,7 @@ def test_command_scores_a_model_mono_and_stereo_beside_the_controls(kitti_sample
                      "--weights", str(weights), "--device", "cpu", "--out", str(out)]) == 0
     rep = json.loads((out / "report.json").read_text())
     assert [r["name"] for r in rep["reports"]] == ["flat ground slab", "stereo + height rule",
-                                                   "model (mono)", "model (stereo)"]
+                                                   "stereo + segmentation", "model (mono)", "model (stereo)"]
     assert all(set(r["frames"]) == {"07/000000"} for r in rep["reports"])
     md = (out / "report.md").read_text()
     assert "| model (stereo) |" in md and "| 07/000000 |" in md

@@ -63,9 +63,23 @@ def project_to_image(points: Tensor, K: Tensor, T_cam_grid: Tensor) -> tuple[Ten
     return uv, z
 
 
+FEATURE_KEYS = ("seg_feat", "seg_logits")  # with "feats_0".."feats_{L-1}": cached image features
+
+
+def cached_features(batch: dict, levels: int) -> dict | None:
+    """image_features' output carried in a batch (a frozen training's cache: "feats_0".. and
+    "seg_feat", "seg_logits"), as floats; None when the batch has none (the image is encoded)."""
+    if "feats_0" not in batch:
+        return None
+    out = {"feats": [batch[f"feats_{i}"].float() for i in range(levels)]}
+    out.update({k: batch[k].float() for k in FEATURE_KEYS if k in batch})
+    return out
+
+
 class CIGOcc(nn.Module):
-    """forward(batch) with batch["img"] (B, 3, H, W) RGB in [0, 1], "K" (B, 3, 3), "T_cam_grid"
-    (B, 4, 4) (velodyne grid -> camera), optional "depth" (B, 1, H, W) metric, 0 = none, and its
+    """forward(batch) with batch["img"] (B, 3, H, W) RGB in [0, 1] (or, instead, its cached
+    image features: `cached_features`), "K" (B, 3, 3), "T_cam_grid" (B, 4, 4) (velodyne grid ->
+    camera), optional "depth" (B, 1, H, W) metric, 0 = none, and its
     "depth_conf" (B, 1, H, W) in [0, 1] (default: 1 where there is a depth).
 
     Returns "ssc_logits" (B, n_cls, X, Y, Z), "aux_logits" (B, n_cls, X/2, Y/2, Z/2), and, when
@@ -128,15 +142,28 @@ class CIGOcc(nn.Module):
                              persistent=False)  # (L, 1)
 
     # -- stage 1 ---------------------------------------------------------------------------
-    def image_branches(self, img: Tensor, depth: Tensor | None, depth_conf: Tensor | None = None) -> dict:
-        """Image features, segmentation and depth branches, and the fused lift context."""
-        m = self.cfg.model
+    def image_features(self, img: Tensor) -> dict:
+        """The 2D part that `cigocc train-seg` trains and a frozen training caches
+        (training/feature_cache.py): {"feats": the encoder's L levels, and with the segmentation
+        branch "seg_feat" (B, S, h, w), "seg_logits" (B, n_cls, h, w) at the fusion level}."""
         feats = self.encoder(img)
+        out = {"feats": feats}
+        if self.seg_head is not None:
+            out["seg_feat"], out["seg_logits"] = self.seg_head(feats[self.fusion_level])
+        return out
+
+    def image_branches(self, img: Tensor | None, depth: Tensor | None, depth_conf: Tensor | None = None,
+                       features: dict | None = None) -> dict:
+        """Image features (computed from `img`, or given as image_features' output),
+        segmentation and depth branches, and the fused lift context."""
+        m = self.cfg.model
+        features = features if features is not None else self.image_features(img)
+        feats = features["feats"]
         f = feats[self.fusion_level]
         out: dict = {"feats": feats}
         parts, depth_in = [f], [f]
         if self.seg_head is not None:
-            seg_feat, seg_logits = self.seg_head(f)
+            seg_feat, seg_logits = features["seg_feat"], features["seg_logits"]
             out["seg_logits"] = seg_logits
             parts += [seg_feat, seg_logits.softmax(1)]
             depth_in.append(seg_feat)
@@ -165,11 +192,15 @@ class CIGOcc(nn.Module):
         """`inference=True` skips what only training needs: the outputs are then just
         "ssc_logits_coarse" (B, n_cls, X' sx, Y' sy, Z' sz) at the head's native resolution (model.head_subdivide) (the Predictor
         upsamples its argmax exactly, see inference.py) and "proposal"."""
-        img, K, T = batch["img"], batch["K"].float(), batch["T_cam_grid"].float()
+        K, T = batch["K"].float(), batch["T_cam_grid"].float()
         m = self.cfg.model
-        B = img.shape[0]
+        B = K.shape[0]
         depth, depth_conf = batch.get("depth"), batch.get("depth_conf")
-        br = self.image_branches(img, depth, depth_conf)
+        features = cached_features(batch, len(self.encoder.strides))
+        img = batch.get("img")
+        image_hw = tuple(img.shape[-2:]) if img is not None else tuple(m.image_size)
+        device = K.device
+        br = self.image_branches(img, depth, depth_conf, features)
         feats, context = br["feats"], br["context"]
         h, w = context.shape[-2:]
         prob = br.get("depth_prob")
@@ -199,8 +230,8 @@ class CIGOcc(nn.Module):
         C = f_raw.shape[1]
         N = f_raw[0, 0].numel()
         pos = self.pos_embed().to(f_raw.dtype)
-        with torch.autocast(img.device.type, enabled=False):
-            uv, z, visible = self.in_view(K, T, tuple(img.shape[-2:]))
+        with torch.autocast(device.type, enabled=False):
+            uv, z, visible = self.in_view(K, T, image_hw)
             if prob is None or m.proposal_score == "occupancy":  # what stage 1 finds occupied
                 score = 1 - aux.float().softmax(1)[:, 0].flatten(1)
             elif density:  # mean surface probability of the frustum points in the voxel
@@ -226,7 +257,7 @@ class CIGOcc(nn.Module):
         if self.cross_attn is not None:
             q = self.query_proj(f_raw).flatten(2).transpose(1, 2)
             q = torch.gather(q, 1, idx.unsqueeze(-1).expand(-1, -1, C))
-            with torch.autocast(img.device.type, enabled=False):
+            with torch.autocast(device.type, enabled=False):
                 ref_uv, ref_d, to_depth, sizes = self._references(torch.gather(uv, 1, idx.unsqueeze(-1).expand(-1, -1, 2)),
                                                            torch.gather(z, 1, idx), feats)
             q = self.cross_attn(q, pos[idx], ref_uv, ref_d, feats,

@@ -15,7 +15,8 @@ from ..config import ExperimentConfig
 from .backbone import ImageEncoder
 from .segmentation import SegmentationHead
 
-# The state-dict prefixes of the modules shared with CIGOcc.
+# The state-dict prefixes of the modules shared with CIGOcc: its image side (the 3D training's
+# train.image_lr, the feature cache's key).
 SEGMENTER_PREFIXES = ("encoder.", "seg_head.")
 
 

@@ -29,14 +29,16 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from ..config import ExperimentConfig, TrainConfig, to_dict
+from ..config import ConfigError, ExperimentConfig, OptimConfig, to_dict
 from ..data.dataset import collate, dataset_root
 from ..data.mixed import training_sets
 from ..device import autocast_for, resolve_device, to_device
 from ..model.checkpoint import SEGMENTER_KIND, load_weights, read_metadata, save_checkpoint
 from ..model.cigocc import build_model
 from ..model.losses import compute_losses
+from ..model.segmenter import SEGMENTER_PREFIXES
 from .evaluation import evaluate_model
+from .feature_cache import FeatureCache
 from .state import load_state, save_state
 
 
@@ -123,23 +125,25 @@ class SeededSamples:
 # --------------------------------------------------------------------------------------------
 # Optimisation
 # --------------------------------------------------------------------------------------------
-def make_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW over the trainable parameters of `model` with `t.lr` / `t.weight_decay`."""
-    decay, no_decay = [], []
+def make_optimizer(model: nn.Module, t: OptimConfig, lr_scale: dict[str, float] | None = None) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters of `model` with `t.lr` / `t.weight_decay`; a
+    parameter whose name starts with a prefix of `lr_scale` gets t.lr times that factor."""
+    groups: dict[tuple[float, bool], list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
+        scale = next((f for prefix, f in (lr_scale or {}).items() if name.startswith(prefix)), 1.0)
         # Norm scales, biases and learned embeddings are not weight-decayed (AdamW practice).
-        (no_decay if p.ndim <= 1 or "embed" in name else decay).append(p)
-    groups = [{"params": decay, "weight_decay": t.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=t.lr)
+        decay = not (p.ndim <= 1 or "embed" in name)
+        groups.setdefault((scale, decay), []).append(p)
+    return torch.optim.AdamW([{"params": ps, "lr": t.lr * scale, "weight_decay": t.weight_decay if decay else 0.0}
+                              for (scale, decay), ps in groups.items()], lr=t.lr)
 
 
-def make_scheduler(opt: torch.optim.Optimizer, t: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
+def make_scheduler(opt: torch.optim.Optimizer, t: OptimConfig) -> torch.optim.lr_scheduler.LRScheduler:
     if t.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=t.lr, total_steps=max(t.steps, 2), pct_start=t.warmup_pct,
+            opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=max(t.steps, 2), pct_start=t.warmup_pct,
             anneal_strategy="cos", cycle_momentum=False)
     if t.schedule == "cosine":
         warm = max(1, int(t.warmup_pct * t.steps))
@@ -172,10 +176,18 @@ class Trainer:
         if self.dist.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        self.opt = make_optimizer(self.model, cfg.train)
-        self.sched = make_scheduler(self.opt, cfg.train)
+        t = cfg.train
+        if t.feature_cache and t.image_lr != 0:
+            raise ConfigError(f"train.feature_cache={t.feature_cache} caches image features: it needs a frozen "
+                              f"image side, train.image_lr: 0 (got {t.image_lr})")
+        self.frozen = [m for m in (self.model.encoder, self.model.seg_head) if m is not None] if t.image_lr == 0 else []
+        for m in self.frozen:
+            m.requires_grad_(False)
+        scale = {p: t.image_lr for p in SEGMENTER_PREFIXES} if 0 < t.image_lr != 1 else None
+        self.opt = make_optimizer(self.model, t, scale)
+        self.sched = make_scheduler(self.opt, t)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and cfg.train.amp == "fp16")
-        self.train_samples = SeededSamples(train_set, cfg.train.seed)
+        self.train_samples = SeededSamples(train_set, cfg.train.seed)  # FeatureCache once fit() starts
         self.val_set = val_set
         self.step = 0
         self.best_miou = -1.0
@@ -221,6 +233,8 @@ class Trainer:
 
     def train_step(self, batch: dict) -> dict[str, float]:
         self.ddp.train()
+        for m in self.frozen:  # a frozen image side keeps its BatchNorm statistics
+            m.eval()
         self.opt.zero_grad(set_to_none=True)
         with autocast_for(self.device, self.cfg.train.amp):
             out = self.ddp(batch)
@@ -244,6 +258,12 @@ class Trainer:
             # Imported here: tensorboard's import costs seconds and only the main rank writes.
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(str(self.run_dir / "tb"))
+        t = self.cfg.train
+        if t.feature_cache and not isinstance(self.train_samples, FeatureCache):
+            # Built here, after --init / --resume have set the frozen weights it depends on.
+            self.train_samples = FeatureCache(self.train_samples.dataset, self.model, self.cfg, t.feature_cache,
+                                              t.cache_dir, self.device, self.log)
+            self.train_samples.build()
         history = []
         bar = tqdm(total=end, initial=self.step, disable=not self.dist.main, desc="train", dynamic_ncols=True)
         t0 = time.perf_counter()

@@ -270,7 +270,7 @@ class CIGOcc(nn.Module):
         x = vol2.transpose(1, 2).reshape_as(f_raw) + f_raw
         for layer in self.self_attn:
             x = layer(x, pos)
-        native = self.head.native(x)
+        native = self.head(x, upsample=False)
         if pl is not None:  # stereo evidence per native voxel (zero without a stereo map)
             native = native + self.evidence(pl).to(native.dtype)
         if inference:

@@ -387,7 +387,7 @@ def onnxruntime_section(entry: dict, onnx: str, device: str, iters: int, warmup:
             model.to(dev)
             with torch.inference_mode():
                 ref = model(batch, inference=True)
-            got = {"ssc_logits_coarse": ort(batch["img"], batch["K"], batch["T_cam_grid"], None),
+            got = {"ssc_logits_coarse": ort(batch["img"], batch["K"], batch["T_cam_grid"], None)["coarse"],
                    "proposal": ref["proposal"]}
             entry["onnxruntime_vs_torch_fp32"] = compare(ref, got)
 

@@ -309,6 +309,9 @@ class NodeConfig:
     publish_occupancy: bool = True
     publish_cloud: bool = True
     publish_confidence: bool = True
+    # ~/segmentation (mono8 training labels) and ~/segmentation/color (rgb8) of the camera image,
+    # the segmentation branch's output; computed only while one of them has a subscriber.
+    publish_segmentation: bool = False
     marker_max_rate: float = 2.0  # Hz cap for the RViz markers (rviz slows on big CUBE_LISTs)
     marker_max_range: float = 51.2  # metres, horizontal distance from the grid frame's origin
     marker_decimation: int = 1

@@ -99,6 +99,26 @@ def rotation_vector(R: np.ndarray) -> np.ndarray:
     return vee if angle < 1e-9 else vee * (angle / np.sin(angle))
 
 
+def _fit_window(image_hw: tuple[int, int], size: tuple[int, int], shift: tuple[int, int] = (0, 0)
+                ) -> tuple[int, int, slice, slice, slice, slice]:
+    """crop_or_pad's placement: (top, left, source rows, source cols, target rows, target cols),
+    top / left > 0 cropping the image, < 0 padding it."""
+    H, W = image_hw
+    h, w = size
+    top = H - h + shift[0]  # > 0 crops rows from the top, < 0 pads
+    left = (W - w) // 2 + shift[1]
+    if H >= h:
+        top = min(max(top, 0), H - h)
+    if W >= w:
+        left = min(max(left, 0), W - w)
+    src_r0, dst_r0 = max(top, 0), max(-top, 0)
+    src_c0, dst_c0 = max(left, 0), max(-left, 0)
+    nr = min(H - src_r0, h - dst_r0)
+    nc = min(W - src_c0, w - dst_c0)
+    return (top, left, slice(src_r0, src_r0 + nr), slice(src_c0, src_c0 + nc), slice(dst_r0, dst_r0 + nr),
+            slice(dst_c0, dst_c0 + nc))
+
+
 def crop_or_pad(image: np.ndarray, K: np.ndarray, size: tuple[int, int],
                 shift: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
     """Fit an (H, W, ...) image to `size` = (h, w) without resampling.
@@ -109,24 +129,22 @@ def crop_or_pad(image: np.ndarray, K: np.ndarray, size: tuple[int, int],
     axis the image covers. Returns the new image and the K (3, 3) that keeps every pixel's ray
     unchanged.
     """
-    H, W = image.shape[:2]
-    h, w = size
-    top = H - h + shift[0]  # > 0 crops rows from the top, < 0 pads
-    left = (W - w) // 2 + shift[1]
-    if H >= h:
-        top = min(max(top, 0), H - h)
-    if W >= w:
-        left = min(max(left, 0), W - w)
-    out = np.zeros((h, w) + image.shape[2:], dtype=image.dtype)
-    src_r0, dst_r0 = max(top, 0), max(-top, 0)
-    src_c0, dst_c0 = max(left, 0), max(-left, 0)
-    nr = min(H - src_r0, h - dst_r0)
-    nc = min(W - src_c0, w - dst_c0)
-    out[dst_r0:dst_r0 + nr, dst_c0:dst_c0 + nc] = image[src_r0:src_r0 + nr, src_c0:src_c0 + nc]
+    top, left, sr, sc, dr, dc = _fit_window(image.shape[:2], size, shift)
+    out = np.zeros(tuple(size) + image.shape[2:], dtype=image.dtype)
+    out[dr, dc] = image[sr, sc]
     K2 = np.asarray(K, dtype=np.float64).copy()
     K2[0, 2] -= left
     K2[1, 2] -= top
     return out, K2
+
+
+def uncrop(values: np.ndarray, image_hw: tuple[int, int], fill: int = 0) -> np.ndarray:
+    """The inverse of crop_or_pad for a per-pixel map: (h, w) values over the model's input ->
+    (H, W) over the original image; pixels the model did not see (cropped away) get `fill`."""
+    _, _, sr, sc, dr, dc = _fit_window(tuple(image_hw), values.shape[:2])
+    out = np.full(tuple(image_hw) + values.shape[2:], fill, dtype=values.dtype)
+    out[sr, sc] = values[dr, dc]
+    return out
 
 
 RIGID_TOLERANCE = 1e-3

@@ -32,7 +32,7 @@ from torch import Tensor
 from . import resources
 from .config import ExperimentConfig
 from .device import DeviceError, resolve_device
-from .geometry import camera_from_calib, crop_or_pad
+from .geometry import camera_from_calib, crop_or_pad, uncrop
 
 
 @dataclass
@@ -40,6 +40,9 @@ class Prediction:
     labels: np.ndarray  # (X, Y, Z) uint8 class ids 0..19 (0 = empty)
     confidence: np.ndarray  # (X, Y, Z) uint8, top class probability * 255
     inference_ms: float  # wall time of predict(), preprocessing to the final copy
+    # (H, W) uint8 per-pixel training labels of the input image (the segmentation branch; 0 =
+    # nothing there or a pixel the model did not see), when predict(segmentation=True).
+    segmentation: np.ndarray | None = None
 
 
 def _axis_weights(scale: int, device: torch.device) -> Tensor:
@@ -116,8 +119,8 @@ BACKENDS = ("torch", "onnxruntime")
 
 class TorchForward:
     """The network's inference forward in torch: (img (1, 3, H, W), K (1, 3, 3), T (1, 4, 4),
-    depth (1, 1, H, W) or None, its confidence (1, 1, H, W) or None) on `device` -> coarse
-    logits (1, n_cls, X', Y', Z')."""
+    depth (1, 1, H, W) or None, its confidence (1, 1, H, W) or None) on `device` -> {"coarse":
+    logits (1, n_cls, X', Y', Z'), and with a segmentation branch "seg": (1, n_cls, h, w)}."""
 
     backend = "torch"
     takes_depth = True
@@ -125,6 +128,7 @@ class TorchForward:
     def __init__(self, model: torch.nn.Module, device: torch.device):
         self.model = model.to(device).eval()
         self.device = device
+        self.has_segmentation = getattr(model, "seg_head", None) is not None
 
     def __call__(self, img: Tensor, K: Tensor, T: Tensor, depth: Tensor | None,
                  depth_conf: Tensor | None = None) -> Tensor:
@@ -132,7 +136,8 @@ class TorchForward:
         if depth is not None:
             batch["depth"], batch["depth_conf"] = depth, depth_conf
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            return self.model(batch, inference=True)["ssc_logits_coarse"]
+            out = self.model(batch, inference=True)
+        return {"coarse": out["ssc_logits_coarse"], **({"seg": out["seg_logits"]} if "seg_logits" in out else {})}
 
 
 def onnx_config(meta: dict[str, str], path: str | Path) -> ExperimentConfig:
@@ -181,8 +186,8 @@ def _ort_session(path: str | Path, device: torch.device, threads: int):
 
 class OrtForward:
     """The same forward from an exported ONNX file, run by ONNX Runtime (CPU, or the CUDA
-    execution provider for a cuda device). Inputs as TorchForward; returns the logits as a
-    float32 tensor on `device`. `threads` = ONNX Runtime's intra-op threads (0: its default)."""
+    execution provider for a cuda device). Inputs and outputs as TorchForward (float32 tensors
+    on `device`). `threads` = ONNX Runtime's intra-op threads (0: its default)."""
 
     backend = "onnxruntime"
 
@@ -191,6 +196,10 @@ class OrtForward:
         self.session = _ort_session(path, device, threads)
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.takes_depth = "depth" in self.inputs
+        names = {o.name for o in self.session.get_outputs()}
+        # An export of a network with a segmentation branch carries its logits too (older: not).
+        self.outputs = ["ssc_logits_coarse"] + (["seg_logits"] if "seg_logits" in names else [])
+        self.has_segmentation = len(self.outputs) == 2
         self.cfg = onnx_config(self.session.get_modelmeta().custom_metadata_map, path)
 
     def __call__(self, img: Tensor, K: Tensor, T: Tensor, depth: Tensor | None,
@@ -204,8 +213,8 @@ class OrtForward:
             raise ValueError("this ONNX file was exported without a depth input; export it with "
                              "`cigocc export ... --stereo` to feed stereo depth")
         arrays = {k: np.ascontiguousarray(v.detach().cpu().float().numpy()) for k, v in feeds.items()}
-        (logits,) = self.session.run(["ssc_logits_coarse"], arrays)
-        return torch.from_numpy(logits).to(self.device)
+        got = self.session.run(self.outputs, arrays)
+        return {key: torch.from_numpy(a).to(self.device) for key, a in zip(("coarse", "seg")[:len(got)], got, strict=True)}
 
 
 class Predictor:
@@ -232,6 +241,11 @@ class Predictor:
         self._host_depth = torch.empty((2, 1, H, W), dtype=torch.float32, pin_memory=pin)  # depth | confidence
         self._host_KT = torch.empty(25, dtype=torch.float32, pin_memory=pin)  # K (9) | T (16)
         self._img = torch.empty((1, 3, H, W), dtype=torch.float32, device=self.device)
+
+    @property
+    def has_segmentation(self) -> bool:
+        """Whether predict(segmentation=True) can give per-pixel labels (a segmentation branch)."""
+        return self.forward.has_segmentation
 
     @property
     def takes_depth(self) -> bool:
@@ -287,10 +301,12 @@ class Predictor:
 
     @torch.inference_mode()
     def predict(self, image_rgb: np.ndarray, K: np.ndarray, T_cam_grid: np.ndarray,
-                depth: np.ndarray | None = None, depth_conf: np.ndarray | None = None) -> Prediction:
+                depth: np.ndarray | None = None, depth_conf: np.ndarray | None = None,
+                segmentation: bool = False) -> Prediction:
         """One frame -> Prediction (labels, confidence) over the grid (X, Y, Z). `depth` (H, W)
         metric (0 = none), e.g. stereo, with the matcher's confidence `depth_conf` (H, W) in
-        [0, 1] (None: 1 wherever there is a depth)."""
+        [0, 1] (None: 1 wherever there is a depth); `segmentation` adds the segmentation
+        branch's per-pixel labels of the image (what the network computed anyway)."""
         t0 = time.perf_counter()
         self._check(image_rgb, K, T_cam_grid, depth, depth_conf)
         img, K2 = crop_or_pad(image_rgb, K, self.image_size)
@@ -315,7 +331,8 @@ class Predictor:
                 np.greater(host[0, 0], 0.0, out=host[1, 0], casting="unsafe")
             both = self._host_depth.to(self.device, non_blocking=nb)
             depth_dev, conf_dev = both[:1], both[1:]
-        coarse = self.forward(self._img, KT[:9].view(1, 3, 3), KT[9:].view(1, 4, 4), depth_dev, conf_dev).float()
+        out = self.forward(self._img, KT[:9].view(1, 3, 3), KT[9:].view(1, 4, 4), depth_dev, conf_dev)
+        coarse = out["coarse"].float()
         # The head's native resolution -> the grid's, per axis (sub-voxel heads: 1 in z).
         scale = tuple(g // c for g, c in zip(self.grid_size, coarse.shape[-3:], strict=True))
         labels = upsampled_argmax(coarse, scale)[0]  # uint8
@@ -324,7 +341,21 @@ class Predictor:
             conf = F.interpolate(conf, size=self.grid_size, mode="trilinear", align_corners=False)
         conf = (conf[0, 0] * 255.0).round_().clamp_(0, 255)
         both = torch.stack([labels, conf.to(torch.uint8)]).cpu().numpy()
-        return Prediction(both[0], both[1], (time.perf_counter() - t0) * 1000.0)
+        seg = None
+        if segmentation:
+            if "seg" not in out:
+                raise ValueError("this model has no segmentation branch (model.use_segmentation: false)")
+            seg = uncrop(self.segmentation_labels(out["seg"]), image_rgb.shape[:2])
+        return Prediction(both[0], both[1], (time.perf_counter() - t0) * 1000.0, seg)
+
+    def segmentation_labels(self, seg_logits: Tensor) -> np.ndarray:
+        """(1, n_cls, h, w) logits of the stride-s fusion level -> (H, W) uint8 labels of the model's
+        input: the argmax of their bilinear upsampling (align_corners=False, as `cigocc segment`),
+        computed by upsampled_argmax (only where neighbouring cells disagree)."""
+        s = self.cfg.model.feat_stride
+        up = upsampled_argmax(seg_logits.float().unsqueeze(-1), (s, s, 1))[0, ..., 0]
+        H, W = self.image_size
+        return up[:H, :W].cpu().numpy()
 
     def warmup(self, runs: int = 2) -> None:
         """Run a few black frames so that kernel selection and allocations happen up front."""

@@ -4,7 +4,7 @@ The graph is `model(batch, inference=True)` with positional inputs: "img" (1, 3,
 RGB in [0, 1] at the config's image size, "K" (1, 3, 3), "T_cam_grid" (1, 4, 4) and, in a
 stereo export, "depth" (1, 1, H, W) metric (0 = no value) and "depth_conf" (1, 1, H, W), the
 matcher's confidence in [0, 1]. Its outputs are the inference
-outputs by name (today "ssc_logits_coarse" (1, n_cls, X', Y', Z') and "proposal"); the
+outputs by name (today "ssc_logits_coarse" (1, n_cls, X', Y', Z'), "proposal" and "seg_logits"); the
 Predictor's crop, argmax and confidence stay outside, shared by both backends. The file's
 metadata holds the ExperimentConfig (JSON), as a checkpoint's does.
 
@@ -180,4 +180,4 @@ def parity(model: nn.Module, path: str | Path, stereo: bool = False, inputs: dic
         ref = model(dict(inputs), inference=True)["ssc_logits_coarse"]
     ort = OrtForward(path, torch.device("cpu"))
     got = ort(inputs["img"], inputs["K"], inputs["T_cam_grid"], inputs.get("depth"), inputs.get("depth_conf"))
-    return compare_outputs(ref.numpy(), got.numpy())
+    return compare_outputs(ref.numpy(), got["coarse"].numpy())

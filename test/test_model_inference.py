@@ -40,6 +40,26 @@ def _frame(H=75, W=250, seed=0):
     return img, K[0].double().numpy(), T[0].double().numpy()
 
 
+def test_segmentation_is_the_segmentation_branch_on_the_frame_the_model_saw(predictor):
+    """predict(segmentation=True): the labels `cigocc segment` gives for the cropped frame (argmax
+    of the bilinearly upsampled stride-8 logits), put back into the input frame; the rows the
+    crop removed are 0."""
+    from cigocc_ros.model.segmenter import ImageSegmenter
+    from cigocc_ros.segmentation_inference import SegmentationPredictor
+
+    img, K, T = _frame()  # 75 x 250 for a 64 x 192 model: 11 rows cropped at the top, 29 | 29 columns
+    pred = predictor.predict(img, K, T, segmentation=True)
+    assert pred.segmentation.shape == img.shape[:2] and pred.segmentation.dtype == np.uint8
+    seg = ImageSegmenter(predictor.cfg)
+    seg.load_state_dict({k: v for k, v in predictor.model.state_dict().items()
+                         if k.startswith(("encoder.", "seg_head."))})
+    crop, _ = crop_or_pad(img, K, predictor.cfg.model.image_size)
+    ref = SegmentationPredictor(seg, "cpu").labels(crop)
+    np.testing.assert_array_equal(pred.segmentation[11:, 29:-29], ref)
+    assert (pred.segmentation[:11] == 0).all() and (pred.segmentation[:, :29] == 0).all()
+    assert predictor.predict(img, K, T).segmentation is None
+
+
 def test_predict_matches_the_network_on_the_cropped_frame(predictor):
     img, K, T = _frame()
     pred = predictor.predict(img, K, T)

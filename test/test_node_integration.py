@@ -299,7 +299,7 @@ def mono(checkpoint, context, tmp_path_factory):
     proc = start_node(log, {
         "weights": str(checkpoint), "device": "cpu", "camera_from_grid": camera_from_grid(),
         "marker_max_rate": 100.0, "marker_max_range": 1000.0, "log_throttle": 0.0,
-        "input_stall_timeout": 1.5, "diagnostics_period": 0.5,
+        "input_stall_timeout": 1.5, "diagnostics_period": 0.5, "publish_segmentation": True,
     })
     f = Feeder(context, stereo=False)
     try:
@@ -365,6 +365,38 @@ def test_costmap_has_the_image_stamp_and_the_grid_frame(mono):
     y = -25.6 + (np.arange(GRID[1]) + 0.5) * 0.4
     side = np.abs(y)[None, :] > x[:, None] * np.tan(np.radians(40)) + 1.0
     assert np.all(costs[side] == -1)
+
+
+def test_segmentation_has_the_camera_stamp_frame_and_size(mono):
+    from cigocc_ros.classes import load_class_table
+
+    f, proc, log = mono
+    got: dict[str, list] = {"seg": [], "color": []}
+    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    subs = [f.node.create_subscription(Image, "/cigocc_node/segmentation", got["seg"].append, qos),
+            f.node.create_subscription(Image, "/cigocc_node/segmentation/color", got["color"].append, qos)]
+    try:
+        # The node computes the segmentation only once it sees a subscriber: frames until it does.
+        for _ in range(15):
+            stamp, occ = good_roundtrip(f)
+            deadline = time.time() + 3
+            while time.time() < deadline and not all(any(stamp_of(m) == stamp for m in v) for v in got.values()):
+                time.sleep(0.05)
+            seg = next((m for m in got["seg"] if stamp_of(m) == stamp), None)
+            color = next((m for m in got["color"] if stamp_of(m) == stamp), None)
+            if seg is not None and color is not None:
+                break
+        assert seg is not None and color is not None, log.read_text()[-2000:]
+    finally:
+        for sub in subs:
+            f.node.destroy_subscription(sub)
+    assert seg.header.frame_id == color.header.frame_id == "camera_left"
+    assert (seg.height, seg.width, seg.encoding, seg.step) == (*IMAGE, "mono8", IMAGE[1])
+    assert (color.height, color.width, color.encoding, color.step) == (*IMAGE, "rgb8", 3 * IMAGE[1])
+    labels = np.frombuffer(bytes(seg.data), np.uint8).reshape(IMAGE)
+    assert labels.max() < 20
+    rgb = np.frombuffer(bytes(color.data), np.uint8).reshape(*IMAGE, 3)
+    np.testing.assert_array_equal(rgb, load_class_table().colors_rgb[labels])
 
 
 def test_real_kitti_grayscale_frames_mono(mono, kitti_samples):  # the fixture fails when they are missing

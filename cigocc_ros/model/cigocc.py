@@ -190,8 +190,10 @@ class CIGOcc(nn.Module):
 
     def forward(self, batch: dict, inference: bool = False) -> dict[str, Tensor]:
         """`inference=True` skips what only training needs: the outputs are then just
-        "ssc_logits_coarse" (B, n_cls, X' sx, Y' sy, Z' sz) at the head's native resolution (model.head_subdivide) (the Predictor
-        upsamples its argmax exactly, see inference.py) and "proposal"."""
+        "ssc_logits_coarse" (B, n_cls, X' sx, Y' sy, Z' sz) at the head's native resolution
+        (model.head_subdivide) (the Predictor upsamples its argmax exactly, see inference.py),
+        "proposal" and, with the segmentation branch, its "seg_logits" (B, n_cls, h, w) (the
+        node's ~/segmentation)."""
         K, T = batch["K"].float(), batch["T_cam_grid"].float()
         m = self.cfg.model
         B = K.shape[0]
@@ -221,7 +223,8 @@ class CIGOcc(nn.Module):
                 unet_in += [torch.zeros_like(mass), torch.zeros_like(mass)]
         f_raw = self.unet(torch.cat(unet_in, 1).to(context.dtype))
         aux = self.aux_head(f_raw)
-        out = {k: br[k] for k in ("seg_logits", "depth_logits", "depth_weight") if k in br and not inference}
+        out = {k: br[k] for k in (("seg_logits",) if inference else ("seg_logits", "depth_logits", "depth_weight"))
+               if k in br}
         if not inference:
             out["aux_logits"] = (aux if tuple(aux.shape[-3:]) == self.geom.aux else
                                  F.interpolate(aux, size=self.geom.aux, mode="trilinear", align_corners=False))

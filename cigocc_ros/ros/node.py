@@ -51,7 +51,7 @@ from ..geometry import quaternion_matrix, rigid_transform_error
 from ..stereo import StereoDepth, StereoParams, StereoResult
 from . import frame_input as fi
 from .diagnostics import NodeStats, build_status
-from .outputs import OutputBuilder, byte_array
+from .outputs import OutputBuilder, image_message
 from .params import declare_parameters, validate, with_changes
 from .sync import STALE, ApproximateTimeSync, stamp_ns, subscribe_synchronized
 from .timeline import Timeline, Verdict
@@ -140,6 +140,9 @@ class CigoccNode(Node):
         if self.cfg.stereo and not self.predictor.takes_depth:
             raise WeightsError(f"stereo:=true, but {weights} was exported without a depth input "
                                "(cigocc export --stereo)")
+        if self.cfg.publish_segmentation and not self.predictor.has_segmentation:
+            self.get_logger().warning(f"publish_segmentation: {weights} has no segmentation output; "
+                                      "~/segmentation stays silent")
         exp = self.predictor.cfg
         self.device = str(getattr(self.predictor, "device", self.cfg.device))
         self.model_id = f"{exp.name}@{file_digest(weights)}"
@@ -171,6 +174,8 @@ class CigoccNode(Node):
         self.pub_markers = self.create_publisher(MarkerArray, "~/markers", reliable)
         self.pub_costmap = self.create_publisher(OccupancyGrid, "~/costmap", reliable)
         self.pub_depth = self.create_publisher(Image, "~/stereo_depth", reliable) if self.cfg.stereo else None
+        self.pub_seg = self.create_publisher(Image, "~/segmentation", reliable)
+        self.pub_seg_color = self.create_publisher(Image, "~/segmentation/color", reliable)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
         self.tf_buffer = None
@@ -373,11 +378,19 @@ class CigoccNode(Node):
             stereo = self._stereo_match(rgb, right, K, fi.baseline(info, rinfo, self._topics[3]))
             depth, conf = stereo.depth, stereo.confidence
             if self.pub_depth is not None and self.pub_depth.get_subscription_count() > 0:
-                self.pub_depth.publish(self._depth_image(depth, img.header))
+                self.pub_depth.publish(image_message(depth, "32FC1", img.header))
 
+        seg_subs = (self.pub_seg.get_subscription_count(), self.pub_seg_color.get_subscription_count())
+        want_seg = cfg.publish_segmentation and self.predictor.has_segmentation and any(seg_subs)
         t0 = time.perf_counter()
-        pred = self.predictor.predict(rgb, K, T, depth=depth, depth_conf=conf)
+        pred = self.predictor.predict(rgb, K, T, depth=depth, depth_conf=conf, segmentation=want_seg)
         forward = time.perf_counter() - t0
+        if want_seg:  # the segmentation branch's labels of this camera image, its stamp and frame
+            if seg_subs[0]:
+                self.pub_seg.publish(image_message(pred.segmentation, "mono8", img.header))
+            if seg_subs[1]:
+                self.pub_seg_color.publish(image_message(self.classes.colors_rgb[pred.segmentation], "rgb8",
+                                                         img.header))
         labels = np.ascontiguousarray(pred.labels, dtype=np.uint8)
         confidence = np.ascontiguousarray(pred.confidence, dtype=np.uint8)
         want_costmap = cfg.publish_costmap and self.pub_costmap.get_subscription_count() > 0
@@ -416,13 +429,6 @@ class CigoccNode(Node):
             params = StereoParams(num_disparities=self.cfg.stereo_num_disparities, block_size=self.cfg.stereo_block_size)
             self._stereo = StereoDepth(fx, b, params)
         return self._stereo.match(left, right)
-
-    @staticmethod
-    def _depth_image(depth: np.ndarray, header) -> Image:
-        msg = Image(header=header, height=depth.shape[0], width=depth.shape[1], encoding="32FC1", is_bigendian=0)
-        msg.step = depth.shape[1] * 4
-        msg.data = byte_array(depth.astype("<f4", copy=False))
-        return msg
 
     def _publish(self, labels, conf, T, stamp: int, camera_frame: str) -> None:
         """Occupancy always (the primary output); cloud and markers only while someone listens,

@@ -22,7 +22,7 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from cigocc_msgs.msg import SemanticOccupancy
 from nav_msgs.msg import OccupancyGrid
-from sensor_msgs.msg import PointCloud2, PointField
+from sensor_msgs.msg import Image, PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Header
 
 from ..classes import IGNORE_LABEL, ClassTable
@@ -46,6 +46,19 @@ def byte_array(a: np.ndarray) -> array.array:
     out = array.array("B")
     out.frombytes(memoryview(np.ascontiguousarray(a)).cast("B"))
     return out
+
+
+IMAGE_ENCODINGS = {"32FC1": ("<f4", 1), "mono8": ("u1", 1), "rgb8": ("u1", 3)}  # encoding: (dtype, channels)
+
+
+def image_message(a: np.ndarray, encoding: str, header) -> Image:
+    """sensor_msgs/Image of an (H, W) or (H, W, 3) array in `encoding` (IMAGE_ENCODINGS) with the
+    given header (the camera's stamp and frame: the image is a per-pixel map of that camera)."""
+    dtype, channels = IMAGE_ENCODINGS[encoding]
+    a = np.ascontiguousarray(a, dtype=dtype)
+    H, W = a.shape[:2]
+    return Image(header=header, height=H, width=W, encoding=encoding, is_bigendian=0,
+                 step=W * channels * a.itemsize, data=byte_array(a))
 
 
 def to_time(stamp_ns: int) -> Time:

@@ -56,6 +56,8 @@ PARAMS: dict[str, ParamInfo] = {
     "publish_occupancy": ParamInfo("Publish ~/occupancy (cigocc_msgs/SemanticOccupancy)"),
     "publish_cloud": ParamInfo("Publish ~/cloud (sensor_msgs/PointCloud2 of occupied voxels)"),
     "publish_confidence": ParamInfo("Fill the per-voxel confidence of the occupancy and cloud"),
+    "publish_segmentation": ParamInfo("Publish ~/segmentation (mono8 training labels of the camera image) and "
+                                      "~/segmentation/color (rgb8), while subscribed"),
     "marker_max_rate": ParamInfo("Max marker publishing rate (Hz); RViz slows on big CUBE_LISTs", range=(0.01, 100.0)),
     "marker_max_range": ParamInfo("Markers only within this horizontal distance (m) of the grid origin", range=(0.0, 1000.0)),
     "marker_decimation": ParamInfo("Draw one cube per N voxels along each axis", range=(1, 16)),

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from . import resources
+from .backend import CHOICES, choose
 from .config import ExperimentConfig
 from .device import DeviceError, resolve_device
 from .geometry import camera_from_calib, crop_or_pad, uncrop
@@ -41,9 +42,6 @@ class Prediction:
     # (H, W) uint8 per-pixel training labels of the input image (the segmentation branch; 0 =
     # nothing there or a pixel the model did not see), when predict(segmentation=True).
     segmentation: np.ndarray | None = None
-
-
-BACKENDS = ("torch", "onnxruntime")
 
 
 class TorchForward:
@@ -162,6 +160,7 @@ class Predictor:
             self.forward = TorchForward(model, self.device)
             self.model = self.forward.model
         self.backend = self.forward.backend
+        self.backend_reason = "as configured"  # Predictor.load with backend "auto": why this one
         self.image_size = tuple(cfg.model.image_size)
         self.grid_size = tuple(cfg.grid.size)
         H, W = self.image_size
@@ -196,13 +195,21 @@ class Predictor:
         return cls(forward.cfg, forward, dev)
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "auto", backend: str = "torch") -> Predictor:
+    def load(cls, path: str | Path, device: str | torch.device = "auto", backend: str = "torch",
+             stereo: bool = False) -> Predictor:
         """A checkpoint (.safetensors) for backend 'torch', an exported .onnx for 'onnxruntime'
-        (CheckpointError for a file of the other kind)."""
+        (CheckpointError for a file of the other kind); 'auto': onnxruntime on an export of the
+        checkpoint when one is present (one with the depth inputs for `stereo`), else torch
+        (backend.py; `backend_reason` says which and why)."""
         from .model.checkpoint import CheckpointError
 
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend not in CHOICES:
+            raise ValueError(f"backend must be one of {CHOICES}, got {backend!r}")
+        if backend == "auto":
+            choice = choose(path, backend, str(resolve_device(device)), stereo)
+            predictor = cls.load(choice.path, device, choice.backend)
+            predictor.backend_reason = choice.reason
+            return predictor
         suffix = Path(path).suffix
         if backend == "onnxruntime":
             if suffix != ".onnx":

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .backend import SHA_KEY
 from .config import ExperimentConfig, to_dict
 
 FORMAT = "cigocc_ros/onnx/1"
@@ -117,8 +118,10 @@ def example_inputs(cfg: ExperimentConfig, stereo: bool, seed: int = 0) -> dict[s
     return inputs
 
 
-def export_onnx(model: nn.Module, path: str | Path, stereo: bool = False, source: str = "") -> Path:
-    """Write `model`'s inference forward (eval mode, fp32, CPU) to `path` -> path.
+def export_onnx(model: nn.Module, path: str | Path, stereo: bool = False, source: str = "",
+                weights_sha256: str = "") -> Path:
+    """Write `model`'s inference forward (eval mode, fp32, CPU) to `path` -> path. `source` names
+    the checkpoint and `weights_sha256` is its file's sha256 (what backend "auto" matches).
 
     Raises ImportError naming the missing package when onnx / onnxscript are not installed."""
     try:
@@ -150,6 +153,8 @@ def export_onnx(model: nn.Module, path: str | Path, stereo: bool = False, source
     proto = onnx_program.model_proto
     meta = {"format": FORMAT, "config": json.dumps(to_dict(cfg)), "outputs": json.dumps(names),
             "source": str(source), "torch": torch.__version__}
+    if weights_sha256:
+        meta[SHA_KEY] = weights_sha256
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value

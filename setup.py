@@ -1,5 +1,6 @@
 """ament_python set-up of cigocc_ros: the Python package, its console entry points, and the
 launch/config/weights files installed into share/cigocc_ros (found with ament_index_python)."""
+import os
 from glob import glob
 
 from setuptools import find_packages, setup
@@ -8,7 +9,8 @@ PACKAGE = "cigocc_ros"
 
 
 def share(pattern):
-    return sorted(f for f in glob(pattern) if not f.endswith(".gitkeep"))
+    """Files (never folders: data_files copies files only) matching pattern."""
+    return sorted(f for f in glob(pattern) if os.path.isfile(f) and not f.endswith(".gitkeep"))
 
 
 setup(
@@ -21,6 +23,7 @@ setup(
         (f"share/{PACKAGE}/launch", share("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", share("config/*.yaml") + share("config/*.rviz")),
         (f"share/{PACKAGE}/weights", share("weights/*")),
+        (f"share/{PACKAGE}/weights/seg2d", share("weights/seg2d/*")),
     ],
     package_data={PACKAGE: ["py.typed"]},
     install_requires=["setuptools"],

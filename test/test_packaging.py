@@ -122,12 +122,12 @@ def test_colcon_workspace_build_installs_everything(workspace, tmp_path):
     share = ws / "install" / "cigocc_ros" / "share" / "cigocc_ros"
     assert (share / "package.xml").read_text() == (REPO / "package.xml").read_text()
     for folder, patterns in {"launch": ["*.launch.py"], "config": ["*.yaml", "*.rviz"],
-                             "weights": ["*"]}.items():
+                             "weights": ["*", "seg2d/*"]}.items():
         for pattern in patterns:
             for f in (REPO / folder).glob(pattern):
-                if f.name == ".gitkeep":
+                if f.name == ".gitkeep" or f.is_dir():
                     continue
-                installed = share / folder / f.name
+                installed = share / f.relative_to(REPO)
                 assert installed.is_file(), f"{folder}/{f.name} is not installed by setup.py"
                 assert installed.read_bytes() == f.read_bytes()
     assert (ws / "install" / "cigocc_ros" / "share" / "ament_index" / "resource_index"

@@ -119,7 +119,7 @@ def run_demo(out: Path, weights: Path | None = None, sequence: str = "08", frame
     scored). Writes the bag, node.log, report.json and frame_NNNNNN.png under `out`.
     `controls(weights, root, sequence, before_frame, device, train_root) -> {name: summary}`
     scores the controls on the same labelled frames (cli/demo.py passes
-    training.evaluation.sequence_controls); train_root is the default dataset when complete."""
+    evaluation.split.sequence_controls); train_root is the default dataset when complete."""
     t0 = time.monotonic()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .classes import IGNORE_LABEL, NUM_CLASSES
-from .config import GridConfig
-from .metrics import SSCMetric
+from ..classes import IGNORE_LABEL, NUM_CLASSES
+from ..config import GridConfig
+from .ssc_metric import SSCMetric
 
 ROAD = 9  # training label of "road" (config/semantic-kitti.yaml)
 KITTI_LIDAR_HEIGHT = 1.73  # metres of the HDL-64E above the road in KITTI (and the synthetic world)

@@ -3,7 +3,7 @@ segmentation branch of a checkpoint (a `cigocc train-seg` checkpoint or a full m
 
 Used by `cigocc segment`, the 2D report (evaluation/segmentation.py) and the stereo +
 segmentation control (evaluation/controls.py). Labels: 0 = nothing there (sky, or unlabelled), 1-19 as in
-config/semantic-kitti.yaml's learning map.
+cigocc_ros/semantic-kitti.yaml's learning map.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 writing SemanticKITTI submission files (`<dir>/sequences/XX/predictions/NNNNNN.label`,
 uint16 raw ids). `cigocc eval` (cigocc_ros/cli/eval.py) is the command around it.
 
-Beside the model it scores the controls of cigocc_ros/evaluation/controls.py on the same frames (issue
+Beside the model it scores the controls of evaluation/controls.py on the same frames (issue
 16): the shuffled-image control (each frame with another frame's image, its own calibration),
 flat ground, and the per-voxel prior of the training frames (cached beside the data).
 """

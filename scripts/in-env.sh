@@ -8,7 +8,4 @@ if [ ! -f "$venv/cigocc-env.sh" ]; then
 fi
 # shellcheck disable=SC1091
 . "$venv/cigocc-env.sh"
-# Data the commands generate (the default synthetic dataset) goes to the checkout's git-ignored
-# data/, where the docs' commands (--data data/synthetic-v5) find it.
-export CIGOCC_DATA_DIR=${CIGOCC_DATA_DIR:-$root/data}
 exec "$@"

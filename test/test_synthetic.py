@@ -237,7 +237,8 @@ def test_default_dataset_is_reused(tmp_path):
 def test_default_root_is_the_environments_choice(tmp_path, monkeypatch, repo_root):
     """The environment says where the default dataset lives, not where the code is installed:
     $CIGOCC_SYNTHETIC_ROOT, else synthetic-v<format> in $CIGOCC_DATA_DIR, else in
-    ~/.cache/cigocc; the project's scripts/in-env.sh points $CIGOCC_DATA_DIR at the checkout's data/."""
+    ~/.cache/cigocc; the project environment (scripts/setup.sh writes it) points $CIGOCC_DATA_DIR
+    at the checkout's data/."""
     import os
     import subprocess
 

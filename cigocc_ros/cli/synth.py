@@ -12,7 +12,7 @@ from ..data import synthetic as syn
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", default="", help="output folder (gets sequences/XX/); "
-                   "default with --default: synthetic-v<format> in $CIGOCC_DATA_DIR (scripts/in-env.sh: data/), "
+                   "default with --default: synthetic-v<format> in $CIGOCC_DATA_DIR (the project environment: data/), "
                    "else in ~/.cache/cigocc; $CIGOCC_SYNTHETIC_ROOT names the folder itself")
     p.add_argument("--default", action="store_true",
                    help="write the default dataset (fixed seeds and split), or reuse it if complete")

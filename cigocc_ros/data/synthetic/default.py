@@ -22,10 +22,10 @@ FORMAT_VERSION = 5
 
 def default_root() -> Path:
     """Where the default dataset lives: $CIGOCC_SYNTHETIC_ROOT, else synthetic-v<format> in
-    $CIGOCC_DATA_DIR (scripts/in-env.sh sets it to the checkout's git-ignored data/), else in
-    ~/.cache/cigocc. The environment decides, not where this code happens to be installed. The
-    format version in the name lets a new generator write beside data an older run may still
-    be reading."""
+    $CIGOCC_DATA_DIR (the project environment, .venv/cigocc-env.sh, sets it to the checkout's
+    git-ignored data/), else in ~/.cache/cigocc. The environment decides, not where this code
+    happens to be installed. The format version in the name lets a new generator write beside
+    data an older run may still be reading."""
     env = os.environ.get("CIGOCC_SYNTHETIC_ROOT")
     if env:
         return Path(env)

@@ -87,7 +87,7 @@ if [ ! -f "$stamp_dir/editable" ] || [ setup.py -nt "$stamp_dir/editable" ]; the
   touch "$stamp_dir/editable"
 fi
 
-# Environment for every command run through scripts/env.sh (README commands, tests).
+# Environment for every command run through scripts/in-env.sh (README commands, tests).
 cat > "$venv/cigocc-env.sh" <<ENV
 export VIRTUAL_ENV=$venv
 export PATH=$venv/bin:\$PATH

@@ -23,6 +23,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from test_resources import clean_env, probe  # the same probe as the copied layouts
 
 from cigocc_ros.child_process import die_with_parent
 
@@ -113,26 +114,6 @@ def share_files() -> list[str]:
     """Every share file, relative to the repository (and to share/cigocc_ros)."""
     return sorted(f.relative_to(REPO).as_posix() for folder, patterns in SHARE_FILES.items()
                   for pattern in patterns for f in (REPO / folder).glob(pattern) if f.name != ".gitkeep")
-
-
-RESOURCE_PROBE = ("import json, cigocc_ros, cigocc_ros.resources as r, cigocc_ros.classes as c, "
-                  "cigocc_ros.config as k, cigocc_ros.bag.types as t; print(json.dumps({"
-                  "'package': cigocc_ros.__file__, 'class_table': str(c.CLASS_TABLE_FILE), "
-                  "'lite': str(k.resolve_config_path('lite')), 'msg': str(t.occupancy_msg_path()), "
-                  "'node_params': str(r.node_params_file()), 'rviz': str(r.rviz_layout_file()), "
-                  "'weights': str(r.shipped_weights_file()), 'classes': len(c.load_class_table().names), "
-                  "'msg_registered': t.OCCUPANCY_TYPE in t.typestore().fielddefs}))")
-
-
-def run_resource_probe(env: dict, cwd: Path) -> dict:
-    import json
-
-    res = subprocess.run([sys.executable, "-P", "-c", RESOURCE_PROBE], cwd=cwd, env=env, capture_output=True,
-                         text=True, timeout=120)
-    assert res.returncode == 0, res.stderr
-    out = json.loads(res.stdout.strip().splitlines()[-1])
-    assert out["classes"] == 20 and out["msg_registered"], out
-    return out
 
 
 def colcon_build(ws: Path, *args: str) -> None:
@@ -229,7 +210,7 @@ def test_installed_node_runs_from_the_install_space_only(workspace, tmp_path, ki
     ws = workspace
     env = workspace_env(ws)
     site = next((ws / "install" / "cigocc_ros" / "lib").glob("python3*/site-packages"))
-    out = run_resource_probe(env, tmp_path)
+    out = probe(env, tmp_path)
     assert out["package"].startswith(str(site)), out  # the installed copy, not the checkout
     assert out["class_table"] == str(site / "cigocc_ros" / "semantic-kitti.yaml")
     assert out["node_params"] == str(ws / "install" / "cigocc_ros" / "share" / "cigocc_ros" / "config" / "cigocc.yaml")
@@ -313,7 +294,7 @@ def test_symlink_install_resolves_to_the_source(tmp_path):
     share = ws / "install" / "cigocc_ros" / "share" / "cigocc_ros"
     for rel in share_files():
         assert (share / rel).is_symlink() and (share / rel).resolve() == (src / rel).resolve(), rel
-    out = run_resource_probe(workspace_env(ws), tmp_path)
+    out = probe(workspace_env(ws), tmp_path)
     assert Path(out["package"]).resolve().is_relative_to(src / "cigocc_ros"), out["package"]
     expected = {"class_table": "cigocc_ros/semantic-kitti.yaml", "lite": "cigocc_ros/experiments/lite.yaml",
                 "msg": "cigocc_ros/bag/SemanticOccupancy.msg", "node_params": "config/cigocc.yaml",
@@ -348,8 +329,7 @@ def test_wheel_carries_package_data_and_share_files(tmp_path):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     site = next((prefix / "lib").glob("python3*/site-packages"))
     assert_package_data(site / "cigocc_ros")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CIGOCC_SHARE", "CIGOCC_WEIGHTS")}
-    out = run_resource_probe(env | {"PYTHONPATH": str(site), "AMENT_PREFIX_PATH": ""}, tmp_path)
+    out = probe(clean_env(PYTHONPATH=str(site), AMENT_PREFIX_PATH=""), tmp_path)
     assert out["package"].startswith(str(site)), out["package"]
     assert out["class_table"] == str(site / "cigocc_ros" / "semantic-kitti.yaml")
     assert out["msg"] == str(site / "cigocc_ros" / "bag" / "SemanticOccupancy.msg")

@@ -56,15 +56,27 @@ def copy_package(site: Path) -> Path:
     return site
 
 
-def run_probe(pythonpath: Path, cwd: Path, **env) -> dict:
+def clean_env(**extra: str) -> dict:
+    """This environment without anything that points at this checkout's files, plus `extra`."""
+    base = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CIGOCC_SHARE", "CIGOCC_WEIGHTS")}
+    return base | {"OMP_NUM_THREADS": "1"} | extra
+
+
+def probe(env: dict, cwd: Path) -> dict:
+    """PROBE's answer, run in exactly `env` (also used by test_packaging.py on real installs)."""
     import json
 
-    base = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CIGOCC_SHARE", "CIGOCC_WEIGHTS")}
     # -I would also drop the venv's site-packages; -P keeps cwd off sys.path, PYTHONPATH leads.
-    res = subprocess.run([sys.executable, "-P", "-c", PROBE], cwd=cwd, capture_output=True, text=True,
-                         env=base | {"PYTHONPATH": str(pythonpath), "OMP_NUM_THREADS": "1"} | env, timeout=120)
+    res = subprocess.run([sys.executable, "-P", "-c", PROBE], cwd=cwd, capture_output=True, text=True, env=env,
+                         timeout=120)
     assert res.returncode == 0, res.stderr
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["classes"] == 20 and out["msg_registered"], out
+    return out
+
+
+def run_probe(pythonpath: Path, cwd: Path, **env: str) -> dict:
+    return probe(clean_env(PYTHONPATH=str(pythonpath), **env), cwd)
 
 
 def test_checkout_finds_its_own_files():
@@ -131,14 +143,13 @@ def test_package_data_needs_no_share(tmp_path):
     experiment configs, class table and message definition still load, and only a share file
     fails, naming where it looked."""
     code = copy_package(tmp_path / "code")
-    probe = ("import sys; from cigocc_ros.bag.types import typestore; from cigocc_ros.classes import load_class_table; "
+    script = ("import sys; from cigocc_ros.bag.types import typestore; from cigocc_ros.classes import load_class_table; "
              "from cigocc_ros.config import load_experiment; from cigocc_ros import resources\n"
              "print(load_experiment('full', overlays=['real']).name, len(load_class_table().names), "
              "len(typestore().fielddefs) > 0, 'ament_index_python' in sys.modules)\n"
              "try:\n    resources.node_params_file()\nexcept resources.ResourceNotFound as e:\n    print(e)")
-    base = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CIGOCC_SHARE", "CIGOCC_WEIGHTS")}
-    res = subprocess.run([sys.executable, "-P", "-c", probe], cwd=tmp_path, capture_output=True, text=True,
-                         env=base | {"PYTHONPATH": str(code), "AMENT_PREFIX_PATH": ""}, timeout=120)
+    res = subprocess.run([sys.executable, "-P", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                         env=clean_env(PYTHONPATH=str(code), AMENT_PREFIX_PATH=""), timeout=120)
     assert res.returncode == 0, res.stderr
     first, second = res.stdout.strip().splitlines()
     assert first == "full 20 True False"  # and no share lookup, so no ament index, on the way

@@ -78,3 +78,29 @@ def test_real_grayscale_kitti_replays_through_the_node(tmp_path, ros_env, kitti_
         except subprocess.TimeoutExpired:
             node.kill()
     assert "Traceback" not in log.read_text()
+
+
+def test_main_job_on_a_real_kitti_sequence_reports_the_node_beside_the_controls(tmp_path, ros_env, kitti_samples):
+    """`cigocc demo <KITTI sequence folder>`: frames -> bag -> the node in stereo -> the LiDAR
+    report of its outputs beside the three controls. The node's row is what the Predictor gives
+    offline for the same stereo frames (the same matcher, the same network)."""
+    from cigocc_ros.real_report import MODEL_STEREO, real_frames, run_report
+
+    seq = kitti_samples / "sequences" / "07"
+    out = tmp_path / "demo07"
+    res = subprocess.run([sys.executable, "-m", "cigocc_ros.cli", "demo", str(seq), "--out", str(out),
+                          "--device", "cpu"], env=ros_env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    rows = {r["name"]: r for r in report["reports"]}
+    assert list(rows) == ["flat ground slab", "stereo + height rule", "stereo + segmentation", "node (stereo)"]
+    assert report["frames"] == [f"07/{f:06d}" for f in (0, 2, 4, 6, 8)]
+    assert "| node (stereo) |" in res.stdout and "latency image -> occupancy" in res.stdout
+    from cigocc_ros.inference import Predictor
+
+    offline = run_report(real_frames(seq, ["000000", "000004"]), Predictor.from_checkpoint(default_weights(), "cpu"),
+                         stereo=True, log=lambda *_: None)
+    by_name = {r.name: r for r in offline}
+    for frame in ("07/000000", "07/000004"):
+        node, model = rows["node (stereo)"]["frames"][frame], by_name[MODEL_STEREO].summary()["frames"][frame]
+        assert node == pytest.approx(model, abs=1e-9), frame

@@ -40,15 +40,19 @@ from .score import score_replay
 from .session import take_sigint
 
 
-def node_command(weights: Path, camera_from_grid: np.ndarray, device: str, camera: str = "color") -> list[str]:
-    """The node's command line for a kitti-to-bag bag's left `camera` ("color" | "gray")."""
+def node_command(weights: Path, camera_from_grid: np.ndarray, device: str, camera: str = "color",
+                 stereo: bool = False) -> list[str]:
+    """The node's command line for a kitti-to-bag bag's `camera` pair ("color" | "gray"): its
+    left camera, and with `stereo` both."""
     cams = CAMERA_PAIRS[camera]
     T = ",".join(repr(float(v)) for v in camera_from_grid.reshape(-1))  # all doubles for rcl
-    return [sys.executable, "-m", "cigocc_ros.ros.main", "--ros-args",
-            "-r", f"left/image:={cams.image_topic('left')}",
-            "-r", f"left/camera_info:={cams.info_topic('left')}",
+    sides = ("left", "right") if stereo else ("left",)
+    remaps = [a for side in sides for a in ("-r", f"{side}/image:={cams.image_topic(side)}",
+                                            "-r", f"{side}/camera_info:={cams.info_topic(side)}")]
+    return [sys.executable, "-m", "cigocc_ros.ros.main", "--ros-args", *remaps,
             "-p", "use_sim_time:=true", "-p", f"weights:={weights}", "-p", f"device:={device}",
-            "-p", f"camera_from_grid:=[{T}]", "-p", "publish_markers:=false"]
+            "-p", f"camera_from_grid:=[{T}]", "-p", "publish_markers:=false",
+            "-p", f"stereo:={'true' if stereo else 'false'}"]
 
 
 def wait_until_listening(node: subprocess.Popen, log_path: Path, timeout: float) -> None:
@@ -113,6 +117,47 @@ def frame_of_stamp(times: np.ndarray, start_time: float, stamp_ns: int) -> int:
     return int(np.argmin(np.abs(start_time + times - stamp_ns * 1e-9)))
 
 
+def replay_through_node(bag: Path, out: Path, weights: Path, camera_from_grid: np.ndarray, device: str,
+                        timeout: float, stereo: bool = False, **score_kwargs):
+    """Start cigocc_node (its log in out/node.log) on a private ROS_DOMAIN_ID, replay the
+    kitti-to-bag `bag`'s colour camera(s) into it paced by its output, stop it, and return the
+    EvalReport (bag/score.py; `score_kwargs` go to score_replay), or None after printing why
+    (the node did not start, the replay was interrupted)."""
+    cams = CAMERA_PAIRS["color"]
+    env = dict(os.environ)
+    env.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))  # never cross another graph
+    os.environ["ROS_DOMAIN_ID"] = env["ROS_DOMAIN_ID"]
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = env["ROS_AUTOMATIC_DISCOVERY_RANGE"]
+    print(f"      ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, {'stereo' if stereo else 'mono'}, log {out / 'node.log'}")
+    log = open(out / "node.log", "w")
+    node = subprocess.Popen(die_with_parent(node_command(weights, camera_from_grid, device, stereo=stereo)), env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    sides = ("left", "right") if stereo else ("left",)
+    try:
+        try:
+            wait_until_listening(node, out / "node.log", timeout)
+        except RuntimeError as e:
+            print(f"error: {e}")
+            return None
+        watch_node(node)
+        opts = PlayOptions(pace_topic="/cigocc_node/occupancy", wait_subscribers=30.0, pace_timeout=60.0,
+                           topics=tuple(t for side in sides for t in (cams.image_topic(side), cams.info_topic(side))))
+        report = score_replay(bag, "/cigocc_node/occupancy", opts, **score_kwargs)
+    finally:
+        watch_node.done = True
+        node.send_signal(signal.SIGINT)
+        try:
+            node.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            node.kill()
+        log.close()
+    if report.interrupted:
+        print(f"error: the replay was interrupted; the node's log: {out / 'node.log'}")
+        return None
+    return report
+
+
 def run_demo(out: Path, weights: Path | None = None, sequence: str = "08", frames: int = 30, renders: int = 3,
              device: str = "auto", timeout: float = 600.0, controls=None) -> int:
     """Steps 1-5 above, printing progress; the exit status (0 when every labelled frame was
@@ -141,37 +186,11 @@ def run_demo(out: Path, weights: Path | None = None, sequence: str = "08", frame
 
     cams = CAMERA_PAIRS["color"]
     camera_from_grid = read_camera_from_grid(bag, cams.frame_id("left"))
-    env = dict(os.environ)
-    env.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))  # never cross another graph
-    os.environ["ROS_DOMAIN_ID"] = env["ROS_DOMAIN_ID"]
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = env["ROS_AUTOMATIC_DISCOVERY_RANGE"]
-
-    print(f"[3/5] starting cigocc_node ({weights.name}) on ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}")
-    log = open(out / "node.log", "w")
-    node = subprocess.Popen(die_with_parent(node_command(weights, camera_from_grid, device)), env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        try:
-            wait_until_listening(node, out / "node.log", timeout)
-        except RuntimeError as e:
-            print(f"error: {e}")
-            return 1
-        watch_node(node)
-        print("[4/5] replaying the bag through the node (paced by its output) and scoring")
-        opts = PlayOptions(pace_topic="/cigocc_node/occupancy", wait_subscribers=30.0, pace_timeout=60.0,
-                           topics=(cams.image_topic("left"), cams.info_topic("left")))
-        report = score_replay(bag, "/cigocc_node/occupancy", opts, keep_outputs=renders)
-    finally:
-        watch_node.done = True
-        node.send_signal(signal.SIGINT)
-        try:
-            node.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            node.kill()
-        log.close()
-    if report.interrupted:
-        print(f"error: the replay was interrupted; the node's log: {out / 'node.log'}")
+    print(f"[3/5] starting cigocc_node ({weights.name})")
+    print("[4/5] replaying the bag through the node (paced by its output) and scoring")
+    report = replay_through_node(bag, out, weights, camera_from_grid, device, timeout, stereo=False,
+                                 keep_outputs=renders)
+    if report is None:
         return 1
 
     print("[5/5] renderings")
@@ -208,3 +227,55 @@ def run_demo(out: Path, weights: Path | None = None, sequence: str = "08", frame
         print(f"  control {name:>15}: IoU {c['iou']:.2f}   mIoU {c['miou']:.2f}")
     print(f"report: {out / 'report.json'}")
     return 0 if report.frames_scored == report.frames_expected and report.frames_expected else 1
+
+
+def run_kitti_demo(seq_dir: Path, out: Path, weights: Path | None = None, device: str = "auto",
+                   timeout: float = 600.0, stereo: bool = True) -> int:
+    """The main job on a real KITTI sequence folder (e.g. ../shared/kitti_samples/sequences/07):
+    its colour frames -> rosbag2 -> cigocc_node (stereo unless `stereo` is false) -> the LiDAR
+    report of the node's outputs beside the three controls on the same frames (real_report.py:
+    flat ground slab, stereo + height rule, stereo + segmentation with the weights' own
+    segmentation branch). Writes the bag, node.log, report.json / report.md and a PNG per
+    scored frame under `out`; the exit status is 0 when every frame with a labelled scan got an
+    output."""
+    from ..real_report import real_frames, run_report, write_report
+    from ..segmentation_inference import SegmentationPredictor
+
+    t0 = time.monotonic()
+    seq_dir, out = Path(seq_dir), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    weights = Path(weights) if weights else default_weights()
+    cfg, _ = read_metadata(weights)
+    frames = real_frames(seq_dir)  # the scoreable ones: image_2, image_3, velodyne, labels
+    print(f"[1/3] {seq_dir} -> rosbag2 (mcap): {len(frames)} frames with a labelled scan")
+    bag = out / f"bag_{seq_dir.name}"
+    start_time = 1.0e9
+    info = convert(seq_dir, bag, storage="mcap", camera="color", start_time=start_time, overwrite=True,
+                   progress=False)
+    print(f"      {info['bag']}: {info['frames']} frames, {len(info['topics'])} topics")
+    camera_from_grid = read_camera_from_grid(bag, CAMERA_PAIRS["color"].frame_id("left"))
+    print(f"[2/3] cigocc_node ({weights.name}), the bag replayed into it, its outputs recorded")
+    report = replay_through_node(bag, out, weights, camera_from_grid, device, timeout, stereo=stereo,
+                                 gt_topic=None, record=True)
+    if report is None:
+        return 1
+    times = sk.read_times(sk.SequencePaths.at(seq_dir).times)
+    row = f"node ({'stereo' if stereo else 'mono'})"
+    by_frame = {}
+    for fr in frames:
+        stamp = int(round(start_time * 1e9)) + int(round(times[int(fr.name.split('/')[1])] * 1e9))
+        if stamp in report.recorded:
+            by_frame[fr.name] = report.recorded[stamp]
+    missing = [fr.name for fr in frames if fr.name not in by_frame]
+    print(f"[3/3] LiDAR report: {len(by_frame)} of {len(frames)} frames answered by the node"
+          + (f" (no output for {', '.join(missing)}: scored as empty)" if missing else ""))
+    segmenter = SegmentationPredictor.load(weights, device)
+    reports = run_report(frames, None, False, cfg.grid, out, log=lambda line: print(f"      {line}"),
+                         segmenter=segmenter, recorded={row: by_frame})
+    table = write_report(out, reports, frames, [str(seq_dir)], str(weights))
+    lat = report.latency_ms
+    print(f"\n{table}\n")
+    if lat:
+        print(f"latency image -> occupancy: median {lat['median']:.0f} ms, p90 {lat['p90']:.0f} ms")
+    print(f"report: {out / 'report.md'} ({round(time.monotonic() - t0, 1)} s in all)")
+    return 0 if not missing else 1

@@ -53,18 +53,23 @@ class EvalReport:
     # (stamp ns, predicted (X, Y, Z), ground truth (X, Y, Z), confidence (X, Y, Z) or None) of
     # the first `keep_outputs` scored frames, for pictures; not part of the JSON report.
     samples: list = field(default_factory=list)
+    # With score_replay(record=True): every output's labels (X, Y, Z) by stamp (ns), scored or
+    # not (a real drive has no voxel ground truth: the LiDAR report scores these); not in the JSON.
+    recorded: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "samples"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("samples", "recorded")}
 
 
 class OccupancyScorer:
     """Pairs ground truth (fed by the player) with node outputs (fed by the subscription) by
     stamp and accumulates the metric. Thread-safe: the two feeds run on different threads."""
 
-    def __init__(self, keep: int = 0) -> None:
+    def __init__(self, keep: int = 0, record: bool = False) -> None:
         self.metric = SSCMetric()
         self.keep = keep
+        self.record = record
+        self.recorded: dict[int, np.ndarray] = {}
         self.samples: list[tuple[int, np.ndarray, np.ndarray, np.ndarray | None]] = []
         self.lock = threading.Lock()
         self.gt: dict[int, OccupancyGrid] = {}  # ground truth waiting for its output
@@ -108,6 +113,8 @@ class OccupancyScorer:
                 self.mismatches.append(str(e))
             return
         with self.lock:
+            if self.record:
+                self.recorded[stamp] = grid.labels.reshape(grid.size)
             # Outputs arrive in stamp order: older unanswered ground truth will not be answered.
             for s in sorted(s for s in self.gt if s < stamp):
                 self.missing.append(s)
@@ -153,24 +160,28 @@ def latency_summary(latencies: list[float]) -> dict:
 
 
 def score_replay(bag: str | Path, output_topic: str = DEFAULT_OUTPUT_TOPIC, options: PlayOptions | None = None,
-             gt_topic: str = OCCUPANCY_GT_TOPIC, drain_timeout: float = 10.0,
-             session_name: str = "cigocc_bag_eval", keep_outputs: int = 0) -> EvalReport:
+             gt_topic: str | None = OCCUPANCY_GT_TOPIC, drain_timeout: float = 10.0,
+             session_name: str = "cigocc_bag_eval", keep_outputs: int = 0, record: bool = False) -> EvalReport:
     """Replay `bag` (options as bag-play; paced on `output_topic` unless options say
     otherwise) while scoring the node's outputs; returns the report, holding the grids of
-    the first `keep_outputs` scored frames in `report.samples`."""
+    the first `keep_outputs` scored frames in `report.samples`, and with `record` every
+    output's labels in `report.recorded`. `gt_topic` None: nothing is scored (a bag of a real
+    drive without voxel labels), the outputs are only recorded."""
     bag = Path(bag)
     if not bag.exists():
         raise BagError(f"{bag}: bag does not exist")
-    with open_bag(bag) as reader:
-        if gt_topic not in reader.topics:
-            raise BagError(f"{bag}: no ground-truth topic {gt_topic} (topics: {', '.join(reader.topics)})")
-        if reader.topics[gt_topic].msgtype != OCCUPANCY_TYPE:
-            raise BagError(f"{bag}: {gt_topic} is {reader.topics[gt_topic].msgtype}, expected {OCCUPANCY_TYPE}")
+    if gt_topic is not None:
+        with open_bag(bag) as reader:
+            if gt_topic not in reader.topics:
+                raise BagError(f"{bag}: no ground-truth topic {gt_topic} (topics: {', '.join(reader.topics)})")
+            if reader.topics[gt_topic].msgtype != OCCUPANCY_TYPE:
+                raise BagError(f"{bag}: {gt_topic} is {reader.topics[gt_topic].msgtype}, expected {OCCUPANCY_TYPE}")
     opt = options or PlayOptions(pace_topic=output_topic)
-    opt.observe = tuple(set(opt.observe) | {gt_topic})
-    opt.exclude = tuple(t for t in opt.exclude if t != gt_topic)
-    report = EvalReport(str(bag), output_topic, gt_topic)
-    scorer = OccupancyScorer(keep_outputs)
+    if gt_topic is not None:
+        opt.observe = tuple(set(opt.observe) | {gt_topic})
+        opt.exclude = tuple(t for t in opt.exclude if t != gt_topic)
+    report = EvalReport(str(bag), output_topic, gt_topic or "")
+    scorer = OccupancyScorer(keep_outputs, record=record)
 
     opt.watch_topic = output_topic
     opt.pace_type = OCCUPANCY_TYPE
@@ -204,6 +215,7 @@ def score_replay(bag: str | Path, output_topic: str = DEFAULT_OUTPUT_TOPIC, opti
     report.interrupted = stats.interrupted
     report.recovered = stats.recovered
     report.samples = scorer.samples
+    report.recorded = scorer.recorded
     if scorer.scored:
         r = scorer.metric.compute()
         names = load_class_table().names

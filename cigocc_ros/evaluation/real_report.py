@@ -109,23 +109,27 @@ def frame_picture(frame: RealFrame, ref: LidarReference, pred: np.ndarray) -> np
 
 
 def run_report(frames: list[RealFrame], predictor=None, stereo: bool = False, grid: GridConfig | None = None,
-               out: Path | None = None, log=print, segmenter=None) -> list[LidarReport]:
+               out: Path | None = None, log=print, segmenter=None,
+               recorded: dict[str, dict[str, np.ndarray]] | None = None) -> list[LidarReport]:
     """Score the trivial predictors and (if given) the model on `frames`; PNGs into `out`.
-    `segmenter` (a SegmentationPredictor) adds the stereo + segmentation control."""
+    `segmenter` (a SegmentationPredictor) adds the stereo + segmentation control; `recorded`
+    adds rows of predictions made elsewhere ({row name: {frame name: (X, Y, Z) labels}}, e.g.
+    the node's outputs of a replayed bag; a frame without one scores as an empty grid)."""
     from .. import viz
     from ..stereo import StereoDepth
 
     grid = grid or GridConfig()
+    recorded = recorded or {}
     names = ([FLAT, STEREO] + ([STEREO_SEG] if segmenter else []) + ([MODEL] if predictor else [])
-             + ([MODEL_STEREO] if predictor and stereo else []))
+             + ([MODEL_STEREO] if predictor and stereo else []) + list(recorded))
     reports = {n: LidarReport(n) for n in names}
     slab = flat_slab(grid)
     for fr in frames:
         ref = lidar_reference(fr.points, fr.labels_raw, fr.K, fr.T_cam_grid, fr.image.shape[:2], grid)
         preds = {FLAT: slab}
         # The node's stereo path: StereoSGBM with the default parameters on the colour pair.
-        stereo = StereoDepth(fr.K[0, 0], fr.baseline).match(fr.image, fr.right)
-        depth = stereo.depth
+        matched = StereoDepth(fr.K[0, 0], fr.baseline).match(fr.image, fr.right)
+        depth = matched.depth
         preds[STEREO] = controls.stereo_height_rule(depth, fr.K, fr.T_cam_grid, grid)
         if segmenter is not None:
             preds[STEREO_SEG] = controls.stereo_segmentation(depth, segmenter.labels(fr.image), fr.K, fr.T_cam_grid,
@@ -134,11 +138,13 @@ def run_report(frames: list[RealFrame], predictor=None, stereo: bool = False, gr
             preds[MODEL] = predictor.predict(fr.image, fr.K, fr.T_cam_grid).labels
             if stereo:
                 preds[MODEL_STEREO] = predictor.predict(fr.image, fr.K, fr.T_cam_grid, depth=depth,
-                                                        depth_conf=stereo.confidence).labels
+                                                        depth_conf=matched.confidence).labels
+        for row, by_frame in recorded.items():
+            preds[row] = by_frame.get(fr.name, np.zeros(tuple(grid.size), np.uint8))
         for n, p in preds.items():
             reports[n].add(fr.name, frame_scores(p, ref))
         if out is not None:
-            shown = preds.get(MODEL_STEREO if stereo else MODEL, preds.get(STEREO, slab))
+            shown = next((preds[n] for n in (*recorded, MODEL_STEREO, MODEL, STEREO) if n in preds), slab)
             viz.save_png(out / f"{fr.name.replace('/', '_')}.png", frame_picture(fr, ref, shown))
         log(f"{fr.name}: " + ", ".join(f"{n} IoU {100 * r.per_frame[-1]['iou_observed']:.1f}"
                                        for n, r in reports.items() if r.frames))

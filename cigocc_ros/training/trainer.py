@@ -5,6 +5,7 @@ The run folder holds:
   last.safetensors / best.safetensors   model checkpoints (cigocc_ros.model.checkpoint format)
   last.state.safetensors                optimizer, scheduler, RNG and step, for --resume
   metrics.jsonl                         one line per validation
+  log.jsonl                             the loss terms, lr and steps/s every train.log_every steps
   tb/                                   TensorBoard scalars
 
 Determinism: the sample order and every sample's augmentation are functions of
@@ -266,7 +267,7 @@ class Trainer:
             self.train_samples.build()
         history = []
         bar = tqdm(total=end, initial=self.step, disable=not self.dist.main, desc="train", dynamic_ncols=True)
-        t0 = time.perf_counter()
+        t0, start = time.perf_counter(), self.step
         while self.step < end:
             logs = self.train_step(self._batch(self.step))
             self.step += 1
@@ -274,8 +275,13 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(loss=f"{logs['total']:.3f}")
             if self.writer and (self.step % self.cfg.train.log_every == 0 or self.step == end):
+                rate = (self.step - start) / (time.perf_counter() - t0)
                 for k, v in logs.items():
                     self.writer.add_scalar(f"train/{k}", v, self.step)
+                self.writer.add_scalar("train/steps_per_s", rate, self.step)
+                # The training log kept with the weights (scripts/ship_weights.py copies it).
+                with open(self.run_dir / "log.jsonl", "a") as f:
+                    f.write(json.dumps({"step": self.step, **logs, "steps_per_s": rate}) + "\n")
             if self.val_set is not None and (self.step % self.cfg.train.val_every == 0 or self.step == total):
                 self.validate()
             if self.step % self.cfg.train.ckpt_every == 0 or self.step == end:

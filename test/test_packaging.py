@@ -84,8 +84,8 @@ def test_message_package_is_its_own_interface_package():
 
 
 # What the library reads for itself, inside the installed package (setup.py's package_data).
-PACKAGE_DATA = ("semantic-kitti.yaml", "experiments/lite.yaml", "experiments/full.yaml", "experiments/real.yaml",
-                "bag/SemanticOccupancy.msg")
+PACKAGE_DATA = ("semantic-kitti.yaml", "ATTRIBUTION.md", "bag/SemanticOccupancy.msg",
+                *sorted(f"experiments/{f.name}" for f in (REPO / "cigocc_ros" / "experiments").glob("*.yaml")))
 # What the ROS side reads, in share/cigocc_ros (setup.py's data_files): folder -> patterns.
 SHARE_FILES = {"launch": ["*.launch.py"], "config": ["*.yaml"], "rviz": ["*.rviz"], "weights": ["*"]}
 

@@ -95,7 +95,7 @@ def test_package_data_is_inside_the_package():
 
     package = REPO / "cigocc_ros"
     assert resolve_config_path("full") == EXPERIMENTS_DIR / "full.yaml" == package / "experiments" / "full.yaml"
-    assert {f.stem for f in EXPERIMENTS_DIR.glob("*.yaml")} == {"lite", "full", "real"}
+    assert {"lite", "full", "real"} <= {f.stem for f in EXPERIMENTS_DIR.glob("*.yaml")}
     assert CLASS_TABLE_FILE == package / "semantic-kitti.yaml"
     assert occupancy_msg_path() == PACKAGED_MSG == package / "bag" / "SemanticOccupancy.msg"
     assert PACKAGED_MSG.is_symlink(), "a copy of the .msg would drift from msg/msg/: keep the link"

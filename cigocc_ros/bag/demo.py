@@ -233,12 +233,12 @@ def run_kitti_demo(seq_dir: Path, out: Path, weights: Path | None = None, device
                    timeout: float = 600.0, stereo: bool = True) -> int:
     """The main job on a real KITTI sequence folder (e.g. ../shared/kitti_samples/sequences/07):
     its colour frames -> rosbag2 -> cigocc_node (stereo unless `stereo` is false) -> the LiDAR
-    report of the node's outputs beside the three controls on the same frames (real_report.py:
+    report of the node's outputs beside the three controls on the same frames (evaluation/real_report.py:
     flat ground slab, stereo + height rule, stereo + segmentation with the weights' own
     segmentation branch). Writes the bag, node.log, report.json / report.md and a PNG per
     scored frame under `out`; the exit status is 0 when every frame with a labelled scan got an
     output."""
-    from ..real_report import real_frames, run_report, write_report
+    from ..evaluation.real_report import real_frames, run_report, write_report
     from ..segmentation_inference import SegmentationPredictor
 
     t0 = time.monotonic()

@@ -139,9 +139,8 @@ def workspace(tmp_path_factory) -> Path:
 def workspace_env(ws: Path) -> dict:
     """The environment of `source <ws>/install/setup.bash` on top of this one without any
     PYTHONPATH (so not this checkout): what a vehicle's shell has."""
-    base = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CIGOCC_SHARE", "CIGOCC_WEIGHTS")}
     venv = Path(sys.prefix)
-    base.update(CMAKE_PREFIX_PATH=str(venv), AMENT_PREFIX_PATH=str(venv))
+    base = clean_env(CMAKE_PREFIX_PATH=str(venv), AMENT_PREFIX_PATH=str(venv))
     out = subprocess.run(["bash", "-c", f"source {ws / 'install' / 'setup.bash'} && env -0"], env=base,
                          capture_output=True, timeout=120, check=True).stdout.decode()
     env = dict(kv.split("=", 1) for kv in out.split("\0") if "=" in kv)

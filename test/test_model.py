@@ -12,7 +12,7 @@ from cigocc_ros.model.cigocc import build_model
 from cigocc_ros.model.depth import bin_centres, blend_external, external_distribution, soft_one_hot
 from cigocc_ros.model.lift import DepthLift
 from cigocc_ros.model.losses import compute_losses
-from cigocc_ros.model.pseudo_lidar import PseudoLidar, pool_counts
+from cigocc_ros.model.pseudo_lidar import PseudoLidar, pool_evidence
 
 
 @pytest.mark.parametrize("name", ["lite", "full"])
@@ -36,11 +36,13 @@ def test_stage_shapes(name):
         vol, mass = model.lift(br["context"], br["depth_prob"], batch["K"], batch["T_cam_grid"])
         cX, cY, cZ = X // m.coarse_downsample, Y // m.coarse_downsample, Z // m.coarse_downsample
         assert vol.shape == (B, m.unet_channels, cX, cY, cZ) and mass.shape == (B, 1, cX, cY, cZ)
-        pl = model.pseudo_lidar(batch["depth"], None, batch["K"], batch["T_cam_grid"])
-        assert pl.shape == (B, 1, *model.native) and pl.sum() > 0
-        pl_sum, pl_share = pool_counts(pl, tuple(m.head_subdivide))
-        torch.testing.assert_close(pl_sum.sum(), pl.sum())
-        unet_in = torch.cat([vol, mass, pl_sum, pl_share], 1)
+        sem = br["seg_logits"].softmax(1)
+        pl = model.pseudo_lidar(batch["depth"], None, batch["K"], batch["T_cam_grid"], sem)
+        assert pl.shape == (B, 1 + m.num_classes, *model.native) and pl[:, 0].sum() > 0
+        torch.testing.assert_close(pl[:, 1:].sum(1), pl[:, 0])  # each point adds probabilities summing to 1
+        pooled = pool_evidence(pl, tuple(m.head_subdivide))
+        torch.testing.assert_close(torch.expm1(pooled[:, 0]).sum(), pl[:, 0].sum())
+        unet_in = torch.cat([vol, mass, pooled], 1)
         assert model.unet(unet_in).shape == (B, m.unet_channels, cX, cY, cZ)
         out = model(batch)
         out_inf = model(batch, inference=True)
@@ -50,7 +52,8 @@ def test_stage_shapes(name):
     assert out["ssc_logits"].shape == (B, 20, X, Y, Z)
     assert out["proposal"].shape == (B, cX, cY, cZ)
     assert 0 < out["proposal"].sum(dim=(1, 2, 3)).min() and out["proposal"].sum(dim=(1, 2, 3)).max() <= 32
-    assert set(out_inf) == {"ssc_logits_coarse", "proposal"}
+    assert set(out_inf) == {"ssc_logits_coarse", "proposal", "seg_logits"}  # seg: the node's ~/segmentation
+    torch.testing.assert_close(out_inf["seg_logits"], out["seg_logits"])
     # The full-grid logits are the coarse ones upsampled (same network, two output forms).
     up = torch.nn.functional.interpolate(out_inf["ssc_logits_coarse"], size=(X, Y, Z), mode="trilinear",
                                          align_corners=False)
@@ -294,12 +297,17 @@ def test_pseudo_lidar_counts_each_stereo_pixel_in_its_voxel():
     depth = torch.zeros(1, 1, 8, 16)
     conf = torch.full_like(depth, 0.5)
     depth[0, 0, 3, 5], depth[0, 0, 6, 2] = 7.3, 80.0  # the second is beyond the volume
-    counts = pl(depth, conf, K, T)
+    feats = torch.zeros(1, 3, 2, 4)  # stride-4 cells; pixel (3, 5) is in cell (0, 1)
+    feats[0, :, 0, 1] = torch.tensor([0.2, 0.7, 0.1])
+    vol = pl(depth, conf, K, T, feats)
+    counts = vol[:, :1]
     cam = 7.3 * torch.linalg.inv(K[0]) @ torch.tensor([5.0, 3.0, 1.0])
     grid = torch.linalg.inv(T[0]) @ torch.cat([cam, torch.ones(1)])
     vox = torch.floor((grid[:3] - torch.tensor([0.0, -5.0, -1.0])) / torch.tensor([1.0, 1.0, 0.5])).long()
     assert counts.sum() == pytest.approx(0.5)
     assert counts[0, 0, vox[0], vox[1], vox[2]] == pytest.approx(0.5)
+    torch.testing.assert_close(vol[0, 1:, vox[0], vox[1], vox[2]], 0.5 * torch.tensor([0.2, 0.7, 0.1]))
+    assert vol[0, 1:].sum() == pytest.approx(0.5)
     assert pl(depth, None, K, T).sum() == pytest.approx(1.0)  # no confidence: 1 per pixel
 
 
@@ -315,7 +323,7 @@ def test_stereo_evidence_reaches_the_head_and_mono_skips_it():
         model.evidence.conv.weight[0, 0] = -50.0  # "empty" loses wherever stereo put a point
         after = model(batch, inference=True)["ssc_logits_coarse"]
         mono_after = model(mono, inference=True)["ssc_logits_coarse"]
-        counts = model.pseudo_lidar(batch["depth"], None, batch["K"], batch["T_cam_grid"])[0, 0]
+        counts = model.pseudo_lidar(batch["depth"], None, batch["K"], batch["T_cam_grid"])[0, 0]  # features do not move points
     has = counts > 0
     assert has.any() and (~has).any()
     assert (after.argmax(1)[0][has] != 0).all()

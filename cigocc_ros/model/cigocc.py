@@ -26,7 +26,7 @@ from .head import OccupancyHead
 from .layers import VoxelPositionEmbedding
 from .lift import DepthLift
 from .proposals import ring_balanced, ring_ids
-from .pseudo_lidar import EvidenceLogits, PseudoLidar, pool_counts
+from .pseudo_lidar import EvidenceLogits, PseudoLidar, pool_evidence
 from .segmentation import SegmentationHead
 from .self_attention import DeformableSelfAttention3D
 from .unet3d import UNet3D
@@ -119,8 +119,10 @@ class CIGOcc(nn.Module):
         self.pseudo_lidar = (PseudoLidar(self.native, tuple(cfg.grid.voxel_size * n / k for n, k in
                                                             zip(geom.full, self.native, strict=True)),
                                          cfg.grid.origin) if m.pseudo_lidar else None)
-        self.evidence = EvidenceLogits(n_cls) if m.pseudo_lidar else None
-        self.unet = UNet3D(C + 1 + (2 if m.pseudo_lidar else 0), C, m.unet_block)
+        # With the segmentation branch each stereo point carries its cell's class probabilities.
+        pl_feats = n_cls if m.use_segmentation else 0
+        self.evidence = EvidenceLogits(n_cls, pl_feats) if m.pseudo_lidar else None
+        self.unet = UNet3D(C + 1 + (2 + pl_feats if m.pseudo_lidar else 0), C, m.unet_block)
         self.aux_head = nn.Conv3d(C, n_cls, 1)
         self.query_proj = nn.Conv3d(C, C, 1)
         self.pos_embed = VoxelPositionEmbedding(geom.coarse, C)
@@ -210,17 +212,19 @@ class CIGOcc(nn.Module):
         density = prob is not None and m.proposal_score == "density"
         vol, mass, *count = self.lift(context, lift_prob, K, T, count=density)
         unet_in = [vol / (mass + 1), torch.log1p(mass)]
-        pl = pl_sum = None
+        pl = pl_pooled = None
         if self.pseudo_lidar is not None:
+            sem = br["seg_logits"].float().softmax(1) if "seg_logits" in br else None
+            n_ch = 1 + (sem.shape[1] if sem is not None else 0)
             if depth is not None:
-                pl = self.pseudo_lidar(depth, depth_conf, K, T)  # (B, 1, native grid)
+                pl = self.pseudo_lidar(depth, depth_conf, K, T, sem)  # (B, 1 + F, native grid)
             elif self.training:  # an empty volume: every parameter in every graph (DDP), as the gate
-                pl = mass.new_zeros((B, 1, *self.native))
+                pl = mass.new_zeros((B, n_ch, *self.native))
             if pl is not None:
-                pl_sum, pl_share = pool_counts(pl, tuple(m.head_subdivide))
-                unet_in += [torch.log1p(pl_sum), pl_share]
-            else:  # mono at inference: the two channels are zero, and so is everything after
-                unet_in += [torch.zeros_like(mass), torch.zeros_like(mass)]
+                pl_pooled = pool_evidence(pl, tuple(m.head_subdivide))
+                unet_in.append(pl_pooled)
+            else:  # mono at inference: these channels are zero, and so is everything after
+                unet_in.append(mass.new_zeros((B, 1 + n_ch, *mass.shape[-3:])))
         f_raw = self.unet(torch.cat(unet_in, 1).to(context.dtype))
         aux = self.aux_head(f_raw)
         out = {k: br[k] for k in (("seg_logits",) if inference else ("seg_logits", "depth_logits", "depth_weight"))
@@ -241,12 +245,12 @@ class CIGOcc(nn.Module):
                 score = (mass / count[0].clamp_min(1)).flatten(1)
             else:
                 score = mass.flatten(1)
-            if pl_sum is not None:
+            if pl_pooled is not None:
                 # A voxel holding stereo points is proposed (VoxFormer's depth proposals): the
                 # chance stage 1 misses it shrinks with its evidence n, 1 - (1 - s) / (1 + n).
                 # Never saturating, so the ranking keeps stage 1's order among equal evidence
                 # (exact ties would let torch's and ONNX Runtime's top-k pick differently).
-                score = 1 - (1 - score) / (1 + pl_sum.float().flatten(1))
+                score = 1 - (1 - score) / torch.exp(pl_pooled[:, 0].float().flatten(1))  # 1 + n
             score = torch.where(visible, score, torch.zeros_like(score))
             n_q = min(m.max_queries, N)
             if m.proposal_rings > 0:  # per-distance quotas (proposals.py)

@@ -3,8 +3,11 @@
 Every pixel with a stereo depth is back-projected (camera point d K^-1 [u, v, 1] through the
 pixel's centre, carried into the grid frame by T_cam_grid^-1) and adds its matching confidence
 to the voxel holding it, on the occupancy head's native grid (grid / model.coarse_downsample *
-model.head_subdivide: 0.4 x 0.4 x 0.2 m for lite and full). Like the lift, one `index_add_`
-over all pixels with a spare slot for points outside the volume: no shape depends on the data.
+model.head_subdivide: 0.4 x 0.4 x 0.2 m for lite and full); with per-pixel features (the
+segmentation branch's class probabilities of the pixel's stride-8 cell) each point also adds
+its confidence times them: a semantic pseudo-LiDAR, the network's own version of the stereo +
+segmentation control. Like the lift, one `index_add_` over all pixels with a spare slot for
+points outside the volume: no shape depends on the data.
 
 Where it goes (model/cigocc.py, docs/architecture.md): summed into the coarse volume as two
 channels of the 3D UNet's input (stage 1), into the stage-2 proposal score (a coarse voxel that
@@ -21,9 +24,11 @@ from torch import Tensor, nn
 
 class PseudoLidar(nn.Module):
     """forward(depth (B, 1, H, W) metric, 0 = none; conf (B, 1, H, W) in [0, 1] or None (1 where
-    there is a depth); K (B, 3, 3) of that image; T_cam_grid (B, 4, 4)) -> (B, 1, X, Y, Z)
-    confidence-weighted point counts on the volume of `size` voxels of `voxel_size` (x, y, z)
-    metres from `origin` (grid frame)."""
+    there is a depth); K (B, 3, 3) of that image; T_cam_grid (B, 4, 4); optional feats (B, F,
+    h, w), one vector per stride-s cell of the image) -> (B, 1 + F, X, Y, Z): channel 0 the
+    confidence-weighted point counts, channels 1.. the confidence-weighted sums of the points'
+    cell features, on the volume of `size` voxels of `voxel_size` (x, y, z) metres from
+    `origin` (grid frame)."""
 
     def __init__(self, size: tuple[int, int, int], voxel_size: tuple[float, float, float],
                  origin: tuple[float, float, float]):
@@ -32,9 +37,11 @@ class PseudoLidar(nn.Module):
         self.register_buffer("voxel_size", torch.tensor(voxel_size, dtype=torch.float32), persistent=False)
         self.register_buffer("origin", torch.tensor(origin, dtype=torch.float32), persistent=False)
 
-    def forward(self, depth: Tensor, conf: Tensor | None, K: Tensor, T_cam_grid: Tensor) -> Tensor:
+    def forward(self, depth: Tensor, conf: Tensor | None, K: Tensor, T_cam_grid: Tensor,
+                feats: Tensor | None = None) -> Tensor:
         B, _, H, W = depth.shape
         X, Y, Z = self.size
+        F_ = 0 if feats is None else feats.shape[1]
         with torch.autocast(depth.device.type, enabled=False):  # metric geometry in fp32
             d = depth.float().flatten(1)  # (B, HW)
             w = (conf.float().flatten(1) if conf is not None else torch.ones_like(d)) * (d > 0)
@@ -50,35 +57,46 @@ class PseudoLidar(nn.Module):
             inside = (ix >= 0) & (ix < X) & (iy >= 0) & (iy < Y) & (iz >= 0) & (iz < Z) & (w > 0)
             b = torch.arange(B, device=d.device).view(B, 1)
             flat = torch.where(inside, ((b * X + ix) * Y + iy) * Z + iz, torch.full_like(ix, B * X * Y * Z))
-            out = torch.zeros(B * X * Y * Z + 1, device=d.device, dtype=torch.float32)
-            out.index_add_(0, flat.reshape(-1), w.reshape(-1))
-        return out[:-1].view(B, 1, X, Y, Z)
+            vals = w.unsqueeze(-1)  # (B, HW, 1)
+            if feats is not None:
+                h, wc = feats.shape[-2:]
+                s = -(-H // h)  # the cell stride (depth.cells_of's rule)
+                cell = ((vv.long() // s) * wc + (uu.long() // s)).reshape(1, H * W, 1).expand(B, -1, F_)
+                per_pixel = feats.float().flatten(2).transpose(1, 2).gather(1, cell)  # (B, HW, F)
+                vals = torch.cat([vals, vals * per_pixel], -1)
+            out = torch.zeros(B * X * Y * Z + 1, 1 + F_, device=d.device, dtype=torch.float32)
+            out.index_add_(0, flat.reshape(-1), vals.reshape(-1, 1 + F_))
+        return out[:-1].view(B, X, Y, Z, 1 + F_).permute(0, 4, 1, 2, 3)
 
 
-def evidence_features(counts: Tensor) -> Tensor:
-    """(B, 1, X, Y, Z) counts -> (B, 2, X, Y, Z): log(1 + count) and whether any point is there.
-    Zero where there is no point (so an empty volume adds nothing to a bias-free convolution)."""
-    return torch.cat([torch.log1p(counts), (counts > 0).to(counts.dtype)], 1)
+def evidence_features(volume: Tensor) -> Tensor:
+    """(B, 1 + F, X, Y, Z) pseudo-LiDAR (counts, feature sums) -> (B, 2 + F, X, Y, Z):
+    log(1 + count), whether any point is there, and the points' mean features. Zero where there
+    is no point (so an empty volume adds nothing to a bias-free convolution)."""
+    counts = volume[:, :1]
+    mean = volume[:, 1:] / counts.clamp_min(1e-6)
+    return torch.cat([torch.log1p(counts), (counts > 0).to(counts.dtype), mean], 1)
 
 
-def pool_counts(counts: Tensor, factors: tuple[int, int, int]) -> tuple[Tensor, Tensor]:
-    """(B, 1, X, Y, Z) counts -> per block of `factors`: (summed counts, share of the block's
-    voxels holding a point), both (B, 1, X/fx, Y/fy, Z/fz)."""
+def pool_evidence(volume: Tensor, factors: tuple[int, int, int]) -> Tensor:
+    """(B, 1 + F, X, Y, Z) pseudo-LiDAR -> per block of `factors` (B, 2 + F, X/fx, Y/fy, Z/fz):
+    log(1 + summed count), the share of the block's voxels holding a point, and the block's
+    mean features (the stage-1 UNet's channels)."""
     n = factors[0] * factors[1] * factors[2]
-    total = F.avg_pool3d(counts, factors) * n
-    share = F.avg_pool3d((counts > 0).to(counts.dtype), factors)
-    return total, share
+    total = F.avg_pool3d(volume, factors) * n
+    share = F.avg_pool3d((volume[:, :1] > 0).to(volume.dtype), factors)
+    return torch.cat([torch.log1p(total[:, :1]), share, total[:, 1:] / total[:, :1].clamp_min(1e-6)], 1)
 
 
 class EvidenceLogits(nn.Module):
     """Per-voxel logits from the pseudo-LiDAR evidence: a bias-free 1x1x1 convolution of
-    evidence_features (B, 2, X, Y, Z) -> (B, n_cls, X, Y, Z), added to the head's native logits.
-    It starts at zero (the network learns how far to trust stereo per class)."""
+    evidence_features (B, 2 + F, X, Y, Z) -> (B, n_cls, X, Y, Z), added to the head's native
+    logits. It starts at zero (the network learns how far to trust stereo, and its classes)."""
 
-    def __init__(self, num_classes: int):
+    def __init__(self, num_classes: int, features: int = 0):
         super().__init__()
-        self.conv = nn.Conv3d(2, num_classes, 1, bias=False)
+        self.conv = nn.Conv3d(2 + features, num_classes, 1, bias=False)
         nn.init.zeros_(self.conv.weight)
 
-    def forward(self, counts: Tensor) -> Tensor:
-        return self.conv(evidence_features(counts).to(self.conv.weight.dtype))
+    def forward(self, volume: Tensor) -> Tensor:
+        return self.conv(evidence_features(volume).to(self.conv.weight.dtype))

@@ -2,6 +2,7 @@
 configs, class table, message definition), its console entry points, and the ROS-facing files
 installed into share/cigocc_ros: launch/, config/ (node parameters), rviz/, weights/ (found by
 cigocc_ros/resources.py)."""
+import os
 from glob import glob
 
 from setuptools import find_packages, setup
@@ -10,7 +11,8 @@ PACKAGE = "cigocc_ros"
 
 
 def share(pattern):
-    return sorted(f for f in glob(pattern) if not f.endswith(".gitkeep"))
+    # Files only: a folder (weights/seg2d/, a training run's logs and reports) is no data file.
+    return sorted(f for f in glob(pattern) if os.path.isfile(f) and not f.endswith(".gitkeep"))
 
 
 setup(

@@ -113,7 +113,7 @@ def assert_package_data(package: Path) -> None:
 def share_files() -> list[str]:
     """Every share file, relative to the repository (and to share/cigocc_ros)."""
     return sorted(f.relative_to(REPO).as_posix() for folder, patterns in SHARE_FILES.items()
-                  for pattern in patterns for f in (REPO / folder).glob(pattern) if f.name != ".gitkeep")
+                  for pattern in patterns for f in (REPO / folder).glob(pattern) if f.is_file() and f.name != ".gitkeep")
 
 
 def colcon_build(ws: Path, *args: str) -> None:

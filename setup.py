@@ -1,5 +1,8 @@
-"""ament_python set-up of cigocc_ros: the Python package, its console entry points, and the
-launch/config/weights files installed into share/cigocc_ros (found with ament_index_python)."""
+"""ament_python set-up of cigocc_ros: the Python package with its package data (experiment
+configs, class table, message definition), its console entry points, and the ROS-facing files
+installed into share/cigocc_ros: launch/, config/ (node parameters), rviz/, weights/ (found by
+cigocc_ros/resources.py)."""
+import os
 from glob import glob
 
 from setuptools import find_packages, setup
@@ -8,7 +11,8 @@ PACKAGE = "cigocc_ros"
 
 
 def share(pattern):
-    return sorted(f for f in glob(pattern) if not f.endswith(".gitkeep"))
+    # Files only: a folder (weights/seg2d/, a training run's logs and reports) is no data file.
+    return sorted(f for f in glob(pattern) if os.path.isfile(f) and not f.endswith(".gitkeep"))
 
 
 setup(
@@ -19,10 +23,15 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", share("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config", share("config/*.yaml") + share("config/*.rviz")),
+        (f"share/{PACKAGE}/config", share("config/*.yaml")),
+        (f"share/{PACKAGE}/rviz", share("rviz/*.rviz")),
         (f"share/{PACKAGE}/weights", share("weights/*")),
+        (f"share/{PACKAGE}/weights/seg2d", share("weights/seg2d/*")),
     ],
-    package_data={PACKAGE: ["py.typed"]},
+    # Read by the library itself, so they travel inside the package (every install, no lookup).
+    # bag/SemanticOccupancy.msg links to msg/msg/: the build copies its content.
+    package_data={PACKAGE: ["py.typed", "semantic-kitti.yaml", "ATTRIBUTION.md", "experiments/*.yaml",
+                            "bag/SemanticOccupancy.msg"]},
     install_requires=["setuptools"],
     zip_safe=False,
     maintainer="cigocc_ros developers",

@@ -108,7 +108,7 @@ def main() -> int:
                 subprocess.run([sys.executable, "-m", "cigocc_ros.cli", "eval", str(run / "last.safetensors"),
                                 "--data", str(data), "--split", "val", "--out", str(metrics)], check=True)
             m = json.loads(metrics.read_text())
-            # `cigocc eval` scores the controls on the same frames (cigocc_ros/controls.py).
+            # `cigocc eval` scores the controls on the same frames (cigocc_ros/evaluation/controls.py).
             per_variant[name].append({"seed": seed, "iou": m["iou"], "miou": m["miou"], "train_s": train_s,
                                       "controls": {k: {"iou": c["iou"], "miou": c["miou"]}
                                                    for k, c in m["controls"].items()}})

@@ -72,8 +72,8 @@ def native_logits(target: torch.Tensor, factors: tuple[int, int, int], n_cls: in
 def ceiling(cfg, dataset, frames: int | None = None, rules: tuple[str, ...] = RULES) -> dict:
     """{rule: SSCMetric summary} of each rule's native logits upsampled like the model's head."""
     from cigocc_ros.config import head_factors
+    from cigocc_ros.evaluation.ssc_metric import SSCMetric
     from cigocc_ros.inference import upsampled_argmax
-    from cigocc_ros.metrics import SSCMetric
 
     factors = head_factors(cfg)
     n_cls = cfg.model.num_classes

@@ -8,7 +8,7 @@ the scored voxels (labelled, not invalid), how the scored ground voxels (road, p
 sidewalk, other-ground, terrain) and all scored occupied voxels spread over the grid's z
 layers; then, on the val split, the image-free controls: flat ground at KITTI's LiDAR height,
 flat ground at the layer that holds the most road in the train split, and the per-voxel prior
-of the train split (cigocc_ros/controls.py).
+of the train split (cigocc_ros/evaluation/controls.py).
 """
 from __future__ import annotations
 
@@ -25,11 +25,11 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cigocc_ros import controls  # noqa: E402
 from cigocc_ros.classes import IGNORE_LABEL, load_class_table  # noqa: E402
 from cigocc_ros.config import load_experiment  # noqa: E402
 from cigocc_ros.data.dataset import SemanticKittiDataset  # noqa: E402
-from cigocc_ros.metrics import format_rows  # noqa: E402
+from cigocc_ros.evaluation import controls  # noqa: E402
+from cigocc_ros.evaluation.ssc_metric import format_rows  # noqa: E402
 
 GROUND = (9, 10, 11, 12, 17)
 

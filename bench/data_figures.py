@@ -17,8 +17,8 @@ import numpy as np
 from cigocc_ros.config import ExperimentConfig, GridConfig
 from cigocc_ros.data import semantic_kitti as sk
 from cigocc_ros.data.dataset import SemanticKittiDataset, lidar_depth_map
+from cigocc_ros.evaluation.ssc_metric import SSCMetric
 from cigocc_ros.geometry import camera_from_calib, project, stereo_baseline
-from cigocc_ros.metrics import SSCMetric
 from cigocc_ros.stereo import StereoDepth
 
 REPO = Path(__file__).resolve().parent.parent

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
                     metavar="Q:R:T", help="max_queries:proposal_rings:proposal_threshold")
     args = ap.parse_args(argv)
     from cigocc_ros.data.dataset import collate
-    from cigocc_ros.training.evaluation import evaluate_model
+    from cigocc_ros.evaluation.split import evaluate_model
 
     weights, model, cfg, root, dataset = load_split(args)
     base = model.cfg

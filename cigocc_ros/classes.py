@@ -1,8 +1,8 @@
 """The SemanticKITTI class table: the 20 training classes, their colours and the raw-id maps.
 
-Read once from `config/semantic-kitti.yaml` (found by cigocc_ros.resources) (PRBonn/semantic-kitti-api, MIT licence; see
-config/ATTRIBUTION.md). Label 0 is empty space, 1-19 are the semantic classes; 255 is the
-ignore value used by the targets and the metric.
+Read once from `cigocc_ros/semantic-kitti.yaml`, package data beside this module
+(PRBonn/semantic-kitti-api, MIT licence; see cigocc_ros/ATTRIBUTION.md). Label 0 is empty
+space, 1-19 are the semantic classes; 255 is the ignore value used by the targets and the metric.
 """
 from __future__ import annotations
 
@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from . import resources
-
 IGNORE_LABEL = 255
 NUM_CLASSES = 20
+CLASS_TABLE_FILE = Path(__file__).resolve().with_name("semantic-kitti.yaml")
 
 
 @dataclass(frozen=True)
@@ -54,10 +53,7 @@ def class_weights(frequencies: np.ndarray = SEMANTIC_KITTI_FREQUENCIES) -> np.nd
 @lru_cache(maxsize=4)
 def load_class_table(path: str | Path | None = None) -> ClassTable:
     """Parse semantic-kitti.yaml into a ClassTable; errors name the file and the key."""
-    try:
-        path = Path(path) if path else resources.class_table_file()
-    except resources.ResourceNotFound as e:
-        raise ValueError(f"cannot find the class table: {e}") from None
+    path = Path(path) if path else CLASS_TABLE_FILE
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as e:

@@ -1,7 +1,8 @@
 """Typed configuration: the single source of truth for the model, data, training and the node.
 
-`config/lite.yaml` and `config/full.yaml` hold an `ExperimentConfig` (grid, model, loss, data,
-train); `config/cigocc.yaml` holds the node's ROS parameters (`NodeConfig`) under
+`cigocc_ros/experiments/lite.yaml` and `full.yaml` (package data) hold an `ExperimentConfig`
+(grid, model, loss, data, train), `real.yaml` an overlay of some sections; `config/cigocc.yaml`
+(the ROS share, cigocc_ros.resources) holds the node's ROS parameters (`NodeConfig`) under
 `/**: ros__parameters:`. Every checkpoint stores the `ExperimentConfig` it was trained with,
 and the node builds its model from the checkpoint's copy, so the three cannot drift apart.
 
@@ -22,6 +23,9 @@ import yaml
 
 from . import resources
 from .errors import CigoccError
+
+# The shipped experiment configs, package data beside this module: <name>.yaml for a name.
+EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
 
 
 class ConfigError(CigoccError, ValueError):
@@ -482,14 +486,16 @@ def _read_yaml(path: Path) -> dict:
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:
-    """'lite' -> the shipped config/lite.yaml (cigocc_ros.resources); anything else is a path."""
+    """'lite' -> the shipped cigocc_ros/experiments/lite.yaml; anything else is a path."""
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.exists():
         return p
-    try:
-        return resources.experiment_file(str(name_or_path))
-    except resources.ResourceNotFound as e:
-        raise ConfigError(f"no experiment config named '{name_or_path}': {e}") from None
+    path = EXPERIMENTS_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        shipped = ", ".join(sorted(f.stem for f in EXPERIMENTS_DIR.glob("*.yaml")))
+        raise ConfigError(f"no experiment config named '{name_or_path}' (shipped: {shipped}; "
+                          "or pass the path of a YAML file)")
+    return path
 
 
 def merge_sections(base: dict, overlay: dict) -> dict:
@@ -502,7 +508,7 @@ def merge_sections(base: dict, overlay: dict) -> dict:
 
 def load_experiment(name_or_path: str | Path = "lite", overrides: tuple[str, ...] | list[str] = (),
                     overlays: tuple[str, ...] | list[str] = ()) -> ExperimentConfig:
-    """Load config/<name>.yaml (or a path), merge the `overlays` (YAML files or config names
+    """Load experiments/<name>.yaml (or a path), merge the `overlays` (YAML files or config names
     holding some sections, in order), then apply dotted `overrides`."""
     path = resolve_config_path(name_or_path)
     data = _read_yaml(path)

@@ -1,7 +1,8 @@
-"""Where the package's data files are: the one lookup for configs, class table, weights, RViz layout.
+"""Where the package's share files are: the node's parameters, the RViz layout, the shipped weights.
 
-setup.py installs `config/`, `weights/` and `launch/` into `share/cigocc_ros/`; a source checkout
-keeps them beside the `cigocc_ros/` package folder. Every file is looked up, in this order, in:
+setup.py installs `config/` (the node's ROS parameters), `rviz/`, `weights/` and `launch/` into
+`share/cigocc_ros/`; a source checkout keeps them beside the `cigocc_ros/` package folder. Every
+share file is looked up, in this order, in:
 
 1. `$CIGOCC_SHARE` (a folder laid out like share/cigocc_ros), when set;
 2. the checkout the code runs from (`<repo>/config`, ...): a source checkout, `pip install -e`
@@ -13,6 +14,11 @@ keeps them beside the `cigocc_ros/` package folder. Every file is looked up, in 
 
 `$CIGOCC_WEIGHTS` names the shipped-weights file itself and wins over all of them.
 A file found nowhere raises `ResourceNotFound`, which names every place that was searched.
+
+The files the library reads for itself are package data instead, inside the Python package in
+every install, so they need no search: the experiment configs (`cigocc_ros/experiments/`, read by
+config.py), the class table (`cigocc_ros/semantic-kitti.yaml`, classes.py) and the message
+definition the bag tools register (`cigocc_ros/bag/SemanticOccupancy.msg`, bag/types.py).
 """
 from __future__ import annotations
 
@@ -22,20 +28,19 @@ from pathlib import Path
 
 PACKAGE = "cigocc_ros"
 SHIPPED_WEIGHTS = "cigocc_lite.safetensors"
-CLASS_TABLE = "semantic-kitti.yaml"
-NODE_PARAMS = "cigocc.yaml"
-RVIZ_LAYOUT = "cigocc.rviz"
+NODE_PARAMS = Path("config") / "cigocc.yaml"
+RVIZ_LAYOUT = Path("rviz") / "cigocc.rviz"
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 class ResourceNotFound(FileNotFoundError):
-    """A data file of the package is in none of the searched share folders."""
+    """A share file of the package is in none of the searched share folders."""
 
 
-def checkout_root() -> Path | None:
-    """The source checkout this package runs from (the folder with package.xml and config/),
-    or None when it runs from an install."""
+def _checkout_root() -> Path | None:
+    # The source checkout this package runs from (package.xml and config/ beside the package
+    # folder), or None when it runs from an install.
     root = _PACKAGE_DIR.parent
     return root if (root / "package.xml").is_file() and (root / "config").is_dir() else None
 
@@ -66,7 +71,7 @@ def _roots() -> Iterator[tuple[str, Path]]:
     seen: list[Path] = []
     candidates = [("$CIGOCC_SHARE", lambda: Path(os.environ["CIGOCC_SHARE"]).expanduser()
                    if os.environ.get("CIGOCC_SHARE") else None),
-                  ("checkout", checkout_root), ("install prefix", _prefix_share), ("ament index", _ament_share)]
+                  ("checkout", _checkout_root), ("install prefix", _prefix_share), ("ament index", _ament_share)]
     for origin, find_root in candidates:
         root = find_root()
         if root is not None and root not in seen:
@@ -90,27 +95,14 @@ def find(relative: str | Path) -> Path:
     raise ResourceNotFound(f"{relative} not found (searched: {where}; set CIGOCC_SHARE to the share folder)")
 
 
-def config_file(name: str) -> Path:
-    """config/<name> (e.g. 'lite.yaml', 'semantic-kitti.yaml')."""
-    return find(Path("config") / name)
-
-
-def experiment_file(name: str) -> Path:
-    """config/<name>.yaml of a named experiment ('lite', 'full')."""
-    return config_file(f"{name}.yaml")
-
-
-def class_table_file() -> Path:
-    return config_file(CLASS_TABLE)
-
-
 def node_params_file() -> Path:
     """The node's default ROS parameter file (config/cigocc.yaml)."""
-    return config_file(NODE_PARAMS)
+    return find(NODE_PARAMS)
 
 
 def rviz_layout_file() -> Path:
-    return config_file(RVIZ_LAYOUT)
+    """The RViz layout of the launch file's rviz:=true (rviz/cigocc.rviz)."""
+    return find(RVIZ_LAYOUT)
 
 
 def shipped_weights_file() -> Path:

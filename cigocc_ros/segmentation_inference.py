@@ -2,8 +2,8 @@
 segmentation branch of a checkpoint (a `cigocc train-seg` checkpoint or a full model's).
 
 Used by `cigocc segment`, the 2D report (evaluation/segmentation.py) and the stereo +
-segmentation control (controls.py). Labels: 0 = nothing there (sky, or unlabelled), 1-19 as in
-config/semantic-kitti.yaml's learning map.
+segmentation control (evaluation/controls.py). Labels: 0 = nothing there (sky, or unlabelled), 1-19 as in
+cigocc_ros/semantic-kitti.yaml's learning map.
 """
 from __future__ import annotations
 

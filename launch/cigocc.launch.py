@@ -35,7 +35,7 @@ def generate_launch_description():
                               description="torch; onnxruntime with weights:=<file from cigocc export>; auto: onnxruntime "
                                           "when an export of the weights is present"),
         DeclareLaunchArgument("rviz", default_value="false", choices=["true", "false"],
-                              description="start RViz with config/cigocc.rviz"),
+                              description="start RViz with rviz/cigocc.rviz"),
         DeclareLaunchArgument("use_sim_time", default_value="false", choices=["true", "false"],
                               description="use /clock (bag replay with ros2 bag play --clock)"),
         DeclareLaunchArgument("camera", default_value="color", choices=["color", "gray"],

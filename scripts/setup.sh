@@ -87,12 +87,15 @@ if [ ! -f "$stamp_dir/editable" ] || [ setup.py -nt "$stamp_dir/editable" ]; the
   touch "$stamp_dir/editable"
 fi
 
-# Environment for every command run through scripts/env.sh (README commands, tests).
+# Environment for every command run through scripts/in-env.sh (README commands, tests).
 cat > "$venv/cigocc-env.sh" <<ENV
 export VIRTUAL_ENV=$venv
 export PATH=$venv/bin:\$PATH
 export AMENT_PREFIX_PATH=$ws/install/cigocc_msgs:$venv\${AMENT_PREFIX_PATH:+:\$AMENT_PREFIX_PATH}
 export LD_LIBRARY_PATH=$ws/install/cigocc_msgs/lib:$venv/lib\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}
 export RMW_IMPLEMENTATION=\${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}
+# Generated data (the default synthetic dataset) in the checkout's git-ignored data/, where the
+# docs' commands (--data data/synthetic-v5) find it; the library itself never guesses a checkout.
+export CIGOCC_DATA_DIR=\${CIGOCC_DATA_DIR:-$root/data}
 ENV
 log "ready: $venv"

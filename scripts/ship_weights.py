@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cigocc_ros.metrics import format_rows  # noqa: E402
+from cigocc_ros.evaluation.ssc_metric import format_rows  # noqa: E402
 from cigocc_ros.model.checkpoint import read_metadata  # noqa: E402
 from cigocc_ros.resources import SHIPPED_WEIGHTS  # noqa: E402
 
@@ -112,7 +112,7 @@ def main() -> int:
 
     m = json.loads(mono.read_text())
     s = json.loads(stereo.read_text())
-    from cigocc_ros.controls import control_checks
+    from cigocc_ros.evaluation.controls import control_checks
 
     rows = format_rows([("CIGOcc (mono)", m), ("CIGOcc (stereo)", s), *m["controls"].items()])
     checks = control_checks(m, m["controls"])

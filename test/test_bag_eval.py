@@ -9,7 +9,7 @@ import pytest
 from cigocc_ros.bag.messages import decode_occupancy
 from cigocc_ros.bag.score import OccupancyScorer, latency_summary
 from cigocc_ros.bag.types import OCCUPANCY_TYPE, typestore
-from cigocc_ros.metrics import SSCMetric
+from cigocc_ros.evaluation.ssc_metric import SSCMetric
 
 SIZE = (8, 8, 4)
 

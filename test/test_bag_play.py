@@ -19,7 +19,7 @@ from tiny_kitti import write_tiny_sequence
 from cigocc_ros.bag import kitti_to_bag as k2b
 from cigocc_ros.bag.types import OCCUPANCY_TYPE, typestore
 from cigocc_ros.child_process import die_with_parent
-from cigocc_ros.metrics import SSCMetric
+from cigocc_ros.evaluation.ssc_metric import SSCMetric
 
 pytestmark = pytest.mark.integration
 

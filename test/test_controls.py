@@ -1,4 +1,4 @@
-"""The evaluation controls (cigocc_ros/controls.py): flat ground, the per-voxel prior, the
+"""The evaluation controls (cigocc_ros/evaluation/controls.py): flat ground, the per-voxel prior, the
 shuffled-image control."""
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from cigocc_ros import controls
 from cigocc_ros.classes import IGNORE_LABEL, load_class_table
 from cigocc_ros.config import GridConfig
+from cigocc_ros.evaluation import controls
 
 
 def test_road_label_matches_the_class_table():

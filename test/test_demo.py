@@ -84,7 +84,7 @@ def test_main_job_on_a_real_kitti_sequence_reports_the_node_beside_the_controls(
     """`cigocc demo <KITTI sequence folder>`: frames -> bag -> the node in stereo -> the LiDAR
     report of its outputs beside the three controls. The node's row is what the Predictor gives
     offline for the same stereo frames (the same matcher, the same network)."""
-    from cigocc_ros.real_report import MODEL_STEREO, real_frames, run_report
+    from cigocc_ros.evaluation.real_report import MODEL_STEREO, real_frames, run_report
 
     seq = kitti_samples / "sequences" / "07"
     out = tmp_path / "demo07"

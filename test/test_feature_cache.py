@@ -29,11 +29,12 @@ def test_cached_features_give_the_same_forward_as_the_image(tiny_dataset, tmp_pa
     tr = _trainer(cfg, tmp_path / "run")
     cache = FeatureCache(tr.train_samples.dataset, tr.model, cfg, 2, tmp_path / "cache")
     model = tr.model.eval()
+    frame = cache.frame_of[0]
     for v in range(2):
-        cached = collate([cache.load(0, v)])
+        cached = collate([cache.item(frame, v)])
         assert "img" not in cached and "feats_0" in cached and cached["feats_0"].dtype == torch.float32
         with torch.no_grad():
-            ref = model(collate([cache.sample(0, v)]))  # the same augmented sample, image encoded
+            ref = model(collate([cache.sample(frame, v)]))  # the same augmented sample, image encoded
             got = model(cached)
         for key in ("ssc_logits", "aux_logits", "depth_logits"):
             assert (got[key] - ref[key]).abs().max() < 0.05 * ref[key].abs().max(), key
@@ -47,7 +48,7 @@ def test_frozen_training_with_the_cache_resumes_exactly_and_keeps_the_image_side
     full = a.fit()
     assert isinstance(a.train_samples, FeatureCache)
     files = sorted((tmp_path / "cache" / a.train_samples.key).glob("*.safetensors"))
-    assert len(files) == 2 * len(a.train_samples.dataset)
+    assert len(files) == 2 * len(a.train_samples.index_of) == 2 * len(a.train_samples.dataset)
     for k, v in a.model.state_dict().items():
         if k in image_before:  # weights and BatchNorm running statistics alike
             assert torch.equal(v, image_before[k]), k
@@ -64,3 +65,18 @@ def test_the_cache_needs_a_frozen_image_side(tiny_dataset, tmp_path):
     cfg = tiny_config(tiny_dataset, ["train.feature_cache=2"])
     with pytest.raises(ConfigError, match="image_lr"):
         _trainer(cfg, tmp_path / "x")
+
+
+def test_the_cache_key_ignores_the_mix_and_follows_what_shapes_a_sample(tiny_dataset, tmp_path):
+    from cigocc_ros.training.feature_cache import cache_key
+
+    base = frozen(tiny_dataset, tmp_path)
+    model = _trainer(base, tmp_path / "k").model
+    key = cache_key(model, base, 2)
+    assert cache_key(model, frozen(tiny_dataset, tmp_path, "data.real_share=0.9"), 2) == key
+    assert cache_key(model, frozen(tiny_dataset, tmp_path, "train.steps=99"), 2) == key
+    assert cache_key(model, frozen(tiny_dataset, tmp_path, "data.exposure=0.3"), 2) != key
+    assert cache_key(model, base, 3) != key
+    with torch.no_grad():
+        model.encoder.output[0][0].weight.add_(1.0)  # other frozen weights: other features
+    assert cache_key(model, base, 2) != key

@@ -131,7 +131,7 @@ def test_parameter_file_matches_node_config():
 
 
 def test_rviz_layout_listens_to_the_node():
-    rviz = yaml.safe_load((REPO / "config" / "cigocc.rviz").read_text())
+    rviz = yaml.safe_load((REPO / "rviz" / "cigocc.rviz").read_text())
     topics = {d["Class"]: d["Topic"]["Value"] for d in rviz["Visualization Manager"]["Displays"]}
     assert topics["rviz_default_plugins/MarkerArray"] == "/cigocc_node/markers"
     assert topics["rviz_default_plugins/PointCloud2"] == "/cigocc_node/cloud"

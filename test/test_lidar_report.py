@@ -1,4 +1,4 @@
-"""The real-frame quality report (cigocc_ros/lidar_metrics.py, real_report.py, `cigocc
+"""The real-frame quality report (cigocc_ros/evaluation/lidar.py, real_report.py, `cigocc
 lidar-report`) on real shared frames: perfect and empty predictions, traced free space, the
 stereo height-rule predictor, the command and its clear errors."""
 from __future__ import annotations
@@ -9,11 +9,12 @@ import shutil
 import numpy as np
 import pytest
 
-from cigocc_ros import cli, controls
+from cigocc_ros import cli
 from cigocc_ros.config import GridConfig
 from cigocc_ros.data import semantic_kitti as sk
-from cigocc_ros.lidar_metrics import FIGURES, frame_scores, lidar_reference
-from cigocc_ros.real_report import real_frames
+from cigocc_ros.evaluation import controls
+from cigocc_ros.evaluation.lidar import FIGURES, frame_scores, lidar_reference
+from cigocc_ros.evaluation.real_report import real_frames
 
 GRID = GridConfig()
 

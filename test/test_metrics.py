@@ -7,7 +7,7 @@ import pytest
 import torch
 from auxiliary.np_ioueval import iouEval
 
-from cigocc_ros.metrics import PAPER_ORDER, SSCMetric
+from cigocc_ros.evaluation.ssc_metric import PAPER_ORDER, SSCMetric
 
 
 def official(frames: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict:

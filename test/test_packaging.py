@@ -1,10 +1,16 @@
-"""package.xml, setup.py and what colcon installs agree, and the ROS-workspace path works:
-the repository, put in a workspace's src/, builds both packages with a plain `colcon build`
-(no --symlink-install: the usual build on a vehicle, where the code runs from site-packages,
-away from the checkout); every launch/config/weights file lands in share/cigocc_ros, every
-console entry point is installed where `ros2 run` looks (lib/cigocc_ros/) and imports, and the
-installed `cigocc_node`, started with the install space's own environment only, turns a real
-KITTI frame into a SemanticOccupancy message with the shipped weights it finds in share/."""
+"""package.xml, setup.py and what colcon installs agree, and every install path works:
+- the repository, put in a workspace's src/, builds both packages with a plain `colcon build`
+  (no --symlink-install: the usual build on a vehicle, where the code runs from site-packages,
+  away from the checkout); every launch/config/rviz/weights file lands in share/cigocc_ros and
+  the package data (experiment configs, class table, message definition) in site-packages, every
+  console entry point is installed where `ros2 run` looks (lib/cigocc_ros/) and imports, and the
+  installed `cigocc_node`, started with the install space's own environment only, turns a real
+  KITTI frame into a SemanticOccupancy message with the shipped weights it finds in share/;
+- `colcon build --symlink-install` (a developer's workspace): the code and every file resolve
+  back to the source folder;
+- a wheel carries the package data inside the package and the share files as data files, and,
+  installed into a prefix, finds both.
+The checkout itself is test_resources.py's."""
 from __future__ import annotations
 
 import ast
@@ -17,6 +23,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from test_resources import clean_env, probe  # the same probe as the copied layouts
 
 from cigocc_ros.child_process import die_with_parent
 
@@ -76,25 +83,55 @@ def test_message_package_is_its_own_interface_package():
     assert "rosidl_generate_interfaces" in (REPO / "msg" / "CMakeLists.txt").read_text()
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Path:
-    """The repository copied into <ws>/src and built with a plain `colcon build`."""
-    tmp_path = tmp_path_factory.mktemp("colcon")
-    src = tmp_path / "ws" / "src" / "cigocc_ros"
+# What the library reads for itself, inside the installed package (setup.py's package_data).
+PACKAGE_DATA = ("semantic-kitti.yaml", "ATTRIBUTION.md", "bag/SemanticOccupancy.msg",
+                *sorted(f"experiments/{f.name}" for f in (REPO / "cigocc_ros" / "experiments").glob("*.yaml")))
+# What the ROS side reads, in share/cigocc_ros (setup.py's data_files): folder -> patterns.
+SHARE_FILES = {"launch": ["*.launch.py"], "config": ["*.yaml"], "rviz": ["*.rviz"], "weights": ["*", "seg2d/*"]}
+
+
+def copy_checkout(dest: Path) -> Path:
+    """The files git tracks (and untracked ones it does not ignore) copied to `dest`, links as
+    links: what a fresh clone has."""
     files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                            cwd=REPO, check=True, capture_output=True).stdout.decode().split("\0")
     for rel in filter(None, files):
         if (REPO / rel).is_file():
-            (src / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, src / rel)
-    ws = tmp_path / "ws"
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, dest / rel, follow_symlinks=False)
+    return dest
+
+
+def assert_package_data(package: Path) -> None:
+    """The installed package holds every package-data file as a plain file with the source's bytes."""
+    for rel in PACKAGE_DATA:
+        installed = package / rel
+        assert installed.is_file() and not installed.is_symlink(), f"cigocc_ros/{rel} is not installed"
+        assert installed.read_bytes() == (REPO / "cigocc_ros" / rel).read_bytes(), rel
+
+
+def share_files() -> list[str]:
+    """Every share file, relative to the repository (and to share/cigocc_ros)."""
+    return sorted(f.relative_to(REPO).as_posix() for folder, patterns in SHARE_FILES.items()
+                  for pattern in patterns for f in (REPO / folder).glob(pattern) if f.is_file() and f.name != ".gitkeep")
+
+
+def colcon_build(ws: Path, *args: str) -> None:
     venv = Path(sys.prefix)
     env = dict(os.environ, CMAKE_PREFIX_PATH=str(venv), AMENT_PREFIX_PATH=str(venv))
-    cmd = [str(venv / "bin" / "colcon"), "build", "--base-paths", "src", "src/cigocc_ros/msg",
-           "--event-handlers", "console_cohesion-", "status-",
+    cmd = [str(venv / "bin" / "colcon"), "build", *args, "--event-handlers", "console_cohesion-", "status-",
            "--cmake-args", "-DBUILD_TESTING=OFF", f"-DPython3_EXECUTABLE={sys.executable}"]
     res = subprocess.run(cmd, cwd=ws, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    """The repository copied into <ws>/src and built with a plain `colcon build`."""
+    tmp_path = tmp_path_factory.mktemp("colcon")
+    copy_checkout(tmp_path / "ws" / "src" / "cigocc_ros")
+    ws = tmp_path / "ws"
+    colcon_build(ws, "--base-paths", "src", "src/cigocc_ros/msg")
     assert not (ws / "install" / "cigocc_ros" / "share" / "cigocc_ros" / "package.xml").is_symlink()
     return ws
 
@@ -102,9 +139,8 @@ def workspace(tmp_path_factory) -> Path:
 def workspace_env(ws: Path) -> dict:
     """The environment of `source <ws>/install/setup.bash` on top of this one without any
     PYTHONPATH (so not this checkout): what a vehicle's shell has."""
-    base = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CIGOCC_SHARE", "CIGOCC_WEIGHTS")}
     venv = Path(sys.prefix)
-    base.update(CMAKE_PREFIX_PATH=str(venv), AMENT_PREFIX_PATH=str(venv))
+    base = clean_env(CMAKE_PREFIX_PATH=str(venv), AMENT_PREFIX_PATH=str(venv))
     out = subprocess.run(["bash", "-c", f"source {ws / 'install' / 'setup.bash'} && env -0"], env=base,
                          capture_output=True, timeout=120, check=True).stdout.decode()
     env = dict(kv.split("=", 1) for kv in out.split("\0") if "=" in kv)
@@ -121,15 +157,9 @@ def test_colcon_workspace_build_installs_everything(workspace, tmp_path):
     env = dict(os.environ, CMAKE_PREFIX_PATH=str(venv), AMENT_PREFIX_PATH=str(venv))
     share = ws / "install" / "cigocc_ros" / "share" / "cigocc_ros"
     assert (share / "package.xml").read_text() == (REPO / "package.xml").read_text()
-    for folder, patterns in {"launch": ["*.launch.py"], "config": ["*.yaml", "*.rviz"],
-                             "weights": ["*"]}.items():
-        for pattern in patterns:
-            for f in (REPO / folder).glob(pattern):
-                if f.name == ".gitkeep":
-                    continue
-                installed = share / folder / f.name
-                assert installed.is_file(), f"{folder}/{f.name} is not installed by setup.py"
-                assert installed.read_bytes() == f.read_bytes()
+    for rel in share_files():
+        assert (share / rel).is_file(), f"{rel} is not installed by setup.py"
+        assert (share / rel).read_bytes() == (REPO / rel).read_bytes()
     assert (ws / "install" / "cigocc_ros" / "share" / "ament_index" / "resource_index"
             / "packages" / "cigocc_ros").is_file()
 
@@ -150,6 +180,7 @@ def test_colcon_workspace_build_installs_everything(workspace, tmp_path):
     assert out.returncode == 0, out.stderr
     first, second = out.stdout.split()
     assert first.startswith(str(site)) and second == "255"
+    assert_package_data(site / "cigocc_ros")
     res = subprocess.run([str(libdir / "cigocc"), "--help"], cwd=tmp_path, env=run_env,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "usage: cigocc" in res.stdout, res.stderr
@@ -178,13 +209,10 @@ def test_installed_node_runs_from_the_install_space_only(workspace, tmp_path, ki
     ws = workspace
     env = workspace_env(ws)
     site = next((ws / "install" / "cigocc_ros" / "lib").glob("python3*/site-packages"))
-    probe = "import cigocc_ros.resources as r; print(r.__file__); print(r.class_table_file())"
-    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=60)
-    assert out.returncode == 0, out.stderr
-    code, table = out.stdout.split()
-    assert code.startswith(str(site)), code  # the installed copy, not the checkout
-    assert table == str(ws / "install" / "cigocc_ros" / "share" / "cigocc_ros" / "config" / "semantic-kitti.yaml")
+    out = probe(env, tmp_path)
+    assert out["package"].startswith(str(site)), out  # the installed copy, not the checkout
+    assert out["class_table"] == str(site / "cigocc_ros" / "semantic-kitti.yaml")
+    assert out["node_params"] == str(ws / "install" / "cigocc_ros" / "share" / "cigocc_ros" / "config" / "cigocc.yaml")
 
     seq = kitti_samples / "sequences" / "00"
     calib = read_calib(seq / "calib.txt")
@@ -253,3 +281,58 @@ def test_installed_node_runs_from_the_install_space_only(workspace, tmp_path, ki
             node_proc.wait(30)
     assert node_proc.returncode == 0, log.read_text()[-2000:]
     assert "Traceback" not in log.read_text()
+
+
+def test_symlink_install_resolves_to_the_source(tmp_path):
+    """`colcon build --symlink-install` (a developer's workspace; cigocc_ros alone: an
+    ament_python package needs no compiler): share/ holds links into src/, the code runs from
+    the source folder, and every file, package data included, resolves there."""
+    ws = tmp_path / "ws"
+    src = copy_checkout(ws / "src" / "cigocc_ros")
+    colcon_build(ws, "--symlink-install", "--base-paths", "src", "--packages-select", "cigocc_ros")
+    share = ws / "install" / "cigocc_ros" / "share" / "cigocc_ros"
+    for rel in share_files():
+        assert (share / rel).is_symlink() and (share / rel).resolve() == (src / rel).resolve(), rel
+    out = probe(workspace_env(ws), tmp_path)
+    assert Path(out["package"]).resolve().is_relative_to(src / "cigocc_ros"), out["package"]
+    expected = {"class_table": "cigocc_ros/semantic-kitti.yaml", "lite": "cigocc_ros/experiments/lite.yaml",
+                "msg": "cigocc_ros/bag/SemanticOccupancy.msg", "node_params": "config/cigocc.yaml",
+                "rviz": "rviz/cigocc.rviz", "weights": "weights/cigocc_lite.safetensors"}
+    for key, rel in expected.items():
+        assert Path(out[key]).resolve() == (src / rel).resolve(), (key, out[key])
+
+
+def test_wheel_carries_package_data_and_share_files(tmp_path):
+    """A wheel built from a fresh clone holds the package data inside the package (the .msg
+    link's content, not the link) and the share files as data files; installed into a prefix
+    (no ROS, no ament index) it finds both."""
+    import zipfile
+
+    src = copy_checkout(tmp_path / "src")
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    res = subprocess.run(pip[:3] + ["wheel", *pip[3:], "--no-deps", "--no-build-isolation", "-w",
+                                    str(tmp_path / "dist"), str(src)], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    wheel = next((tmp_path / "dist").glob("cigocc_ros-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"cigocc_ros/{rel}" for rel in PACKAGE_DATA} <= names
+    data = "-".join(wheel.name.split("-")[:2]) + ".data/data/share/cigocc_ros"  # <name>-<version>.data
+    assert {f"{data}/{rel}" for rel in share_files()} <= names, sorted(n for n in names if ".data/" in n)
+
+    # Into an empty environment of its own: `pip install --prefix` from this one would first
+    # uninstall this environment's cigocc_ros (the editable checkout) as an older version.
+    prefix = tmp_path / "prefix"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(prefix)], check=True, timeout=120)
+    res = subprocess.run(pip[:3] + ["--python", str(prefix / "bin" / "python"), "install", *pip[3:], "--no-deps",
+                                    "--no-index", str(wheel)], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    site = next((prefix / "lib").glob("python3*/site-packages"))
+    assert_package_data(site / "cigocc_ros")
+    out = probe(clean_env(PYTHONPATH=str(site), AMENT_PREFIX_PATH=""), tmp_path)
+    assert out["package"].startswith(str(site)), out["package"]
+    assert out["class_table"] == str(site / "cigocc_ros" / "semantic-kitti.yaml")
+    assert out["msg"] == str(site / "cigocc_ros" / "bag" / "SemanticOccupancy.msg")
+    share = prefix / "share" / "cigocc_ros"
+    assert (out["node_params"], out["rviz"], out["weights"]) == (
+        str(share / "config" / "cigocc.yaml"), str(share / "rviz" / "cigocc.rviz"),
+        str(share / "weights" / "cigocc_lite.safetensors"))

@@ -234,6 +234,29 @@ def test_default_dataset_is_reused(tmp_path):
     assert not syn.dataset_complete(root, {"00": SEED + 1}, 2)
 
 
+def test_default_root_is_the_environments_choice(tmp_path, monkeypatch, repo_root):
+    """The environment says where the default dataset lives, not where the code is installed:
+    $CIGOCC_SYNTHETIC_ROOT, else synthetic-v<format> in $CIGOCC_DATA_DIR, else in
+    ~/.cache/cigocc; the project environment (scripts/setup.sh writes it) points $CIGOCC_DATA_DIR
+    at the checkout's data/."""
+    import os
+    import subprocess
+
+    name = f"synthetic-v{syn.FORMAT_VERSION}"
+    monkeypatch.delenv("CIGOCC_SYNTHETIC_ROOT", raising=False)
+    monkeypatch.delenv("CIGOCC_DATA_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert syn.default_root() == tmp_path / "home" / ".cache" / "cigocc" / name
+    monkeypatch.setenv("CIGOCC_DATA_DIR", str(tmp_path / "data"))
+    assert syn.default_root() == tmp_path / "data" / name
+    monkeypatch.setenv("CIGOCC_SYNTHETIC_ROOT", str(tmp_path / "mine"))
+    assert syn.default_root() == tmp_path / "mine"
+    env = {k: v for k, v in os.environ.items() if k != "CIGOCC_DATA_DIR"}
+    res = subprocess.run([str(repo_root / "scripts" / "in-env.sh"), "printenv", "CIGOCC_DATA_DIR"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert res.stdout.strip() == str(repo_root / "data"), res.stderr
+
+
 def test_terrain_hits_match_ray_marching():
     """The exact piecewise ray / terrain intersection agrees with a fine march (1 cm steps)."""
     from cigocc_ros.data.synthetic.raycast import terrain_hits

@@ -164,7 +164,7 @@ def run_demo(out: Path, weights: Path | None = None, sequence: str = "08", frame
     scored). Writes the bag, node.log, report.json and frame_NNNNNN.png under `out`.
     `controls(weights, root, sequence, before_frame, device, train_root) -> {name: summary}`
     scores the controls on the same labelled frames (cli/demo.py passes
-    training.evaluation.sequence_controls); train_root is the default dataset when complete."""
+    evaluation.split.sequence_controls); train_root is the default dataset when complete."""
     t0 = time.monotonic()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -233,12 +233,12 @@ def run_kitti_demo(seq_dir: Path, out: Path, weights: Path | None = None, device
                    timeout: float = 600.0, stereo: bool = True) -> int:
     """The main job on a real KITTI sequence folder (e.g. ../shared/kitti_samples/sequences/07):
     its colour frames -> rosbag2 -> cigocc_node (stereo unless `stereo` is false) -> the LiDAR
-    report of the node's outputs beside the three controls on the same frames (real_report.py:
+    report of the node's outputs beside the three controls on the same frames (evaluation/real_report.py:
     flat ground slab, stereo + height rule, stereo + segmentation with the weights' own
     segmentation branch). Writes the bag, node.log, report.json / report.md and a PNG per
     scored frame under `out`; the exit status is 0 when every frame with a labelled scan got an
     output."""
-    from ..real_report import real_frames, run_report, write_report
+    from ..evaluation.real_report import real_frames, run_report, write_report
     from ..segmentation_inference import SegmentationPredictor
 
     t0 = time.monotonic()

@@ -5,7 +5,7 @@ cigocc_msgs/SemanticOccupancy output and score it against the bag's ground truth
 Matching: an output belongs to the ground-truth message with the same header stamp (the node
 stamps each grid with its source image's stamp; kitti-to-bag gives the image and the ground
 truth of a frame the same stamp). The ground-truth topic is read from the bag, not published.
-Scoring: cigocc_ros.metrics.SSCMetric (the SemanticKITTI completion metric); output voxels
+Scoring: cigocc_ros.evaluation.ssc_metric.SSCMetric (the SemanticKITTI completion metric); output voxels
 labelled LABEL_UNKNOWN (255, no prediction) count as empty, as an unfilled voxel of a
 benchmark submission would.
 Latency: wall time from publishing the trigger image to receiving the output with its stamp.
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..classes import IGNORE_LABEL, load_class_table
-from ..metrics import SSCMetric
+from ..evaluation.ssc_metric import SSCMetric
 from .errors import BagError
 from .kitti_to_bag import OCCUPANCY_GT_TOPIC
 from .messages import OccupancyGrid, cdr_header_stamp, decode_occupancy

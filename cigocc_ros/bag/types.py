@@ -1,6 +1,6 @@
 """The rosbags type store used by the bag tools: ROS 2 Kilted's standard messages plus
-cigocc_msgs/msg/SemanticOccupancy, registered from the package's own .msg file at run time so
-the bag tools never carry a second copy of the message definition.
+cigocc_msgs/msg/SemanticOccupancy, registered from the message definition at run time so the
+bag tools never carry a second copy of it and need no ROS installation.
 """
 from __future__ import annotations
 
@@ -11,34 +11,22 @@ from pathlib import Path
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
-from ..resources import checkout_root
-
 OCCUPANCY_TYPE = "cigocc_msgs/msg/SemanticOccupancy"
 
-# The checkout's message package (msg/, built as cigocc_msgs); an installed cigocc_msgs
-# (colcon / ament) is the fallback.
-_MSG_IN_CHECKOUT = Path("msg") / "msg" / "SemanticOccupancy.msg"
+# Package data: a link to msg/msg/SemanticOccupancy.msg, the one source of the definition (the
+# cigocc_msgs package builds from it). Every build of this package (wheel, colcon, pip) copies
+# the file's content into the install, so it is beside this module wherever the code runs.
+PACKAGED_MSG = Path(__file__).resolve().with_name("SemanticOccupancy.msg")
 
 
 def occupancy_msg_path() -> Path:
-    """Path of SemanticOccupancy.msg: $CIGOCC_MSG_FILE, the source checkout, or an installed
-    cigocc_msgs share directory found through AMENT_PREFIX_PATH."""
+    """Path of SemanticOccupancy.msg: $CIGOCC_MSG_FILE when set, else the package's own copy."""
     env = os.environ.get("CIGOCC_MSG_FILE")
-    candidates = [Path(env)] if env else []
-    checkout = checkout_root()
-    if checkout is not None:
-        candidates.append(checkout / _MSG_IN_CHECKOUT)
-    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
-        if prefix:
-            candidates.append(Path(prefix) / "share" / "cigocc_msgs" / "msg" / "SemanticOccupancy.msg")
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise FileNotFoundError(
-        "cannot find SemanticOccupancy.msg (looked in: "
-        + ", ".join(str(p) for p in candidates)
-        + "); set CIGOCC_MSG_FILE to its path"
-    )
+    path = Path(env) if env else PACKAGED_MSG
+    if not path.is_file():
+        raise FileNotFoundError(f"cannot find SemanticOccupancy.msg at {path}"
+                                + ("" if env else "; set CIGOCC_MSG_FILE to its path"))
+    return path
 
 
 @lru_cache(maxsize=1)

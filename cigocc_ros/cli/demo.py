@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from ..bag.demo import run_demo, run_kitti_demo
-from ..training.evaluation import sequence_controls
+from ..evaluation.split import sequence_controls
 from .args import DEVICE_HELP, device_name
 
 

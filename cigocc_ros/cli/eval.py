@@ -1,15 +1,15 @@
 """`cigocc eval`: score a checkpoint (or submission files) on a split with the official SSC
 metric; writes the metrics JSON and prints the papers' table with the controls scored on the
-same frames below the model (cigocc_ros.training.evaluation, cigocc_ros.controls)."""
+same frames below the model (cigocc_ros.evaluation.split, cigocc_ros.evaluation.controls)."""
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
 
-from ..controls import control_checks
-from ..metrics import format_rows
-from ..training.evaluation import evaluate_checkpoint, evaluate_submission
+from ..evaluation.controls import control_checks
+from ..evaluation.split import evaluate_checkpoint, evaluate_submission
+from ..evaluation.ssc_metric import format_rows
 from .args import DEVICE_HELP, device_name
 
 

@@ -1,6 +1,6 @@
 """`cigocc lidar-report`: quality on real frames against their labelled LiDAR scans, the model
 beside a flat ground slab, stereo depth with a height rule and stereo with the segmentation
-branch's classes (cigocc_ros/real_report.py,
+branch's classes (cigocc_ros/evaluation/real_report.py,
 docs/real-frames.md). Writes report.json, report.md and a PNG per frame."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 
 from ..config import GridConfig
-from ..real_report import real_frames, run_report, write_report
+from ..evaluation.real_report import real_frames, run_report, write_report
 from .args import DEVICE_HELP, device_name
 
 

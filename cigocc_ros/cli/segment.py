@@ -3,7 +3,7 @@ encoder and segmentation branch of a checkpoint (a `cigocc train-seg` run's, or 
 default: the shipped weights).
 
 For each input, `DIR/<stem>.png`: uint8, the input's size, one training label per pixel
-(0 = nothing there: sky or unlabelled; 1-19 as in config/semantic-kitti.yaml's learning map),
+(0 = nothing there: sky or unlabelled; 1-19 as in cigocc_ros/semantic-kitti.yaml's learning map),
 and `DIR/<stem>_overlay.png`: the image with the labels' colours blended in. A bad input (not
 an image, missing) or bad weights: one `error:` line naming it, exit code 2 (the outputs of the
 inputs before it stay written).

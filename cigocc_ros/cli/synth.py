@@ -12,7 +12,8 @@ from ..data import synthetic as syn
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", default="", help="output folder (gets sequences/XX/); "
-                   "default with --default: data/synthetic (or $CIGOCC_SYNTHETIC_ROOT)")
+                   "default with --default: synthetic-v<format> in $CIGOCC_DATA_DIR (the project environment: data/), "
+                   "else in ~/.cache/cigocc; $CIGOCC_SYNTHETIC_ROOT names the folder itself")
     p.add_argument("--default", action="store_true",
                    help="write the default dataset (fixed seeds and split), or reuse it if complete")
     p.add_argument("--sequences", nargs="+", default=[], metavar="XX", help="sequence numbers to write")

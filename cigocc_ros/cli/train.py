@@ -10,7 +10,7 @@ from .args import DEVICE_HELP, device_name
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default="lite", help="config name (config/<name>.yaml) or path")
+    p.add_argument("--config", default="lite", help="config name (cigocc_ros/experiments/<name>.yaml) or path")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.steps=500 (repeatable)")
     p.add_argument("--data", default="", help="dataset root (sequences/XX/...); default: data.root, "
@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/train", help="run folder")
     p.add_argument("--overlay", dest="overlays", action="append", default=[], metavar="YAML",
                    help="a YAML of config sections merged over --config before --set (e.g. "
-                   "config/real.yaml: the real-frame fine-tune's data section; repeatable)")
+                   "real: the real-frame fine-tune's data section; a config name or a path; repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     p.add_argument("--init", default="", metavar="CKPT", help="start from these weights (fine-tune; "
                    "the checkpoint must fit the config's model section)")

@@ -14,7 +14,7 @@ from .args import DEVICE_HELP, device_name
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default="lite", help="config name (config/<name>.yaml) or path: its model "
+    p.add_argument("--config", default="lite", help="config name (cigocc_ros/experiments/<name>.yaml) or path: its model "
                    "section builds the encoder and segmentation branch, its seg2d section the training")
     p.add_argument("--camvid", default=None, metavar="DIR", help="CamVid folder (train/ val/ test/); "
                    "sets seg2d.camvid_root")

@@ -28,7 +28,7 @@ CAMVID_CLASSES = ("sky", "building", "pole", "road", "pavement", "tree", "sign",
 CAMVID_VOID = 11
 SPLITS = ("train", "val", "test")
 
-# CamVid id -> the SemanticKITTI training labels it covers (config/semantic-kitti.yaml's learning
+# CamVid id -> the SemanticKITTI training labels it covers (cigocc_ros/semantic-kitti.yaml's learning
 # map: 1 car, 2 bicycle, 3 motorcycle, 4 truck, 5 other-vehicle, 6 person, 7 bicyclist,
 # 8 motorcyclist, 9 road, 10 parking, 11 sidewalk, 12 other-ground, 13 building, 14 fence,
 # 15 vegetation, 16 trunk, 17 terrain, 18 pole, 19 traffic-sign). The first member is the

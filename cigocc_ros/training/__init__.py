@@ -1,2 +1,2 @@
-"""Training and evaluation of the model: the run loop (trainer), scoring on a split
-(evaluation) and the resumable optimiser state (state). Imports the core, never ros/ or bag/."""
+"""Training the model: the run loops (trainer, seg_trainer), the feature cache and the resumable
+optimiser state (state); scoring is cigocc_ros/evaluation/. Imports the core, never ros/ or bag/."""

@@ -34,11 +34,11 @@ from ..config import ConfigError, ExperimentConfig, OptimConfig, to_dict
 from ..data.dataset import collate, dataset_root
 from ..data.mixed import training_sets
 from ..device import autocast_for, resolve_device, to_device
+from ..evaluation.split import evaluate_model
 from ..model.checkpoint import SEGMENTER_KIND, load_weights, read_metadata, save_checkpoint
 from ..model.cigocc import build_model
 from ..model.losses import compute_losses
 from ..model.segmenter import SEGMENTER_PREFIXES
-from .evaluation import evaluate_model
 from .feature_cache import FeatureCache
 from .state import load_state, save_state
 

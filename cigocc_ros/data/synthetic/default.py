@@ -8,7 +8,6 @@ import os
 import shutil
 from pathlib import Path
 
-from ...resources import checkout_root
 from .. import semantic_kitti as sk
 from .sequence import LABEL_EVERY
 from .writer import write_sequence
@@ -22,17 +21,16 @@ FORMAT_VERSION = 5
 
 
 def default_root() -> Path:
-    """Where the default dataset lives: $CIGOCC_SYNTHETIC_ROOT, else data/synthetic-v<format> in a
-    source checkout (git-ignored), else ~/.cache/cigocc/synthetic-v<format>. The format version
-    in the name lets a new generator write beside data an older run may still be reading."""
+    """Where the default dataset lives: $CIGOCC_SYNTHETIC_ROOT, else synthetic-v<format> in
+    $CIGOCC_DATA_DIR (the project environment, .venv/cigocc-env.sh, sets it to the checkout's
+    git-ignored data/), else in ~/.cache/cigocc. The environment decides, not where this code
+    happens to be installed. The format version in the name lets a new generator write beside
+    data an older run may still be reading."""
     env = os.environ.get("CIGOCC_SYNTHETIC_ROOT")
     if env:
         return Path(env)
-    name = f"synthetic-v{FORMAT_VERSION}"
-    repo = checkout_root()
-    if repo is not None:
-        return repo / "data" / name
-    return Path.home() / ".cache" / "cigocc" / name
+    base = os.environ.get("CIGOCC_DATA_DIR")
+    return (Path(base) if base else Path.home() / ".cache" / "cigocc") / f"synthetic-v{FORMAT_VERSION}"
 
 
 def _manifest(seeds: dict[str, int], num_frames: int) -> dict:

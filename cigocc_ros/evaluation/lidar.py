@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .classes import IGNORE_LABEL, NUM_CLASSES, load_class_table
-from .config import GridConfig
-from .data import semantic_kitti as sk
-from .data.ray_march import free_space
-from .geometry import project, voxel_centers
+from ..classes import IGNORE_LABEL, NUM_CLASSES, load_class_table
+from ..config import GridConfig
+from ..data import semantic_kitti as sk
+from ..data.ray_march import free_space
+from ..geometry import project, voxel_centers
 
 GROUND_CLASSES = (9, 10, 11, 12, 17)  # road, parking, sidewalk, other-ground, terrain
 FIGURES = ("surface_recall", "surface_recall_1", "free_violation", "free_violation_above",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .classes import IGNORE_LABEL, NUM_CLASSES, load_class_table
+from ..classes import IGNORE_LABEL, NUM_CLASSES, load_class_table
 
 EPS = np.finfo(np.float32).eps
 

@@ -3,7 +3,7 @@
 writing SemanticKITTI submission files (`<dir>/sequences/XX/predictions/NNNNNN.label`,
 uint16 raw ids). `cigocc eval` (cigocc_ros/cli/eval.py) is the command around it.
 
-Beside the model it scores the controls of cigocc_ros/controls.py on the same frames (issue
+Beside the model it scores the controls of evaluation/controls.py on the same frames (issue
 16): the shuffled-image control (each frame with another frame's image, its own calibration),
 flat ground, and the per-voxel prior of the training frames (cached beside the data).
 """
@@ -20,12 +20,12 @@ from torch import nn
 from tqdm import tqdm
 
 from ..config import ExperimentConfig, load_experiment
-from ..controls import ShuffledImages, image_free_controls
 from ..data import semantic_kitti as sk
 from ..data.dataset import SemanticKittiDataset, collate, dataset_root
 from ..device import autocast_for, resolve_device, to_device
-from ..metrics import SSCMetric
 from ..model.checkpoint import load_checkpoint
+from .controls import ShuffledImages, image_free_controls
+from .ssc_metric import SSCMetric
 
 
 @torch.inference_mode()

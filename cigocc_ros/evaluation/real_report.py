@@ -1,5 +1,5 @@
 """The real-frame report: quality on real frames against their labelled LiDAR scans, with the
-two trivial predictors beside the model (no voxel labels needed; figures: lidar_metrics.py).
+two trivial predictors beside the model (no voxel labels needed; figures: evaluation/lidar.py).
 `cigocc lidar-report` (cigocc_ros/cli/lidar_report.py) is the command around it.
 
 For every frame of the given sequence folders that has `image_2`, `velodyne` and `labels`
@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import GridConfig
+from ..data import semantic_kitti as sk
+from ..geometry import camera_from_calib, stereo_baseline
 from . import controls
-from .config import GridConfig
-from .data import semantic_kitti as sk
-from .geometry import camera_from_calib, stereo_baseline
-from .lidar_metrics import LidarReference, LidarReport, format_reports, frame_scores, lidar_reference
+from .lidar import LidarReference, LidarReport, format_reports, frame_scores, lidar_reference
 
 FLAT, STEREO, STEREO_SEG = "flat ground slab", "stereo + height rule", "stereo + segmentation"
 MODEL, MODEL_STEREO = "model (mono)", "model (stereo)"
@@ -102,7 +102,7 @@ def error_bev(pred: np.ndarray, ref: LidarReference, scale: int = 2) -> np.ndarr
 
 
 def frame_picture(frame: RealFrame, ref: LidarReference, pred: np.ndarray) -> np.ndarray:
-    from . import viz
+    from .. import viz
 
     return viz.panel([frame.image, viz.bev(ref.surface), viz.bev(pred), error_bev(pred, ref)],
                      height=frame.image.shape[0])
@@ -115,8 +115,8 @@ def run_report(frames: list[RealFrame], predictor=None, stereo: bool = False, gr
     `segmenter` (a SegmentationPredictor) adds the stereo + segmentation control; `recorded`
     adds rows of predictions made elsewhere ({row name: {frame name: (X, Y, Z) labels}}, e.g.
     the node's outputs of a replayed bag; a frame without one scores as an empty grid)."""
-    from . import viz
-    from .stereo import StereoDepth
+    from .. import viz
+    from ..stereo import StereoDepth
 
     grid = grid or GridConfig()
     recorded = recorded or {}

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .classes import IGNORE_LABEL, NUM_CLASSES
-from .config import GridConfig
-from .metrics import SSCMetric
+from ..classes import IGNORE_LABEL, NUM_CLASSES
+from ..config import GridConfig
+from .ssc_metric import SSCMetric
 
-ROAD = 9  # training label of "road" (config/semantic-kitti.yaml)
+ROAD = 9  # training label of "road" (cigocc_ros/semantic-kitti.yaml)
 KITTI_LIDAR_HEIGHT = 1.73  # metres of the HDL-64E above the road in KITTI (and the synthetic world)
 PRIOR_FORMAT = 1
 
@@ -276,7 +276,7 @@ def control_checks(model: dict, controls: dict[str, dict]) -> list[str]:
 # --------------------------------------------------------------------------------------------
 # Stereo depth with a height rule
 # --------------------------------------------------------------------------------------------
-CAR, BUILDING = 1, 13  # training labels (config/semantic-kitti.yaml)
+CAR, BUILDING = 1, 13  # training labels (cigocc_ros/semantic-kitti.yaml)
 
 
 def stereo_points(depth: np.ndarray, K: np.ndarray, T_cam_grid: np.ndarray, grid: GridConfig,

@@ -140,8 +140,13 @@ def export_onnx(model: nn.Module, path: str | Path, stereo: bool = False, source
         names = tuple(sorted(model({k: v for k, v in inputs.items()}, inference=True)))
     graph = InferenceGraph(model, names)
     args = tuple(inputs[k] for k in (INPUTS_STEREO if stereo else INPUTS_MONO))
-    with torch.no_grad():
-        program = torch_export(graph, args)
+    static = model.static_shapes
+    model.static_shapes = True  # every query slot: ONNX needs shapes the data does not decide
+    try:
+        with torch.no_grad():
+            program = torch_export(graph, args)
+    finally:
+        model.static_shapes = static
     table = default_decompositions()
     table[torch.ops.aten.linalg_inv_ex.default] = _inv_ex
     program = program.run_decompositions(table)

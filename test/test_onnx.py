@@ -57,6 +57,7 @@ def test_tiny_export_matches_torch_mono_and_stereo(tiny_onnx):
     model, path = tiny_onnx
     ort = OrtForward(path, torch.device("cpu"))
     assert ort.takes_depth and ort.cfg == model.cfg
+    assert model.static_shapes is False  # the export computes every query slot, then restores the flag
     batch = make_batch(model.cfg, depth=True, seed=3)
     for depth in (batch["depth"], None):  # None: the graph gets zeros, the model's "no value"
         with torch.inference_mode():

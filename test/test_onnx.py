@@ -124,7 +124,7 @@ def test_shipped_lite_export_parity_on_a_real_frame(tmp_path, kitti_samples, cap
     from cigocc_ros.onnx_export import parity
 
     out = tmp_path / "lite.onnx"
-    export.run(argparse.Namespace(weights="", onnx=str(out), stereo=False, no_check=False))
+    export.run(argparse.Namespace(weights="", onnx=str(out), stereo=False, no_check=False, cache=False))
     assert "argmax agreement" in capsys.readouterr().out
     seq = kitti_samples / "sequences" / "00"
     image = read_image(sorted((seq / "image_2").glob("*.png"))[0])

@@ -18,8 +18,12 @@ Sections (docs/benchmarks.md, "GPU check", reads the report):
 - correctness: lite and full forward in fp32 on the device vs the CPU (same weights, same input:
   max |logit difference|, coarse argmax agreement, proposal agreement), and bf16 vs fp32 on the
   device. lite uses the shipped weights when safetensors can read them, else random weights.
+- flops: GFLOPs of lite and full (bench/flops.py): every query slot, no proposal, per 1,000
+  proposed queries, and the check's frame with its proposed queries; full against issue 23's
+  314 GFLOPs target.
 - inference: forward latency (synchronised, after warm-up: median / p90 / min) and peak memory
-  (torch.cuda.max_memory_allocated) for lite and full in fp32 and bf16, eager, with
+  (torch.cuda.max_memory_allocated) for lite and full in fp32 and bf16, eager (the proposed
+  queries only, their number recorded), eager with every query slot (bf16), with
   cudnn.benchmark, as a captured CUDA graph, and under torch.compile; the whole
   Predictor.predict (crop, forward, full-grid argmax, confidence, copy to numpy) in the
   Predictor's own precision (bf16 autocast on CUDA).
@@ -55,7 +59,8 @@ QUICK = ["model.image_size=[64, 192]", "grid.size=[32, 32, 8]", "grid.voxel_size
 QUICK_FULL = ["model.backbone=efficientnet_b0"]
 KITTI_TRAIN_FRAMES = 3834  # SemanticKITTI sequences 00-07, 09, 10: every 5th scan has voxel labels
 CONFIGS = ("lite", "full")
-MODES = ("eager", "cudnn_benchmark", "cuda_graph", "compile")
+MODES = ("eager", "every_slot", "cudnn_benchmark", "cuda_graph", "compile")
+CGFORMER_GFLOPS = 314.0  # issue 23's target for full
 
 
 class Budget:
@@ -249,6 +254,36 @@ def correctness_section(entry: dict, config: str, device: str, quick: bool) -> N
     entry["proposed_voxels"] = int(fp32["proposal"].sum())
 
 
+def flops_section(entry: dict, config: str, device: str, quick: bool) -> None:
+    """GFLOPs (bench/flops.py: torch.utils.flop_counter, 2 per multiply-add) of the inference
+    forward on this check's frame: every query slot, no proposal and per 1,000 proposed queries
+    counted on fake tensors (shapes only), and the frame's own count, a real forward on the
+    device computing only its proposed queries."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import flops
+
+    cfg, model = build(config, quick)
+    batch = frame(cfg, "cpu")
+    n_q = min(cfg.model.max_queries, model.voxel_xyz.shape[0])
+    every, stages = flops.count(model, batch, n_q)
+    none, _ = flops.count(model, batch, 1)
+    half, _ = flops.count(model, batch, max(n_q // 2, 2))
+    model.to(device)
+    real, _ = flops.count(model, {k: v.to(device) for k, v in batch.items()}, fake=False)
+    import torch
+
+    with torch.inference_mode():
+        proposed = int(model({k: v.to(device) for k, v in batch.items()}, inference=True)["proposal"].sum())
+    entry.update({"max_queries": n_q, "gflops_every_slot": round(every / 1e9, 2),
+                  "gflops_no_proposal": round(none / 1e9, 2),
+                  "gflops_per_1000_queries": round(1000 * (every - half) / (n_q - max(n_q // 2, 2)) / 1e9, 3),
+                  "proposed": proposed, "gflops_this_frame": round(real / 1e9, 2),
+                  "stage_gflops_every_slot": {k: round(v / 1e9, 2) for k, v in stages.items()}})
+    if config == "full" and not quick:
+        entry["target_gflops"] = CGFORMER_GFLOPS
+        entry["target_met"] = real / 1e9 <= CGFORMER_GFLOPS
+
+
 def forward_fn(model, batch, dtype: str, device: str, cache: bool = True):
     import torch
 
@@ -277,7 +312,12 @@ def latency_section(entry: dict, config: str, dtype: str, mode: str, device: str
         if mode == "cuda_graph":
             entry.update(cuda_graph_latency(model, batch, dtype, dev, iters, warmup))
         else:
-            entry["forward"] = timed(forward_fn(model, batch, dtype, device), dev, warmup, iters)
+            # every_slot: eager with every query slot cross-attending (static_shapes, what
+            # the graph and ONNX compute) beside "eager", which computes the proposed ones only.
+            model.static_shapes = mode == "every_slot"
+            fn = forward_fn(model, batch, dtype, device)
+            entry["forward"] = timed(fn, dev, warmup, iters)
+            entry["proposed"] = int(fn()["proposal"].sum())
         entry["peak_MiB"] = peak_mib(dev)
         if mode == "eager" and dtype == "bf16" and budget.left() > 30:  # the Predictor picks its own precision
             predict_latency(entry, cfg, model, dev, iters, warmup)
@@ -304,11 +344,14 @@ def predict_latency(entry: dict, cfg, model, dev, iters: int, warmup: int) -> No
 
 def cuda_graph_latency(model, batch, dtype: str, dev, iters: int, warmup: int) -> dict:
     """Capture one forward into a CUDA graph (static inputs) and time its replay; the replayed
-    logits are compared with an eager run."""
+    logits are compared with an eager run. The capture computes every query slot
+    (model.static_shapes: no host sync, shapes the data does not decide); eager inference only
+    the proposed ones (issue 23), so the comparison checks the two paths against each other."""
     import torch
 
     fn = forward_fn(model, batch, dtype, str(dev), cache=False)  # autocast's cache breaks capture
     eager = fn()
+    model.static_shapes = True
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
@@ -501,13 +544,25 @@ def markdown(data: dict) -> str:
                    f"{100 * c['label_agreement']:.2f} % / {100 * c['proposal_agreement']:.2f} %" if c else "-"
         lines.append(f"| {config} | {e.get('weights', '-')} | {trio(e.get('device_fp32_vs_cpu_fp32'))} "
                      f"| {trio(e.get('device_bf16_vs_device_fp32'))} | {e['status']} |")
+    lines += ["", "## GFLOPs per frame (torch.utils.flop_counter, 2 per multiply-add; bench/flops.py)", "",
+              "| config | every query slot | no proposal | per 1,000 queries | this frame (proposed) | status |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for config, e in data.get("flops", {}).items():
+        target = (f"; target <= {e['target_gflops']:.0f}: {'met' if e['target_met'] else 'missed'}"
+                  if "target_gflops" in e else "")
+        lines.append(f"| {config} | {fmt(e.get('gflops_every_slot'))} | {fmt(e.get('gflops_no_proposal'))} | "
+                     f"{fmt(e.get('gflops_per_1000_queries'))} | {fmt(e.get('gflops_this_frame'))} "
+                     f"({fmt(e.get('proposed'))} of {fmt(e.get('max_queries'))}) | {e['status'][:160]}{target} |")
     lines += ["", "## Inference latency (ms; median / p90 / min) and peak memory", "",
+              "eager computes the proposed queries only (the number in brackets), every_slot all of them "
+              "(what cuda_graph and ONNX compute).", "",
               "| config | precision | mode | forward | peak MiB | predict (Predictor) | predict peak MiB | status |",
               "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for key, e in data.get("inference", {}).items():
         config, dtype, mode = key.split("/")
         f, p = e.get("forward"), e.get("predict")
         extra = f" (compile {e['compile_s']} s)" if "compile_s" in e else ""
+        extra += f" ({e['proposed']} proposed)" if "proposed" in e else ""
         pred = f"{tri(p)} ({p['precision']})" if p else "-"
         lines.append(f"| {config} | {dtype} | {mode}{extra} | {tri(f)} | {fmt(e.get('peak_MiB'))} | {pred} | "
                      f"{fmt(e.get('predict_peak_MiB'))} | {e['status'][:160]} |")
@@ -533,7 +588,9 @@ def markdown(data: dict) -> str:
 def plan(quick: bool, device: str) -> list[tuple]:
     """(section path, estimated seconds) in priority order: what matters most runs first."""
     steps = [(("correctness", c), 30) for c in CONFIGS]
+    steps += [(("flops", c), 20) for c in CONFIGS]
     steps += [(("inference", f"{c}/{d}/eager"), 25) for c in ("full", "lite") for d in ("bf16", "fp32")]
+    steps += [(("inference", f"{c}/bf16/every_slot"), 20) for c in ("full", "lite")]
     steps += [(("stages", c), 10) for c in ("full", "lite")]
     steps += [(("training", f"batch{b}"), 30) for b in (1, 2)]
     steps += [(("inference", f"{c}/bf16/{m}"), 20) for m in ("cudnn_benchmark", "cuda_graph") for c in ("full", "lite")]
@@ -599,6 +656,8 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     latency_section(e, config, dtype, mode, args.device, args.quick, iters, warmup, budget,
                                     compile_timeout=budget.left() - 10)
+            elif kind == "flops":
+                flops_section(e, path[1], args.device, args.quick)
             elif kind == "stages":
                 stages_section(e, path[1], args.device, args.quick, min(iters, 10))
             elif kind == "training":

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         with torch.inference_mode():
             return model({"img": x, "K": Kt, "T_cam_grid": Tt}, inference=True)["ssc_logits_coarse"]
 
-    forwards = {"torch": torch_forward, "onnxruntime": lambda: ort(x, Kt, Tt, None)}
+    forwards = {"torch": torch_forward, "onnxruntime": lambda: ort(x, Kt, Tt, None)["coarse"]}
     calls = {f"{b} forward": f for b, f in forwards.items()}
     calls.update({f"{b} predict": (lambda p=p: p.predict(image, K, T)) for b, p in preds.items()})
     wall: dict[str, list[float]] = {k: [] for k in calls}

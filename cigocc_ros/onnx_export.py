@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .backend import SHA_KEY
 from .config import ExperimentConfig, to_dict
 
 FORMAT = "cigocc_ros/onnx/1"
@@ -117,8 +118,10 @@ def example_inputs(cfg: ExperimentConfig, stereo: bool, seed: int = 0) -> dict[s
     return inputs
 
 
-def export_onnx(model: nn.Module, path: str | Path, stereo: bool = False, source: str = "") -> Path:
-    """Write `model`'s inference forward (eval mode, fp32, CPU) to `path` -> path.
+def export_onnx(model: nn.Module, path: str | Path, stereo: bool = False, source: str = "",
+                weights_sha256: str = "") -> Path:
+    """Write `model`'s inference forward (eval mode, fp32, CPU) to `path` -> path. `source` names
+    the checkpoint and `weights_sha256` is its file's sha256 (what backend "auto" matches).
 
     Raises ImportError naming the missing package when onnx / onnxscript are not installed."""
     try:
@@ -137,8 +140,13 @@ def export_onnx(model: nn.Module, path: str | Path, stereo: bool = False, source
         names = tuple(sorted(model({k: v for k, v in inputs.items()}, inference=True)))
     graph = InferenceGraph(model, names)
     args = tuple(inputs[k] for k in (INPUTS_STEREO if stereo else INPUTS_MONO))
-    with torch.no_grad():
-        program = torch_export(graph, args)
+    static = model.static_shapes
+    model.static_shapes = True  # every query slot: ONNX needs shapes the data does not decide
+    try:
+        with torch.no_grad():
+            program = torch_export(graph, args)
+    finally:
+        model.static_shapes = static
     table = default_decompositions()
     table[torch.ops.aten.linalg_inv_ex.default] = _inv_ex
     program = program.run_decompositions(table)
@@ -150,6 +158,8 @@ def export_onnx(model: nn.Module, path: str | Path, stereo: bool = False, source
     proto = onnx_program.model_proto
     meta = {"format": FORMAT, "config": json.dumps(to_dict(cfg)), "outputs": json.dumps(names),
             "source": str(source), "torch": torch.__version__}
+    if weights_sha256:
+        meta[SHA_KEY] = weights_sha256
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value

@@ -31,8 +31,9 @@ def generate_launch_description():
                               description="ROS parameter file of the node"),
         DeclareLaunchArgument("device", default_value="auto",
                               description="inference device: auto | cpu | cuda | cuda:N"),
-        DeclareLaunchArgument("backend", default_value="torch", choices=["torch", "onnxruntime"],
-                              description="torch, or onnxruntime with weights:=<file from cigocc export>"),
+        DeclareLaunchArgument("backend", default_value="torch", choices=["torch", "onnxruntime", "auto"],
+                              description="torch; onnxruntime with weights:=<file from cigocc export>; auto: onnxruntime "
+                                          "when an export of the weights is present"),
         DeclareLaunchArgument("rviz", default_value="false", choices=["true", "false"],
                               description="start RViz with rviz/cigocc.rviz"),
         DeclareLaunchArgument("use_sim_time", default_value="false", choices=["true", "false"],

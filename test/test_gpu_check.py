@@ -34,8 +34,9 @@ def test_cpu_dry_run_measures_every_section(tmp_path):
         assert set(data["stages"][config]["stage_ms_median"]) >= {"encoder", "lift", "unet", "head"}
     for key, e in data["inference"].items():
         mode = key.split("/")[2]
-        if mode == "eager":
+        if mode in ("eager", "every_slot"):
             assert e["status"] == "ok" and e["forward"]["median_ms"] > 0, (key, e)
+            assert 0 <= e["proposed"]
         elif mode in CUDA_ONLY:
             assert e["status"] == f"skipped: {mode} needs a CUDA device"
         elif mode == "onnxruntime":
@@ -43,6 +44,11 @@ def test_cpu_dry_run_measures_every_section(tmp_path):
         else:
             assert e["status"] == "skipped: --no-compile"
     assert data["inference"]["lite/bf16/eager"]["predict"]["median_ms"] > 0
+    for config in ("lite", "full"):  # issue 23: FLOPs with every slot, none, and this frame's proposals
+        f = data["flops"][config]
+        assert f["status"] == "ok", f
+        assert f["gflops_no_proposal"] <= f["gflops_this_frame"] <= f["gflops_every_slot"]
+        assert 0 <= f["proposed"] <= f["max_queries"]
     for b in (1, 2):
         t = data["training"][f"batch{b}"]
         assert t["status"] == "ok" and t["loss_finite"] and t["batch_size"] == b

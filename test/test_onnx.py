@@ -57,6 +57,7 @@ def test_tiny_export_matches_torch_mono_and_stereo(tiny_onnx):
     model, path = tiny_onnx
     ort = OrtForward(path, torch.device("cpu"))
     assert ort.takes_depth and ort.cfg == model.cfg
+    assert model.static_shapes is False  # the export computes every query slot, then restores the flag
     batch = make_batch(model.cfg, depth=True, seed=3)
     for depth in (batch["depth"], None):  # None: the graph gets zeros, the model's "no value"
         with torch.inference_mode():
@@ -123,7 +124,7 @@ def test_shipped_lite_export_parity_on_a_real_frame(tmp_path, kitti_samples, cap
     from cigocc_ros.onnx_export import parity
 
     out = tmp_path / "lite.onnx"
-    export.run(argparse.Namespace(weights="", onnx=str(out), stereo=False, no_check=False))
+    export.run(argparse.Namespace(weights="", onnx=str(out), stereo=False, no_check=False, cache=False))
     assert "argmax agreement" in capsys.readouterr().out
     seq = kitti_samples / "sequences" / "00"
     image = read_image(sorted((seq / "image_2").glob("*.png"))[0])

@@ -1,5 +1,6 @@
 """`cigocc export`: a checkpoint -> an ONNX file of the network's inference forward
-(onnx_export.py), checked against torch on one frame with ONNX Runtime when it is installed."""
+(onnx_export.py), checked against torch on one frame with ONNX Runtime when it is installed.
+`--cache` writes it where backend "auto" finds it (backend.py: the cache, by the weights' hash)."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..backend import cached_export_path, file_sha256
 from ..inference import default_weights
 from ..model.checkpoint import load_checkpoint
 from ..onnx_export import export_onnx, parity
@@ -14,21 +16,25 @@ from ..onnx_export import export_onnx, parity
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("weights", nargs="?", default="", help="checkpoint (.safetensors); default: shipped weights")
-    p.add_argument("--onnx", required=True, help="output .onnx file")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--onnx", help="output .onnx file")
+    where.add_argument("--cache", action="store_true",
+                       help="write it to the export cache, where backend 'auto' finds it (by the weights' sha256)")
     p.add_argument("--stereo", action="store_true", help="add the metric 'depth' input (stereo mode of the node)")
     p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime vs torch check")
 
 
 def run(args: argparse.Namespace) -> int:
     weights = Path(args.weights) if args.weights else default_weights()
-    out = Path(args.onnx)
+    sha = file_sha256(weights)  # a missing file is one error line (cli/main.py)
+    out = cached_export_path(sha, args.stereo) if args.cache else Path(args.onnx)
     if out.suffix != ".onnx":
         print(f"error: {out}: --onnx must name a .onnx file", file=sys.stderr)
         return 2
     model, _ = load_checkpoint(weights)  # a CheckpointError is one error line (cli/main.py)
     t = time.perf_counter()
     try:
-        export_onnx(model, out, stereo=args.stereo, source=weights.name)
+        export_onnx(model, out, stereo=args.stereo, source=weights.name, weights_sha256=sha)
     except ImportError as e:  # the optional onnx packages
         print(f"error: {e}", file=sys.stderr)
         return 2

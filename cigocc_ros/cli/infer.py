@@ -28,8 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", help="a sequence folder, or image files (with --calib)")
     p.add_argument("--weights", default="", help="checkpoint (.safetensors), or an exported .onnx for "
                    "--backend onnxruntime; default: shipped weights")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],
-                   help="run the network in torch, or an exported ONNX file in ONNX Runtime")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "auto"],
+                   help="run the network in torch, or an exported ONNX file in ONNX Runtime; auto: ONNX "
+                   "Runtime when an export of the weights is present (cigocc export --cache), else torch")
     p.add_argument("--calib", default="", help="calib.txt for image-file inputs (P2, Tr; P3 for --right)")
     p.add_argument("--camera", default="auto", choices=["auto", "image_0", "image_1", "image_2", "image_3"])
     p.add_argument("--stereo", action="store_true", help="sequence folder: add StereoSGBM depth from "
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     # are one error line of cli/main.py, here and while predicting.
     calib, p_key, files, right = resolve_inputs(args)
     try:
-        predictor = Predictor.load(args.weights or default_weights(), args.device, args.backend)
+        predictor = Predictor.load(args.weights or default_weights(), args.device, args.backend, stereo=bool(right))
     except ImportError as e:  # onnxruntime, optional
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -142,6 +142,10 @@ class CIGOcc(nn.Module):
         self.register_buffer("voxel_dist", self.voxel_xyz[:, :2].norm(dim=1), persistent=False)
         self.register_buffer("level_strides", torch.tensor(self.encoder.strides, dtype=torch.float32).unsqueeze(1),
                              persistent=False)  # (L, 1)
+        # Inference cross-attends only the proposed queries, whose number is the data's (one host
+        # sync per frame); an ONNX export or a CUDA-graph capture needs fixed shapes: it sets this
+        # and every one of the max_queries slots is computed, the unproposed ones then discarded.
+        self.static_shapes = False
 
     # -- stage 1 ---------------------------------------------------------------------------
     def image_features(self, img: Tensor) -> dict:
@@ -234,7 +238,6 @@ class CIGOcc(nn.Module):
                                  F.interpolate(aux, size=self.geom.aux, mode="trilinear", align_corners=False))
 
         # -- stage 2 -------------------------------------------------------------------------
-        C = f_raw.shape[1]
         N = f_raw[0, 0].numel()
         pos = self.pos_embed().to(f_raw.dtype)
         with torch.autocast(device.type, enabled=False):
@@ -260,20 +263,8 @@ class CIGOcc(nn.Module):
             else:
                 top, idx = score.topk(n_q, dim=1)
                 proposed = top > m.proposal_threshold
-        fill = self.fill_embed.to(f_raw.dtype).view(1, 1, C)
-        if self.cross_attn is not None:
-            q = self.query_proj(f_raw).flatten(2).transpose(1, 2)
-            q = torch.gather(q, 1, idx.unsqueeze(-1).expand(-1, -1, C))
-            with torch.autocast(device.type, enabled=False):
-                ref_uv, ref_d, to_depth, sizes = self._references(torch.gather(uv, 1, idx.unsqueeze(-1).expand(-1, -1, 2)),
-                                                           torch.gather(z, 1, idx), feats)
-            q = self.cross_attn(q, pos[idx], ref_uv, ref_d, feats,
-                                prob.unsqueeze(1) if prob is not None else None, to_depth, sizes)
-            q = torch.where(proposed.unsqueeze(-1), q, fill.to(q.dtype))
-        else:
-            q = fill.expand(B, n_q, C)
-        vol2 = fill.to(q.dtype).expand(B, N, C).clone()
-        vol2.scatter_(1, idx.unsqueeze(-1).expand(-1, -1, C), q)
+        n_used = int(proposed.sum(1).max()) if inference and not self.static_shapes else n_q
+        vol2 = self.voxel_queries(f_raw, idx, proposed, n_used, uv, z, pos, feats, prob)
         x = vol2.transpose(1, 2).reshape_as(f_raw) + f_raw
         for layer in self.self_attn:
             x = layer(x, pos)
@@ -290,6 +281,39 @@ class CIGOcc(nn.Module):
         full_prop.scatter_(1, idx, proposed.to(f_raw.dtype))
         out["proposal"] = full_prop.view(B, *self.geom.coarse)
         return out
+
+    def voxel_queries(self, f_raw: Tensor, idx: Tensor, proposed: Tensor, n_used: int, uv: Tensor, z: Tensor,
+                      pos: Tensor, feats: list[Tensor], prob: Tensor | None) -> Tensor:
+        """Stage 2's query volume (B, N, C): the top-k slots `idx` (B, n_q), sorted best first,
+        cross-attend where `proposed` (B, n_q) and every other voxel takes the learned fill.
+
+        Only the first `n_used` slots are computed: `proposed` is a prefix of the sorted slots
+        (a score above the threshold; with proposal rings, eligible keys rank above all others),
+        and a query's cross-attention reads the image features and no other query, so the slots
+        after the last proposed one, which take the fill anyway, need not be computed. Inference
+        passes the largest number proposed in the batch (one host sync per frame); training, an
+        ONNX export and a CUDA-graph capture pass n_q (fixed work and shapes; in training DDP
+        needs the attention's parameters in every step even when nothing is proposed).
+        Q_d is projected (query_proj, 1x1x1) after the gather: for the selected voxels only.
+        """
+        B, C = f_raw.shape[:2]
+        N = f_raw[0, 0].numel()
+        fill = self.fill_embed.to(f_raw.dtype).view(1, 1, C)
+        if self.cross_attn is None:
+            return fill.expand(B, N, C).clone()
+        # At least one slot, also when nothing is proposed (it then takes the fill): the volume
+        # has the dtype of the attention's output (under autocast fp32 on CUDA, bf16 on the CPU),
+        # as in every other frame.
+        sel = idx[:, :max(n_used, 1)]
+        q = torch.gather(f_raw.flatten(2).transpose(1, 2), 1, sel.unsqueeze(-1).expand(-1, -1, C))
+        q = F.linear(q, self.query_proj.weight.flatten(1), self.query_proj.bias)
+        with torch.autocast(f_raw.device.type, enabled=False):
+            ref_uv, ref_d, to_depth, sizes = self._references(torch.gather(uv, 1, sel.unsqueeze(-1).expand(-1, -1, 2)),
+                                                              torch.gather(z, 1, sel), feats)
+        q = self.cross_attn(q, pos[sel], ref_uv, ref_d, feats, prob.unsqueeze(1) if prob is not None else None,
+                            to_depth, sizes)
+        q = torch.where(proposed[:, :sel.shape[1]].unsqueeze(-1), q, fill.to(q.dtype))
+        return fill.to(q.dtype).expand(B, N, C).clone().scatter_(1, sel.unsqueeze(-1).expand(-1, -1, C), q)
 
     def in_view(self, K: Tensor, T: Tensor, image_size: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor]:
         """Coarse voxel centres -> pixel (B, N, 2), camera depth (B, N) and whether the centre

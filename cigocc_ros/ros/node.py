@@ -24,7 +24,6 @@ status) is `cigocc_ros/ros/main.py`, the `cigocc_node` entry point.
 """
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 import traceback
@@ -44,6 +43,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
+from ..backend import file_sha256
 from ..classes import IGNORE_LABEL, load_class_table
 from ..config import COMPRESSED_SUFFIX, NodeConfig
 from ..costmap import Costmapper, CostmapSpec
@@ -99,23 +99,19 @@ def resolve_weights(path: str) -> Path:
     return p
 
 
-def load_predictor(path: Path, device: str, backend: str = "torch"):
-    """Predictor of checkpoint (or, for backend onnxruntime, ONNX file) `path`; any failure
-    becomes a WeightsError naming the file."""
+def load_predictor(path: Path, device: str, backend: str = "torch", stereo: bool = False):
+    """Predictor of checkpoint (or, for backend onnxruntime, ONNX file) `path`; backend auto
+    looks for an export of it (backend.py); any failure becomes a WeightsError naming the file."""
     from ..inference import Predictor  # torch: after rclpy.init(), see resolve_weights
 
     try:
-        return Predictor.load(str(path), device, backend)
+        return Predictor.load(str(path), device, backend, stereo)
     except Exception as e:
         raise WeightsError(f"cannot load weights file {path}: {type(e).__name__}: {e}") from None
 
 
 def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:12]
+    return file_sha256(path)[:12]
 
 
 def transform_to_matrix(tf) -> np.ndarray:
@@ -136,7 +132,9 @@ class CigoccNode(Node):
         self.cfg: NodeConfig = declare_parameters(self)
         weights = resolve_weights(self.cfg.weights)
         self.get_logger().info(f"loading {weights} (device {self.cfg.device}, backend {self.cfg.backend})")
-        self.predictor = load_predictor(weights, self.cfg.device, self.cfg.backend)
+        self.predictor = load_predictor(weights, self.cfg.device, self.cfg.backend, self.cfg.stereo)
+        if self.cfg.backend == "auto":
+            self.get_logger().info(f"backend auto: {self.predictor.backend} ({self.predictor.backend_reason})")
         if self.cfg.stereo and not self.predictor.takes_depth:
             raise WeightsError(f"stereo:=true, but {weights} was exported without a depth input "
                                "(cigocc export --stereo)")

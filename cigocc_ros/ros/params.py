@@ -35,8 +35,9 @@ class ParamInfo:
 PARAMS: dict[str, ParamInfo] = {
     "weights": ParamInfo("Checkpoint file (.safetensors); empty = the shipped weights", read_only=True),
     "device": ParamInfo(f"Inference device: {DEVICE_HELP}", read_only=True),
-    "backend": ParamInfo("Network runtime: torch, or onnxruntime for a .onnx file from `cigocc export`",
-                         read_only=True, choices=("torch", "onnxruntime")),
+    "backend": ParamInfo("Network runtime: torch; onnxruntime for a .onnx file from `cigocc export`; auto: "
+                         "onnxruntime when an export of the weights is present (`cigocc export --cache`), else torch",
+                         read_only=True, choices=("torch", "onnxruntime", "auto")),
     "stereo": ParamInfo("Subscribe to the right camera too and feed stereo depth", read_only=True),
     "sync_slop": ParamInfo("Max spread (s) of the image/info stamps paired into one frame", True, (0.0, 1.0)),
     "sync_queue_size": ParamInfo("Messages per stream kept while waiting for partners", True, (1, 100)),

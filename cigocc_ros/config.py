@@ -212,6 +212,10 @@ class TrainConfig(OptimConfig):
     # The image side (encoder + segmentation branch, e.g. from `cigocc train-seg`): its learning
     # rate is lr * image_lr; 0 freezes it (its BatchNorm statistics too).
     image_lr: float = 1.0
+    # The stereo-evidence term (model.pseudo_lidar's EvidenceLogits, a 1x1x1 convolution that
+    # starts at zero): its learning rate is lr * evidence_lr. At the base rate a few hundred CPU
+    # steps move its weights by ~0.2, too little to say "a stereo point here: occupied".
+    evidence_lr: float = 1.0
     # With image_lr 0: this many augmented variants of each training frame have their image
     # features, stereo depth and targets computed once and cached (training/feature_cache.py);
     # a step then skips the 2D backbone and the stereo matcher. 0 = no cache.

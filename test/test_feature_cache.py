@@ -80,3 +80,15 @@ def test_the_cache_key_ignores_the_mix_and_follows_what_shapes_a_sample(tiny_dat
     with torch.no_grad():
         model.encoder.output[0][0].weight.add_(1.0)  # other frozen weights: other features
     assert cache_key(model, base, 2) != key
+
+
+def test_the_evidence_term_and_the_image_side_get_their_own_learning_rates(tiny_dataset, tmp_path):
+    cfg = tiny_config(tiny_dataset, ["train.image_lr=0.1", "train.evidence_lr=30", "train.lr=0.001"])
+    tr = _trainer(cfg, tmp_path / "run")
+    # The schedule starts every group at the same fraction of its peak: compare the peaks.
+    lr_of = {id(p): g["max_lr"] for g in tr.opt.param_groups for p in g["params"]}
+    names = [n for n, _ in tr.model.named_parameters()]
+    assert any(n.startswith("evidence.") for n in names)
+    for name, p in tr.model.named_parameters():
+        want = 0.03 if name.startswith("evidence.") else 0.0001 if name.startswith(("encoder.", "seg_head.")) else 0.001
+        assert lr_of[id(p)] == pytest.approx(want), name

@@ -76,6 +76,9 @@ def cached_features(batch: dict, levels: int) -> dict | None:
     return out
 
 
+# Parameter-name prefix of the stereo-evidence term (training gives it its own learning rate).
+EVIDENCE_PREFIX = "evidence."
+
 class CIGOcc(nn.Module):
     """forward(batch) with batch["img"] (B, 3, H, W) RGB in [0, 1] (or, instead, its cached
     image features: `cached_features`), "K" (B, 3, 3), "T_cam_grid" (B, 4, 4) (velodyne grid ->

@@ -30,13 +30,13 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from ..config import ConfigError, ExperimentConfig, OptimConfig, to_dict
+from ..config import ConfigError, ExperimentConfig, OptimConfig, TrainConfig, to_dict
 from ..data.dataset import collate, dataset_root
 from ..data.mixed import training_sets
 from ..device import autocast_for, resolve_device, to_device
 from ..evaluation.split import evaluate_model
 from ..model.checkpoint import SEGMENTER_KIND, load_weights, read_metadata, save_checkpoint
-from ..model.cigocc import build_model
+from ..model.cigocc import EVIDENCE_PREFIX, build_model
 from ..model.losses import compute_losses
 from ..model.segmenter import SEGMENTER_PREFIXES
 from .feature_cache import FeatureCache
@@ -126,6 +126,15 @@ class SeededSamples:
 # --------------------------------------------------------------------------------------------
 # Optimisation
 # --------------------------------------------------------------------------------------------
+def lr_scales(t: TrainConfig) -> dict[str, float]:
+    """{parameter name prefix: factor on t.lr}: the image side (image_lr) and the stereo-evidence
+    term (evidence_lr)."""
+    scale = {p: t.image_lr for p in SEGMENTER_PREFIXES} if 0 < t.image_lr != 1 else {}
+    if t.evidence_lr != 1:
+        scale[EVIDENCE_PREFIX] = t.evidence_lr
+    return scale
+
+
 def make_optimizer(model: nn.Module, t: OptimConfig, lr_scale: dict[str, float] | None = None) -> torch.optim.Optimizer:
     """AdamW over the trainable parameters of `model` with `t.lr` / `t.weight_decay`; a
     parameter whose name starts with a prefix of `lr_scale` gets t.lr times that factor."""
@@ -184,8 +193,7 @@ class Trainer:
         self.frozen = [m for m in (self.model.encoder, self.model.seg_head) if m is not None] if t.image_lr == 0 else []
         for m in self.frozen:
             m.requires_grad_(False)
-        scale = {p: t.image_lr for p in SEGMENTER_PREFIXES} if 0 < t.image_lr != 1 else None
-        self.opt = make_optimizer(self.model, t, scale)
+        self.opt = make_optimizer(self.model, t, lr_scales(t))
         self.sched = make_scheduler(self.opt, t)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and cfg.train.amp == "fp16")
         self.train_samples = SeededSamples(train_set, cfg.train.seed)  # FeatureCache once fit() starts

@@ -77,6 +77,10 @@ def main() -> int:
     ap.add_argument("--command", action="append", required=True, help="the command of each run, in order")
     ap.add_argument("--data", required=True, help="synthetic dataset with the held-out sequence (val split)")
     ap.add_argument("--previous", default="", help="the weights being replaced (scored on the real sequence)")
+    ap.add_argument("--ship", default="", help="the checkpoint to ship (default: the last run's last.safetensors; "
+                    "e.g. its scripts/calibrate_empty.py output)")
+    ap.add_argument("--seg-weights", default="", help="segmentation branch of the stereo + segmentation control "
+                    "for every real report (default: each report's own weights'; give one so both reports share it)")
     ap.add_argument("--notes", default="", help="a Markdown file appended to the card (reading, targets missed)")
     ap.add_argument("--machine", default="2-core x86-64 CPU, no GPU (the project's development machine), "
                     "shared with other engineers' work during the runs (load average 8-11)")
@@ -88,7 +92,7 @@ def main() -> int:
     if args.previous:
         prev = WEIGHTS / "previous.safetensors"
         shutil.copyfile(args.previous, prev)
-    shutil.copyfile(runs[-1] / "last.safetensors", dst)
+    shutil.copyfile(args.ship or runs[-1] / "last.safetensors", dst)
     cfg, extra = read_metadata(dst)
     cmds: list[str] = []
     py = sys.executable
@@ -103,7 +107,8 @@ def main() -> int:
     real_md = {}
     for name, weights in (("shipped", w), *((("previous", "weights/previous.safetensors"),) if args.previous else ())):
         out = REPO / "outputs" / f"real-report-{name}"
-        sh([py, "-m", "cigocc_ros.cli", "lidar-report", str(REAL_VAL), "--stereo", "--weights", weights,
+        seg = ["--seg-weights", args.seg_weights] if args.seg_weights else []
+        sh([py, "-m", "cigocc_ros.cli", "lidar-report", str(REAL_VAL), "--stereo", "--weights", weights, *seg,
             "--out", str(out.relative_to(REPO))], cmds)
         shutil.copyfile(out / "report.json", WEIGHTS / f"cigocc_lite.real-report{'' if name == 'shipped' else '.previous'}.json")
         real_md[name] = (out / "report.md").read_text()

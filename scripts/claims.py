@@ -8,6 +8,7 @@ The file holds the figures the weights card shows, measured on frames the test s
   deterministic), the model mono and stereo beside the controls: shuffled image, flat ground
   and the voxel prior of the default training split (stored beside the claims, PRIOR, since
   its training frames are not in a fresh clone);
+- proposals_08: stage 2's proposal recall by distance on the same frames, beside a blind score;
 with the tolerance each figure is checked to, the SHA-256 of the weights they belong to, and
 the orderings they show: every pair (model vs each control, stereo vs mono) whose gap is
 larger than three tolerances, each in the direction measured. test/test_claims.py measures
@@ -44,15 +45,17 @@ SYNTHETIC = {"sequence": "08", "num_frames": 10}  # the demo's frames (cigocc de
 # Absolute tolerances: lidar-report figures are fractions, the official metric is in percent.
 # The measurement is deterministic on one machine; these cover another thread count or
 # library build flipping a few near-tied voxels.
-TOLERANCE = {"real_07": 0.002, "synthetic_08": 0.1}
+TOLERANCE = {"real_07": 0.002, "synthetic_08": 0.1, "proposals_08": 0.005}
 REAL_FIGURES = ("surface_recall", "surface_recall_1", "free_violation", "free_violation_above",
                 "iou_observed", "semantic_accuracy", "car_recall")
 SYNTHETIC_FIGURES = ("precision", "recall", "iou", "miou")
 # The figures orderings are claimed on, and which way is better.
 HEADLINE = {"real_07": {"iou_observed": "higher", "surface_recall": "higher", "free_violation_above": "lower",
                         "semantic_accuracy": "higher"},
-            "synthetic_08": {"iou": "higher", "miou": "higher"}}
-MODELS = {"real_07": ("model (mono)", "model (stereo)"), "synthetic_08": ("model (mono)", "model (stereo)")}
+            "synthetic_08": {"iou": "higher", "miou": "higher"},
+            "proposals_08": {"0-15 m": "higher", "15-30 m": "higher", "> 30 m": "higher"}}
+MODELS = {"real_07": ("model (mono)", "model (stereo)"), "synthetic_08": ("model (mono)", "model (stereo)"),
+          "proposals_08": ("stage-2 proposals",)}
 BEGIN = "<!-- claims: begin (rendered from weights/claims.json by scripts/claims.py --card; do not edit) -->"
 END = "<!-- claims: end -->"
 
@@ -100,9 +103,11 @@ def synthetic_root(root: Path) -> Path:
     return root
 
 
-def measure_synthetic(weights: Path, root: Path, prior: Path = PRIOR, device: str = "cpu") -> dict:
+def measure_synthetic(weights: Path, root: Path, prior: Path = PRIOR, device: str = "cpu") -> tuple[dict, dict]:
     """The official metric of `weights` (mono, stereo) and the controls on the labelled frames
-    of the held-out synthetic sequence written under `root` (synthetic_root)."""
+    of the held-out synthetic sequence written under `root` (synthetic_root); and stage 2's
+    proposal recall by distance there (mono) beside the recall of a blind score with the same
+    quota (bench/proposal_recall.py): (proposals_08, synthetic_08)."""
     import dataclasses
 
     import torch
@@ -131,18 +136,34 @@ def measure_synthetic(weights: Path, root: Path, prior: Path = PRIOR, device: st
     rows["flat ground"] = score_constant(flat_ground(model.cfg.grid), targets)
     vp = VoxelPrior.load(prior)
     rows["voxel prior"] = score_constant(vp.predict(), targets)
-    return {"sequence": seq, "seed": DEFAULT_SEEDS[seq], "num_frames": SYNTHETIC["num_frames"],
+    return proposals(model, mono), {"sequence": seq, "seed": DEFAULT_SEEDS[seq], "num_frames": SYNTHETIC["num_frames"],
             "frames": [mono.frame_info(i)[1] for i in range(len(mono))],
             "voxel_prior": {"file": str(prior.relative_to(REPO)) if prior.is_relative_to(REPO) else str(prior),
                             "fitted_on": vp.source, "frames": vp.frames},
             "rows": {name: {k: _clean(s[k]) for k in SYNTHETIC_FIGURES} for name, s in rows.items()}}
 
 
+def proposals(model, dataset) -> dict:
+    """Section proposals_08: the recall of occupied in-view coarse voxels by distance band."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from proposal_recall import recall_by_band
+
+    m = model.cfg.model
+    bands = next(iter(recall_by_band(model, dataset, [(m.proposal_score, m.proposal_rings)]).values()))
+    bands = {b: v for b, v in bands.items() if isinstance(v, dict)}
+    return {"score": m.proposal_score, "queries": m.max_queries,
+            "rows": {"stage-2 proposals": {b: _clean(v["recall"]) for b, v in bands.items()},
+                     "blind score, same quota": {b: _clean(v["chance"]) for b, v in bands.items()}},
+            "occupied_in_view": {b: v["occupied"] for b, v in bands.items()}}
+
+
 def orderings(section: str, rows: dict, tol: float) -> list[dict]:
     """Every model-vs-control and stereo-vs-mono pair whose gap on a headline figure exceeds
     three tolerances, as {figure, better, worse}; closer pairs are claimed neither way."""
-    mono, stereo = MODELS[section]
-    pairs = [(m, c) for m in (mono, stereo) for c in rows if c not in (mono, stereo)] + [(stereo, mono)]
+    models = MODELS[section]
+    pairs = [(m, c) for m in models for c in rows if c not in models]
+    if len(models) == 2:  # stereo vs mono
+        pairs.append((models[1], models[0]))
     out = []
     for fig, sense in HEADLINE[section].items():
         for a, b in pairs:
@@ -161,10 +182,10 @@ def measure(weights: Path = WEIGHTS, work: Path | None = None, device: str = "cp
         t0 = time.monotonic()
         real = measure_real(weights, device=device)
         t1 = time.monotonic()
-        syn = measure_synthetic(weights, root, device=device)
+        props, syn = measure_synthetic(weights, root, device=device)
         t2 = time.monotonic()
     print(f"measured real 07 in {t1 - t0:.0f} s, synthetic 08 in {t2 - t1:.0f} s", file=sys.stderr)
-    return {"real_07": real, "synthetic_08": syn}
+    return {"real_07": real, "synthetic_08": syn, "proposals_08": props}
 
 
 def build_claims(measured: dict, weights: Path = WEIGHTS) -> dict:
@@ -184,6 +205,9 @@ def differences(claims: dict, measured: dict) -> list[str]:
     """What the measurement contradicts: figures outside tolerance, orderings not held."""
     bad = []
     for section, tol in claims["tolerance"].items():
+        if section not in claims or section not in measured:
+            bad.append(f"{section}: {'not measured' if section in claims else 'not in the claims'}")
+            continue
         want, got = claims[section]["rows"], measured[section]["rows"]
         if set(want) != set(got):
             bad.append(f"{section}: rows {sorted(got)} measured, {sorted(want)} claimed")
@@ -233,8 +257,17 @@ def render(claims: dict) -> str:
               "| method | Prec. | Rec. | IoU | mIoU |", "|---|---:|---:|---:|---:|"]
     for name, figs in syn["rows"].items():
         lines.append(f"| {name} | " + " | ".join(f"{figs[k]:.2f}" for k in SYNTHETIC_FIGURES) + " |")
+    props = claims["proposals_08"]
+    bands = list(HEADLINE["proposals_08"])
+    lines += ["", f"Stage-2 proposal recall of occupied in-view coarse voxels on the same frames (mono, "
+              f"`{props['score']}` score, {props['queries']} queries; tolerance "
+              f"±{claims['tolerance']['proposals_08']:.3f}); a blind score with the same quota beside it:", "",
+              "| | " + " | ".join(bands) + " |", "|---" + "|---:" * len(bands) + "|"]
+    for name, figs in props["rows"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{figs[b]:.3f}" for b in bands) + " |")
+    lines.append("| occupied in view | " + " | ".join(str(props["occupied_in_view"][b]) for b in bands) + " |")
     lines += ["", "Orderings these figures show (gap over three tolerances; the test asserts each):", ""]
-    for section, title in (("real_07", "real 07"), ("synthetic_08", "synthetic 08")):
+    for section, title in (("real_07", "real 07"), ("synthetic_08", "synthetic 08"), ("proposals_08", "proposals 08")):
         for o in claims[section]["orderings"]:
             lines.append(f"- {title}, {o['figure']}: {o['better']} better than {o['worse']}")
     lines += ["", END]

@@ -7,7 +7,11 @@ Scores (every command is written on the card):
   issue-16 checks, and stereo (`cigocc eval --input stereo`);
 - stage 2's proposal recall by distance on the same frames (bench/proposal_recall.py);
 - the held-out real sequence against its labelled scans, mono and stereo beside the two trivial
-  predictors (`cigocc lidar-report`), for these weights and for the weights they replace.
+  predictors (`cigocc lidar-report`), for these weights and for the weights they replace;
+- the claims (scripts/claims.py --write): real 07 and the demo's held-out synthetic frames with
+  the controls, into weights/claims.json, rendered as the card's claims block; the test suite
+  (test/test_claims.py) measures them again. The voxel prior they use, fitted on the training
+  split of --data, must be current: `scripts/claims.py --write-prior <data>` before this script.
 
     scripts/in-env.sh python scripts/ship_weights.py runs/syn runs/mixed \\
         --command "<command of runs/syn>" --command "<command of runs/mixed>"
@@ -31,6 +35,9 @@ sys.path.insert(0, str(REPO))
 from cigocc_ros.evaluation.ssc_metric import format_rows  # noqa: E402
 from cigocc_ros.model.checkpoint import read_metadata  # noqa: E402
 from cigocc_ros.resources import SHIPPED_WEIGHTS  # noqa: E402
+
+sys.path.insert(0, str(REPO / "scripts"))
+from claims import render as render_claims  # noqa: E402
 
 WEIGHTS = REPO / "weights"
 REAL_VAL = REPO.parent / "shared" / "kitti_samples" / "sequences" / "07"
@@ -114,6 +121,10 @@ def main() -> int:
         real_md[name] = (out / "report.md").read_text()
     if args.previous:
         (WEIGHTS / "previous.safetensors").unlink()
+    # The card's headline figures and orderings: measured into weights/claims.json, which
+    # test/test_claims.py measures again (the voxel prior file: claims.py --write-prior).
+    sh([py, "scripts/claims.py", "--write"], cmds)
+    claims_block = render_claims(json.loads((WEIGHTS / "claims.json").read_text()))
 
     m = json.loads(mono.read_text())
     s = json.loads(stereo.read_text())
@@ -169,9 +180,15 @@ bench/proposal_recall.py, same frames, mono):
 
 Far-range target (>= 0.5 beyond 30 m): {'met' if far >= 0.5 else 'MISSED'} ({far:.2f}).
 
+## Claims: the figures the tests hold these weights to
+
+{claims_block}
+
 ## Held-out real sequence 07 (5 frames of ../shared/kitti_samples, never trained on)
 
-Against the labelled LiDAR scans (`cigocc lidar-report`, docs/real-frames.md), in percent:
+Against the labelled LiDAR scans (`cigocc lidar-report`, docs/real-frames.md), in percent
+(the model and control rows are those of the claims above; here also the segmentation control
+and the IoU per frame):
 
 {real_md['shipped']}
 {('The weights these replace, same command:' + chr(10) + chr(10) + real_md['previous']) if 'previous' in real_md else ''}

@@ -3,7 +3,6 @@ diagnostics status."""
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -35,26 +34,27 @@ def test_queue_keeps_newest_and_counts_drops():
 def test_worker_survives_errors_and_never_blocks_the_producer():
     q = FrameQueue(1)
     done, errors = [], []
-    gate = threading.Event()
+    inside, gate, finished = threading.Event(), threading.Event(), threading.Event()
 
     def process(item):
-        gate.wait(2)
+        inside.set()
+        assert gate.wait(60), "the test never opened the gate"
         if item == "bad":
             raise ValueError("bad frame")
         done.append(item)
+        finished.set()
 
     w = Worker(q, process, lambda item, e: errors.append((item, str(e))))
     w.start()
     q.put("bad")
-    time.sleep(0.05)  # the worker is now blocked inside process("bad")
-    t0 = time.perf_counter()
+    assert inside.wait(30), "the worker never took the item"  # blocked inside process("bad") now
     for k in range(100):  # a flood while the worker is busy: put() returns at once
         q.put(k)
-    assert time.perf_counter() - t0 < 0.05
+    # The flood went in while the worker was still inside process("bad") (the gate is shut):
+    # put() never waited for it. A put() that did would hang here until the test's timeout.
+    assert not gate.is_set() and not errors and not done and len(q) == 1
     gate.set()
-    deadline = time.time() + 2
-    while not done and time.time() < deadline:
-        time.sleep(0.01)
+    assert finished.wait(30), "the newest frame was never processed"
     w.stop()
     assert errors == [("bad", "bad frame")]
     assert done == [99]  # only the newest frame of the flood was processed

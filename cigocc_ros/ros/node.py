@@ -24,6 +24,7 @@ status) is `cigocc_ros/ros/main.py`, the `cigocc_node` entry point.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 import traceback
@@ -63,6 +64,7 @@ except ImportError:
     _tf2_ros = None
 
 NODE_NAME = "cigocc_node"
+STARTUP_HOLD_ENV = "CIGOCC_STARTUP_HOLD"  # tests only: "loading" | "warm-up" (CigoccNode._startup_stage)
 STREAMS_MONO = [(Image, "left/image"), (CameraInfo, "left/camera_info")]
 STREAMS_STEREO = STREAMS_MONO + [(Image, "right/image"), (CameraInfo, "right/camera_info")]
 
@@ -126,12 +128,23 @@ def transform_to_matrix(tf) -> np.ndarray:
 class CigoccNode(Node):
     """The ROS 2 adapter around `Predictor` (see the module docstring for topics and threads)."""
 
+    def _startup_stage(self, stage: str, message: str) -> None:
+        """Log the start of a start-up stage; with $CIGOCC_STARTUP_HOLD naming it, stay there
+        (logging "start-up held at <stage>") until a signal ends the process: a test's event to
+        send its signal on, where waiting for the log line of a stage that ends on its own
+        races it (a loaded machine loads the weights before the signal arrives, or not)."""
+        self.get_logger().info(message)
+        if os.environ.get(STARTUP_HOLD_ENV) == stage:
+            self.get_logger().info(f"start-up held at {stage} (${STARTUP_HOLD_ENV})")
+            while True:  # SignalGate (main.py) raises StartupInterrupted out of the sleep
+                time.sleep(0.05)
+
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
         self.worker = None  # destroy_node() must work on a node whose start-up was refused
         self.cfg: NodeConfig = declare_parameters(self)
         weights = resolve_weights(self.cfg.weights)
-        self.get_logger().info(f"loading {weights} (device {self.cfg.device}, backend {self.cfg.backend})")
+        self._startup_stage("loading", f"loading {weights} (device {self.cfg.device}, backend {self.cfg.backend})")
         self.predictor = load_predictor(weights, self.cfg.device, self.cfg.backend, self.cfg.stereo)
         if self.cfg.backend == "auto":
             self.get_logger().info(f"backend auto: {self.predictor.backend} ({self.predictor.backend_reason})")
@@ -146,7 +159,7 @@ class CigoccNode(Node):
         self.model_id = f"{exp.name}@{file_digest(weights)}"
         self.grid_frame = self.cfg.grid_frame or exp.grid.frame_id
         if hasattr(self.predictor, "warmup"):  # kernel selection and allocations before frame 1
-            self.get_logger().info("warming up")
+            self._startup_stage("warm-up", "warming up")
             self.predictor.warmup()
         self.classes = load_class_table()
         self.builder = OutputBuilder(exp.grid, self.classes, self.grid_frame, self.model_id)

@@ -34,9 +34,8 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cigocc_ros.evaluation import controls  # noqa: E402
 from cigocc_ros.evaluation.lidar import LidarReport, frame_scores, lidar_reference  # noqa: E402
-from cigocc_ros.evaluation.real_report import flat_slab, real_frames  # noqa: E402
+from cigocc_ros.evaluation.real_report import real_frames, run_report  # noqa: E402
 from cigocc_ros.inference import Predictor  # noqa: E402
 from cigocc_ros.model.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from cigocc_ros.segmentation_inference import SegmentationPredictor  # noqa: E402
@@ -69,20 +68,15 @@ def main() -> int:
     frames = [f for s in args.sequences for f in real_frames(Path(s))]
     segmenter = SegmentationPredictor.load(args.weights, "cpu")
     grid = model.cfg.grid
+    # The controls exactly as lidar-report scores them (no model row).
+    ctrl = run_report(frames, None, False, grid, segmenter=segmenter, log=lambda *a: None)
     inputs = []
-    ctrl = {n: LidarReport(n) for n in ("flat ground slab", "stereo + height rule", "stereo + segmentation")}
     for fr in frames:
         m = StereoDepth(fr.K[0, 0], fr.baseline).match(fr.image, fr.right)
-        ref = lidar_reference(fr.points, fr.labels_raw, fr.K, fr.T_cam_grid, fr.image.shape[:2], grid)
-        inputs.append((fr, m, ref))
-        for name, p in (("flat ground slab", flat_slab(grid)),
-                        ("stereo + height rule", controls.stereo_height_rule(m.depth, fr.K, fr.T_cam_grid, grid)),
-                        ("stereo + segmentation", controls.stereo_segmentation(
-                            m.depth, segmenter.labels(fr.image), fr.K, fr.T_cam_grid, grid))):
-            ctrl[name].add(fr.name, frame_scores(p, ref))
-    best_iou = max(r.mean()["iou_observed"] for r in ctrl.values())
-    best_acc = max(r.mean()["semantic_accuracy"] for r in ctrl.values())
-    for r in ctrl.values():
+        inputs.append((fr, m, lidar_reference(fr.points, fr.labels_raw, fr.K, fr.T_cam_grid, fr.image.shape[:2], grid)))
+    best_iou = max(r.mean()["iou_observed"] for r in ctrl)
+    best_acc = max(r.mean()["semantic_accuracy"] for r in ctrl)
+    for r in ctrl:
         mean = r.mean()
         print(f"{r.name}: IoU(observed) {100 * mean['iou_observed']:.1f}  semantic acc. "
               f"{100 * mean['semantic_accuracy']:.1f}  violation above ground {100 * mean['free_violation_above']:.1f}")
@@ -108,7 +102,7 @@ def main() -> int:
         bias[idx] += best["bias"]
     calib = {"empty_bias": best["bias"], "on": [str(s) for s in args.sequences], "frames": len(frames),
              "source": str(args.weights), "sweep": rows, "max_violation": args.max_violation,
-             "controls": {n: r.mean() for n, r in ctrl.items()}}
+             "controls": {r.name: r.mean() for r in ctrl}}
     save_checkpoint(args.out, model, model.cfg, extra={**extra, "calibration": calib})
     Path(args.out).with_suffix(".calibration.json").write_text(json.dumps(calib, indent=1))
     print(f"empty bias {best['bias']:g} -> {args.out}")

@@ -128,6 +128,9 @@ class ModelConfig:
     # The pseudo-LiDAR volume (model/pseudo_lidar.py): stereo pixels counted per voxel of the
     # head's native grid, into the stage-1 UNet, the proposals and the head's logits.
     pseudo_lidar: bool = False
+    # Stereo free space (model/pseudo_lidar.py StereoFreeSpace): each native voxel's signed
+    # distance to the stereo surface along its ray, two more channels of the evidence term.
+    stereo_free_space: bool = False
 
 
 @dataclass

@@ -18,6 +18,13 @@ control semantic accuracy), among those whose free-space violation above ground 
 classes at once; this puts the operating point where it does so by the most. Never give it the
 held-out test drive.
 
+Weights with the stereo free-space term (model.stereo_free_space) get one bias per input: the
+mono bias b_m in the head (it shifts every frame) chosen on the mono predictions, then the
+stereo bias b_s chosen on the stereo predictions with b_s - b_m in the empty class's bias of
+the free-space term (added only to frames with a stereo map, model/pseudo_lidar.py
+EvidenceLogits). Without it one bias serves both, chosen on stereo (mono is then left where
+the stereo operating point puts it).
+
     scripts/in-env.sh python scripts/calibrate_empty.py runs/x/last.safetensors \\
         ../shared/kitti_samples/sequences/10 --out runs/x/calibrated.safetensors
 """
@@ -80,32 +87,58 @@ def main() -> int:
         mean = r.mean()
         print(f"{r.name}: IoU(observed) {100 * mean['iou_observed']:.1f}  semantic acc. "
               f"{100 * mean['semantic_accuracy']:.1f}  violation above ground {100 * mean['free_violation_above']:.1f}")
-    rows = []
-    for b in args.biases:
+
+    def sweep(label: str, stereo: bool, set_bias) -> dict:
+        """Score every bias of --biases (set_bias(b) puts it in the weights) on `label` input;
+        -> {"best": the chosen row, "rows": all}, the weights left at the chosen bias."""
+        rows = []
+        for b in args.biases:
+            with torch.no_grad():
+                set_bias(b)
+            rep = LidarReport(f"{label} b={b:g}")
+            for fr, m, ref in inputs:
+                d = dict(depth=m.depth, depth_conf=m.confidence) if stereo else {}
+                rep.add(fr.name, frame_scores(pred.predict(fr.image, fr.K, fr.T_cam_grid, **d).labels, ref))
+            mean = rep.mean()
+            margin = min(mean["iou_observed"] / best_iou, mean["semantic_accuracy"] / best_acc)
+            rows.append({"bias": b, **mean, "margin": margin})
+            print(f"{label} b={b:4.1f}  margin {margin:.3f}  IoU(observed) {100 * mean['iou_observed']:5.1f}  "
+                  f"semantic acc. {100 * mean['semantic_accuracy']:5.1f}  violation above ground "
+                  f"{100 * mean['free_violation_above']:5.1f}  surface recall {100 * mean['surface_recall']:5.1f}",
+                  flush=True)
+        ok = [r for r in rows if r["free_violation_above"] <= args.max_violation] or rows
+        best = max(ok, key=lambda r: r["margin"])
         with torch.no_grad():
-            bias.copy_(base)
-            bias[idx] += b
-        rep = LidarReport(f"b={b:g}")
-        for fr, m, ref in inputs:
-            labels = pred.predict(fr.image, fr.K, fr.T_cam_grid, depth=m.depth, depth_conf=m.confidence).labels
-            rep.add(fr.name, frame_scores(labels, ref))
-        mean = rep.mean()
-        margin = min(mean["iou_observed"] / best_iou, mean["semantic_accuracy"] / best_acc)
-        rows.append({"bias": b, **mean, "margin": margin})
-        print(f"b={b:4.1f}  margin {margin:.3f}  IoU(observed) {100 * mean['iou_observed']:5.1f}  semantic acc. "
-              f"{100 * mean['semantic_accuracy']:5.1f}  violation above ground {100 * mean['free_violation_above']:5.1f}  "
-              f"surface recall {100 * mean['surface_recall']:5.1f}", flush=True)
-    ok = [r for r in rows if r["free_violation_above"] <= args.max_violation] or rows
-    best = max(ok, key=lambda r: r["margin"])
-    with torch.no_grad():
+            set_bias(best["bias"])
+        return {"best": best, "rows": rows}
+
+    def set_head(b: float) -> None:
         bias.copy_(base)
-        bias[idx] += best["bias"]
-    calib = {"empty_bias": best["bias"], "on": [str(s) for s in args.sequences], "frames": len(frames),
-             "source": str(args.weights), "sweep": rows, "max_violation": args.max_violation,
-             "controls": {r.name: r.mean() for r in ctrl}}
+        bias[idx] += b
+
+    free = getattr(model.evidence, "free", None) if getattr(model, "evidence", None) is not None else None
+    calib = {"on": [str(s) for s in args.sequences], "frames": len(frames), "source": str(args.weights),
+             "max_violation": args.max_violation, "controls": {r.name: r.mean() for r in ctrl}}
+    if free is None:
+        stereo = sweep("stereo", True, set_head)
+        calib.update(empty_bias=stereo["best"]["bias"], sweep=stereo["rows"])
+    else:
+        mono = sweep("mono", False, set_head)
+        b_m = mono["best"]["bias"]
+        free_base = free.bias.detach().clone()
+
+        def set_stereo(b: float) -> None:
+            free.bias.copy_(free_base)
+            free.bias[0] += b - b_m
+
+        stereo = sweep("stereo", True, set_stereo)
+        calib.update(empty_bias=b_m, empty_bias_stereo=stereo["best"]["bias"], sweep_mono=mono["rows"],
+                     sweep=stereo["rows"])
+    best = {"bias": calib["empty_bias"]}
     save_checkpoint(args.out, model, model.cfg, extra={**extra, "calibration": calib})
     Path(args.out).with_suffix(".calibration.json").write_text(json.dumps(calib, indent=1))
-    print(f"empty bias {best['bias']:g} -> {args.out}")
+    print(f"empty bias {best['bias']:g}" + (f" (mono), {calib['empty_bias_stereo']:g} (stereo)"
+                                            if "empty_bias_stereo" in calib else "") + f" -> {args.out}")
     return 0
 
 

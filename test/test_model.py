@@ -10,9 +10,9 @@ from model_fixtures import camera, make_batch, tiny_config
 from cigocc_ros.geometry import project
 from cigocc_ros.model.cigocc import build_model
 from cigocc_ros.model.depth import bin_centres, blend_external, external_distribution, soft_one_hot
-from cigocc_ros.model.lift import DepthLift
+from cigocc_ros.model.lift import DepthLift, project_to_image
 from cigocc_ros.model.losses import compute_losses
-from cigocc_ros.model.pseudo_lidar import PseudoLidar, pool_evidence
+from cigocc_ros.model.pseudo_lidar import PseudoLidar, StereoFreeSpace, pool_evidence
 
 
 @pytest.mark.parametrize("name", ["lite", "full"])
@@ -309,6 +309,66 @@ def test_pseudo_lidar_counts_each_stereo_pixel_in_its_voxel():
     torch.testing.assert_close(vol[0, 1:, vox[0], vox[1], vox[2]], 0.5 * torch.tensor([0.2, 0.7, 0.1]))
     assert vol[0, 1:].sum() == pytest.approx(0.5)
     assert pl(depth, None, K, T).sum() == pytest.approx(1.0)  # no confidence: 1 per pixel
+
+
+def test_stereo_free_space_is_the_signed_ray_distance_to_the_nearest_stereo_surface():
+    """A stereo wall at 6 m over the left half of the image: voxels whose centre projects there
+    are "in front" by (6 - z) / sigma, "behind" by (z - 6) / sigma (each clipped at 3, over 3);
+    voxels seeing the right half (no stereo) or off the image are zero; a nearer point in a
+    pixel block wins (a voxel is in front only of everything stereo saw there)."""
+    H, W = 8, 16
+    K, T = camera(1, H, W)
+    size, vs, origin = (10, 10, 4), (1.0, 1.0, 0.5), (0.0, -5.0, -1.0)
+    fs = StereoFreeSpace(size, vs, origin, cell=4, sigma0=0.3, quad=0.0)
+    depth = torch.zeros(1, 1, H, W)
+    depth[..., : W // 2] = 6.0
+    depth[0, 0, 0, 0] = 4.0  # nearer, in block (0, 0)
+    out = fs(depth, K, T)[0]  # (2, X, Y, Z)
+    uv, z = (t[0] for t in project_to_image(fs.centres, K, T))
+    px = torch.floor(uv + 0.5)
+    ok = (z > 0) & (px[:, 0] >= 0) & (px[:, 0] < W) & (px[:, 1] >= 0) & (px[:, 1] < H)
+    left = ok & (px[:, 0] < W // 2)
+    near_block = left & (px[:, 0] < 4) & (px[:, 1] < 4)
+    ds = torch.where(near_block, torch.tensor(4.0), torch.tensor(6.0))
+    r = (ds - z) / 0.3
+    want = torch.zeros(2, z.numel())
+    want[0] = torch.where(left, r.clamp(0, 3) / 3, torch.zeros_like(r))
+    want[1] = torch.where(left, (-r).clamp(0, 3) / 3, torch.zeros_like(r))
+    assert left.any() and (ok & ~left).any() and (left & (r > 0)).any() and (left & (r < 0)).any()
+    torch.testing.assert_close(out.reshape(2, -1), want)
+    assert fs(torch.zeros(1, 1, H, W), K, T).abs().sum() == 0  # no stereo map: nothing
+
+
+def test_free_space_channels_start_at_zero_and_load_weights_trained_without_them(tmp_path):
+    """model.stereo_free_space adds evidence.free (zero at start): the logits equal the model's
+    without it, and its checkpoint loads as a partial file; mono never computes it."""
+    from cigocc_ros.model.checkpoint import load_weights, save_checkpoint
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    base = build_model(cfg).eval()
+    path = save_checkpoint(tmp_path / "base.safetensors", base, cfg)
+    cfg_fs = tiny_config("lite", "model.stereo_free_space=true")
+    model = build_model(cfg_fs).eval()
+    loaded = load_weights(model, path, partial="file")
+    assert "evidence.free.weight" not in loaded and (model.evidence.free.weight == 0).all()
+    batch = make_batch(cfg, 1, depth=True)
+    with torch.no_grad():
+        torch.testing.assert_close(model(batch, inference=True)["ssc_logits_coarse"],
+                                   base(batch, inference=True)["ssc_logits_coarse"])
+        model.evidence.free.weight[0, 0] = 50.0  # "empty" wins wherever stereo saw through
+        after = model(batch, inference=True)["ssc_logits_coarse"]
+        free = model.free_space(batch["depth"], batch["K"], batch["T_cam_grid"])[0, 0]
+        model.evidence.free.bias[3] = 7.0  # a stereo map shifts class 3 everywhere; mono does not
+        shifted = model(batch, inference=True)["ssc_logits_coarse"]
+        mono = {k: v for k, v in batch.items() if k != "depth"}
+        none = dict(batch, depth=torch.zeros_like(batch["depth"]))  # a map without a valid pixel is mono
+        torch.testing.assert_close(model(none, inference=True)["ssc_logits_coarse"],
+                                   base(mono, inference=True)["ssc_logits_coarse"])
+    assert (free > 0).any()
+    assert (after.argmax(1)[0][free > 0.5] == 0).all()
+    torch.testing.assert_close(shifted[:, 3], after[:, 3] + 7.0)
+    with pytest.raises(ValueError, match="stereo_free_space needs model.pseudo_lidar"):
+        build_model(tiny_config("lite", "model.stereo_free_space=true", "model.pseudo_lidar=false"))
 
 
 def test_stereo_evidence_reaches_the_head_and_mono_skips_it():

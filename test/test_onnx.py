@@ -46,9 +46,13 @@ def test_small_inverse_of_a_calibration_without_pivots():
 
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory):
-    """A tiny random model (lite architecture) exported with the depth input."""
+    """A tiny random model (lite architecture, with the stereo free-space term, its weights
+    non-zero so that the export must compute it) exported with the depth input."""
     torch.manual_seed(0)
-    model = build_model(tiny_config()).eval()
+    model = build_model(tiny_config("lite", "model.stereo_free_space=true")).eval()
+    with torch.no_grad():
+        model.evidence.free.weight.normal_(0, 2.0)
+        model.evidence.free.bias.normal_(0, 2.0)
     path = export_onnx(model, tmp_path_factory.mktemp("onnx") / "tiny.onnx", stereo=True)
     return model, path
 

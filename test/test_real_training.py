@@ -98,7 +98,7 @@ def test_photometric_augmentation_changes_the_image_within_range():
 
 
 @pytest.mark.slow
-def test_a_few_training_steps_on_mixed_frames(roots, tmp_path):
+def test_a_few_training_steps_on_mixed_frames(roots, tmp_path, capsys):
     from cigocc_ros.training.trainer import Trainer
 
     torch.set_num_threads(2)
@@ -121,12 +121,16 @@ def test_a_few_training_steps_on_mixed_frames(roots, tmp_path):
     targets = [val[i]["target"].numpy() for i in range(len(val))]
     assert {k: metrics[k] for k in ("iou", "miou")} == pytest.approx(ssc_figures(preds, targets), abs=1e-6)
     assert (tmp_path / "run" / "last.safetensors").is_file()
-    # Fine-tuning starts from these weights through `cigocc train --init`.
+    # Fine-tuning starts from these weights through `cigocc train --init`, here with a term
+    # they lack (the stereo free space): their tensors load, the new one starts at zero.
     rc = cli.main(["train", "--config", "lite", *sum((["--set", s] for s in SMALL), []),
                    "--set", f"data.root={roots[0]}", "--set", "train.steps=1", "--no-val",
+                   "--set", "model.stereo_free_space=true",
                    "--init", str(tmp_path / "run" / "last.safetensors"), "--out", str(tmp_path / "ft"),
                    "--device", "cpu"])
     assert rc == 0 and (tmp_path / "ft" / "last.safetensors").is_file()
+    log = capsys.readouterr().out
+    assert "model.stereo_free_space" in log and "evidence.free.bias" in log
 
 
 def test_init_weights_that_do_not_fit_end_in_one_line(roots, tmp_path, capsys):

@@ -24,9 +24,9 @@ from .cross_attention import CrossAttentionStack
 from .depth import DepthHead, ExternalDepthGate, external_distribution
 from .head import OccupancyHead
 from .layers import VoxelPositionEmbedding
-from .lift import DepthLift
+from .lift import DepthLift, project_to_image
 from .proposals import ring_balanced, ring_ids
-from .pseudo_lidar import EvidenceLogits, PseudoLidar, pool_evidence
+from .pseudo_lidar import EvidenceLogits, PseudoLidar, StereoFreeSpace, pool_evidence
 from .segmentation import SegmentationHead
 from .self_attention import DeformableSelfAttention3D
 from .unet3d import UNet3D
@@ -53,14 +53,6 @@ class VolumeGeometry:
 
 BLENDS = ("fixed", "learned")
 PROPOSAL_SCORES = ("mass", "density", "occupancy")
-
-
-def project_to_image(points: Tensor, K: Tensor, T_cam_grid: Tensor) -> tuple[Tensor, Tensor]:
-    """Grid-frame points (N, 3) -> pixel (B, N, 2) and camera depth (B, N), in fp32."""
-    cam = points.unsqueeze(0) @ T_cam_grid[:, :3, :3].transpose(1, 2) + T_cam_grid[:, None, :3, 3]
-    z = cam[..., 2]
-    uv = (cam @ K.transpose(1, 2))[..., :2] / z.clamp_min(1e-3).unsqueeze(-1)
-    return uv, z
 
 
 FEATURE_KEYS = ("seg_feat", "seg_logits")  # with "feats_0".."feats_{L-1}": cached image features
@@ -124,7 +116,11 @@ class CIGOcc(nn.Module):
                                          cfg.grid.origin) if m.pseudo_lidar else None)
         # With the segmentation branch each stereo point carries its cell's class probabilities.
         pl_feats = n_cls if m.use_segmentation else 0
-        self.evidence = EvidenceLogits(n_cls, pl_feats) if m.pseudo_lidar else None
+        if m.stereo_free_space and not m.pseudo_lidar:
+            raise ValueError("model.stereo_free_space needs model.pseudo_lidar (it is a channel of its evidence term)")
+        self.evidence = EvidenceLogits(n_cls, pl_feats, m.stereo_free_space) if m.pseudo_lidar else None
+        self.free_space = (StereoFreeSpace(self.native, self.pseudo_lidar.voxel_size.tolist(), cfg.grid.origin)
+                           if m.stereo_free_space else None)
         self.unet = UNet3D(C + 1 + (2 + pl_feats if m.pseudo_lidar else 0), C, m.unet_block)
         self.aux_head = nn.Conv3d(C, n_cls, 1)
         self.query_proj = nn.Conv3d(C, C, 1)
@@ -273,7 +269,13 @@ class CIGOcc(nn.Module):
             x = layer(x, pos)
         native = self.head(x, upsample=False)
         if pl is not None:  # stereo evidence per native voxel (zero without a stereo map)
-            native = native + self.evidence(pl).to(native.dtype)
+            free = has_stereo = None
+            if self.free_space is not None:
+                if depth is not None:  # a sample whose map has no valid pixel (stereo dropped) is mono
+                    free, has_stereo = self.free_space(depth, K, T), (depth.flatten(1) > 0).any(1)
+                else:  # training without stereo: zeros, gated off, every parameter in every graph (DDP)
+                    free, has_stereo = pl.new_zeros((B, 2, *self.native)), pl.new_zeros(B, dtype=torch.bool)
+            native = native + self.evidence(pl, free, has_stereo).to(native.dtype)
         if inference:
             out["ssc_logits_coarse"] = native
         else:

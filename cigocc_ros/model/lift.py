@@ -27,6 +27,14 @@ def pixel_rays(K: Tensor, size: tuple[int, int], stride: int) -> Tensor:
     return pix @ torch.linalg.inv_ex(K.float())[0].transpose(1, 2)  # inv_ex: no error check, no GPU sync
 
 
+def project_to_image(points: Tensor, K: Tensor, T_cam_grid: Tensor) -> tuple[Tensor, Tensor]:
+    """Grid-frame points (N, 3) -> pixel (B, N, 2) and camera depth (B, N), in fp32."""
+    cam = points.unsqueeze(0) @ T_cam_grid[:, :3, :3].transpose(1, 2) + T_cam_grid[:, None, :3, 3]
+    z = cam[..., 2]
+    uv = (cam @ K.transpose(1, 2))[..., :2] / z.clamp_min(1e-3).unsqueeze(-1)
+    return uv, z
+
+
 class DepthLift(nn.Module):
     """Scatter (context (B, C, h, w), depth prob (B, D, h, w)) into (B, C, X, Y, Z) + (B, 1, X, Y, Z).
 

@@ -35,7 +35,7 @@ from ..data.dataset import collate, dataset_root
 from ..data.mixed import training_sets
 from ..device import autocast_for, resolve_device, to_device
 from ..evaluation.split import evaluate_model
-from ..model.checkpoint import SEGMENTER_KIND, load_weights, read_metadata, save_checkpoint
+from ..model.checkpoint import SEGMENTER_KIND, architecture_diff, load_weights, read_metadata, save_checkpoint
 from ..model.cigocc import EVIDENCE_PREFIX, build_model
 from ..model.losses import compute_losses
 from ..model.segmenter import SEGMENTER_PREFIXES
@@ -328,10 +328,16 @@ def train(cfg: ExperimentConfig, run_dir: str | Path, data: str = "", device: st
     if resume:
         trainer.resume(run_dir)
     elif init:
-        # A 2D checkpoint of `cigocc train-seg` holds the encoder and segmentation branch only.
-        part = "file" if read_metadata(init)[1].get("kind") == SEGMENTER_KIND else ""
+        # A 2D checkpoint of `cigocc train-seg` holds the encoder and segmentation branch only; a
+        # 3D one of another architecture (a term added since, e.g. model.stereo_free_space) loads
+        # as a part: each of its tensors must fit, the model's others keep their initial values.
+        stored, extra = read_metadata(init)
+        differs = architecture_diff(cfg, stored)
+        part = "file" if extra.get("kind") == SEGMENTER_KIND or differs else ""
         loaded = load_weights(trainer.model, init, map_location=trainer.device, partial=part)
-        trainer.log(f"initialised from {init}" + (f" ({len(loaded)} tensors: encoder and segmentation branch)"
+        fresh = sorted(set(trainer.model.state_dict()) - set(loaded))
+        trainer.log(f"initialised from {init}" + (f" ({len(loaded)} tensors; config differs in {'; '.join(differs)};"
+                                                  f" {len(fresh)} keep their initial values, e.g. {fresh[:3]})"
                                                   if part else ""))
     trainer.fit()
     if info.world > 1:

@@ -11,18 +11,23 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from cigocc_ros.child_process import die_with_parent
 from cigocc_ros.inference import default_weights
 
-# The shipped weights score IoU 14.32, mIoU 1.69 on these two labelled frames (the first 10
-# frames of held-out sequence 08 of synthetic format 5; `cigocc demo --frames 10`); a randomly
-# initialised lite model scores IoU 2.71, mIoU 0.07 there and the format-4 weights 8.54 / 1.57.
-# The thresholds leave a margin under the shipped figures and fail an untrained model.
-MIN_IOU = 11.0
-MIN_MIOU = 1.2
+# The thresholds come from the shipped weights' claims (weights/claims.json, "synthetic_08": the
+# same two labelled frames of held-out sequence 08 of synthetic format 5 that `cigocc demo
+# --frames 10` scores, mono, measured offline by scripts/claims.py and again by
+# test_claims.py), less a margin for the replay's path (image encoding, bag, node): the demo of
+# the weights shipped on 2026-12-01 scored IoU 14.32 / mIoU 1.69 against their claims' 14.46 /
+# 1.42. A randomly initialised lite model scores IoU 2.71, mIoU 0.07 there: it fails.
+CLAIMED = json.loads((Path(__file__).resolve().parent.parent / "weights" / "claims.json").read_text())
+CLAIMED_MONO = CLAIMED["synthetic_08"]["rows"]["model (mono)"]
+MIN_IOU = 0.75 * CLAIMED_MONO["iou"]
+MIN_MIOU = 0.75 * CLAIMED_MONO["miou"]
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
